@@ -1,0 +1,58 @@
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { sendError } from './errors.js';
+import { registerIngestRoutes, type IngestDeps } from './ingest-routes.js';
+import { registerSandboxRoutes } from './sandbox-routes.js';
+
+/** The ingest body limit from the API contract; bigger bodies get 413 before they are parsed. */
+export const BODY_LIMIT_BYTES = 16 * 1024;
+
+export interface AppDeps extends IngestDeps {
+  logger: Logger;
+  /** Is the process able to take unsubscribes? Used by /readyz. */
+  readiness: () => Promise<Record<string, { ok: boolean; detail?: string }>>;
+  sandbox: boolean;
+}
+
+/** Errors Fastify raises before a handler runs, mapped to the API's own codes. */
+const FRAMEWORK_ERRORS: Record<string, { status: number; error: string; message: string }> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: { status: 413, error: 'payload_too_large', message: 'the body is over 16 KiB' },
+  FST_ERR_CTP_INVALID_JSON_BODY: { status: 400, error: 'invalid_json', message: 'the body is not valid JSON' },
+  FST_ERR_CTP_EMPTY_JSON_BODY: { status: 400, error: 'invalid_json', message: 'the body is empty; send a JSON map with "email"' },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: { status: 415, error: 'unsupported_media_type', message: 'send Content-Type: application/json' },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { status: 400, error: 'invalid_request', message: 'Content-Length does not match the body' },
+};
+
+export function buildApp(deps: AppDeps): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    bodyLimit: BODY_LIMIT_BYTES,
+    disableRequestLogging: true,
+    return503OnClosing: true,
+  });
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const known = error.code ? FRAMEWORK_ERRORS[error.code] : undefined;
+    if (known) return sendError(reply, known.status, { error: known.error, message: known.message });
+    if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
+      return sendError(reply, error.statusCode, { error: 'invalid_request', message: error.message });
+    }
+    // Logged with its context, answered generically: internals are not for callers.
+    request.log.error({ err: error, url: request.url }, 'unhandled error');
+    return sendError(reply, 500, { error: 'internal', message: 'internal error; it has been logged' });
+  });
+  app.setNotFoundHandler((request, reply) =>
+    sendError(reply, 404, { error: 'not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` }),
+  );
+
+  app.get('/healthz', async () => ({ ok: true }));
+  app.get('/readyz', async (_request, reply) => {
+    const checks = await deps.readiness();
+    const ok = Object.values(checks).every((check) => check.ok);
+    return reply.code(ok ? 200 : 503).send({ ok, checks });
+  });
+
+  registerIngestRoutes(app, deps);
+  if (deps.sandbox) registerSandboxRoutes(app);
+  return app;
+}

@@ -1,0 +1,60 @@
+import { z } from 'zod';
+import { durationMs } from './duration.js';
+import { InputError } from '../errors.js';
+
+const flag = z
+  .union([z.boolean(), z.string()])
+  .transform((value) => (typeof value === 'boolean' ? value : ['1', 'true', 'yes', 'on'].includes(value.toLowerCase())));
+
+/** The engine's environment. Every variable is documented in README.md ("Environment"). */
+export const envSchema = z.object({
+  PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
+  HOST: z.string().default('0.0.0.0'),
+  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  /** Every Redis key (BullMQ's too) starts with this, so several installs can share one Redis. */
+  REDIS_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]+$/)
+    .default('ur'),
+  CONNECTIONS_DIR: z.string().default('./connections'),
+  /** Guards the admin API. Without it the admin API is not served. */
+  ADMIN_TOKEN: z.string().min(16, 'use at least 16 characters').optional(),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Allow delivery to loopback, private, link-local and metadata addresses. Off in production. */
+  ALLOW_PRIVATE_TARGETS: flag.default(false),
+  /** Which roles this process runs: the HTTP API, the delivery workers, or both. */
+  ROLES: z
+    .string()
+    .default('api,worker')
+    .transform((value) => new Set(value.split(',').map((role) => role.trim())))
+    .refine((roles) => [...roles].every((role) => role === 'api' || role === 'worker') && roles.size > 0, {
+      message: 'list "api", "worker" or both, comma-separated',
+    }),
+  WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(1_000).default(50),
+  /** How long a worker may go silent before its jobs are taken over by another (crash recovery). */
+  WORKER_LOCK_DURATION: durationMs.default(30_000),
+  /** On SIGTERM, how long in-flight deliveries get to finish before the process exits anyway. */
+  SHUTDOWN_TIMEOUT: durationMs.default(25_000),
+  /** The built-in sandbox CRM receiver used by the demo connection. */
+  SANDBOX: flag.default(true),
+  /** How long delivered jobs and their attempts are kept. */
+  RETENTION_SUCCEEDED: durationMs.default(7 * 86_400_000),
+  /** How long failed deliveries (and their attempts) are kept for replay. */
+  RETENTION_FAILED: durationMs.default(30 * 86_400_000),
+  /** How long accepted unsubscribes (and idempotency keys) are kept in the ledger. */
+  RETENTION_UNSUBSCRIBES: durationMs.default(90 * 86_400_000),
+});
+export type Env = z.infer<typeof envSchema>;
+
+export function parseEnv(source: NodeJS.ProcessEnv = process.env): Env {
+  const result = envSchema.safeParse(source);
+  if (result.success) return result.data;
+  const fields: Record<string, string> = {};
+  for (const issue of result.error.issues) fields[issue.path.join('.')] = issue.message;
+  throw new InputError(
+    `invalid environment: ${Object.entries(fields)
+      .map(([name, reason]) => `${name}: ${reason}`)
+      .join('; ')}`,
+    fields,
+  );
+}

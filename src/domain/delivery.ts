@@ -1,0 +1,72 @@
+import { z } from 'zod';
+import { unsubscribeSchema } from './unsubscribe.js';
+
+/** One unsubscribe to one connection: the BullMQ job's data. The job id is `${unsubscribeId}:${connectionId}`. */
+export const deliveryJobSchema = z.object({
+  unsubscribe: unsubscribeSchema,
+  connectionId: z.string(),
+});
+export type DeliveryJob = z.infer<typeof deliveryJobSchema>;
+
+export function deliveryId(unsubscribeId: string, connectionId: string): string {
+  return `${unsubscribeId}:${connectionId}`;
+}
+
+/** A request ready to send: the output of rendering, the input of the sender. */
+export interface RenderedRequest {
+  method: 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'GET';
+  url: string;
+  headers: Record<string, string>;
+  body?: string;
+  /**
+   * Exact strings that must never be shown: secret values and auth header values. `redactRequest`
+   * replaces them wherever they appear (URL, headers, body) before anything is logged or recorded.
+   */
+  secrets: string[];
+}
+
+/** What came back from the CRM, or why nothing did. Never a thrown error: the sender classifies transport failures. */
+export type SendOutcome =
+  | {
+      kind: 'response';
+      status: number;
+      headers: Record<string, string>;
+      /** The first `maxResponseBytes` of the body, decoded as UTF-8. */
+      body: string;
+      bodyTruncated: boolean;
+      durationMs: number;
+    }
+  | {
+      kind: 'error';
+      code: 'NETWORK' | 'CONNECT_TIMEOUT' | 'HEADERS_TIMEOUT' | 'BODY_TIMEOUT' | 'RESPONSE_TOO_LARGE' | 'TARGET_REFUSED';
+      message: string;
+      durationMs: number;
+    };
+
+/** The decision about one attempt. `retryAfterMs` is set when the CRM or a rule asked for a specific wait. */
+export type Verdict =
+  | { verdict: 'success'; reason: string; rule: number | 'default' }
+  | { verdict: 'retry'; reason: string; rule: number | 'default'; code: string; retryAfterMs?: number }
+  | { verdict: 'fail'; reason: string; rule: number | 'default'; code: string };
+
+export const attemptSchema = z.object({
+  deliveryId: z.string(),
+  number: z.number().int().min(0),
+  startedAt: z.string(),
+  durationMs: z.number(),
+  connectionVersion: z.number().int(),
+  // Absent when nothing could be sent (the connection was deleted, or its templates did not render).
+  request: z.object({ method: z.string(), url: z.string(), headers: z.record(z.string(), z.string()) }).optional(),
+  status: z.number().int().optional(),
+  responseExcerpt: z.string().optional(),
+  verdict: z.enum(['success', 'retry', 'fail']),
+  /** Stable error code (`HTTP_STATUS`, `CONNECT_TIMEOUT`, ...) for anything but success. */
+  errorCode: z.string().optional(),
+  reason: z.string(),
+  /** When the next attempt is due, for a retry verdict. */
+  nextAttemptAt: z.string().optional(),
+});
+export type Attempt = z.infer<typeof attemptSchema>;
+
+export const deliveryStatus = z.enum(['pending', 'retrying', 'succeeded', 'failed']);
+export type DeliveryStatus = z.infer<typeof deliveryStatus>;

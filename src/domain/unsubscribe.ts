@@ -1,0 +1,14 @@
+import { z } from 'zod';
+
+/** An accepted unsubscribe, as stored in the ledger and carried by every delivery job. */
+export const unsubscribeSchema = z.object({
+  id: z.uuid(),
+  account: z.string(),
+  email: z.string(),
+  campaign: z.string().optional(),
+  occurredAt: z.string().optional(),
+  receivedAt: z.string(),
+  source: z.string().optional(),
+  attributes: z.record(z.string(), z.string()),
+});
+export type Unsubscribe = z.infer<typeof unsubscribeSchema>;

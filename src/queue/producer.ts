@@ -1,0 +1,103 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { Job, type Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Connection } from '../config/connection-schema.js';
+import { deliveryId, type DeliveryJob } from '../domain/delivery.js';
+import type { Unsubscribe } from '../domain/unsubscribe.js';
+import { StoreUnavailableError } from '../errors.js';
+import type { Keyspace } from '../store/keys.js';
+
+export interface Retention {
+  succeededMs: number;
+  failedMs: number;
+  unsubscribesMs: number;
+}
+
+export type AcceptResult =
+  | { outcome: 'accepted'; id: string; deliveries: number }
+  | { outcome: 'replayed'; id: string }
+  | { outcome: 'conflict'; id: string };
+
+/** The ledger entry: the unsubscribe plus a fingerprint of what was asked, for Idempotency-Key checks. */
+interface LedgerRecord {
+  unsubscribe: Unsubscribe;
+  fingerprint: string;
+  connections: string[];
+}
+
+/** What a caller asked for, without the parts the engine fills in (id, receivedAt). */
+export type UnsubscribeRequest = Omit<Unsubscribe, 'id' | 'receivedAt'>;
+
+/** A stable UUID for (account, Idempotency-Key), so a retried request lands on the same records. */
+export function idempotentId(account: string, idempotencyKey: string): string {
+  const hex = createHash('sha256').update(`${account}\0${idempotencyKey}`).digest('hex');
+  const variant = ((parseInt(hex[16]!, 16) & 0x3) | 0x8).toString(16);
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-5${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
+}
+
+function fingerprint(request: UnsubscribeRequest): string {
+  return createHash('sha256').update(JSON.stringify(request)).digest('hex');
+}
+
+/**
+ * Accepts an unsubscribe: the ledger entry, the account index and one delivery job per linked
+ * connection go to Redis in ONE MULTI/EXEC, so either all of it is stored or none of it is, and the
+ * caller's 201 means every delivery is queued. Job ids are `${unsubscribeId}:${connectionId}`, so a
+ * repeated MULTI (an idempotent retry racing the first) queues nothing twice.
+ */
+export class DeliveryProducer {
+  constructor(
+    private readonly redis: Redis,
+    private readonly queue: Queue,
+    private readonly keys: Keyspace,
+    private readonly retention: Retention,
+    private readonly clock: () => Date = () => new Date(),
+  ) {}
+
+  async accept(request: UnsubscribeRequest, connections: readonly Connection[], idempotencyKey?: string): Promise<AcceptResult> {
+    const print = fingerprint(request);
+    const id = idempotencyKey ? idempotentId(request.account, idempotencyKey) : randomUUID();
+    const ledgerKey = this.keys.unsubscribe(id);
+    try {
+      if (idempotencyKey) {
+        const existing = await this.redis.get(ledgerKey);
+        if (existing !== null) {
+          const record = JSON.parse(existing) as LedgerRecord;
+          return { outcome: record.fingerprint === print ? 'replayed' : 'conflict', id };
+        }
+      }
+      const now = this.clock();
+      const unsubscribe: Unsubscribe = { ...request, id, receivedAt: now.toISOString() };
+      const record: LedgerRecord = { unsubscribe, fingerprint: print, connections: connections.map((c) => c.id) };
+      const client = await this.queue.backend.client;
+      const multi = client.multi();
+      multi.runCommand('set', [ledgerKey, JSON.stringify(record), 'PX', this.retention.unsubscribesMs, 'NX']);
+      const index = this.keys.accountUnsubscribes(request.account);
+      multi.runCommand('zadd', [index, 'NX', now.getTime(), id]);
+      multi.runCommand('zremrangebyscore', [index, '-inf', now.getTime() - this.retention.unsubscribesMs]);
+      for (const connection of connections) {
+        const data: DeliveryJob = { unsubscribe, connectionId: connection.id };
+        const job = new Job(this.queue, connection.id, data, this.jobOptions(connection), deliveryId(id, connection.id));
+        await job.addJob(multi);
+      }
+      const results = await multi.exec();
+      if (results === null) throw new StoreUnavailableError('Redis aborted the transaction');
+      const failed = results.find(([error]) => error !== null);
+      if (failed) throw new StoreUnavailableError(`Redis refused the unsubscribe: ${failed[0]!.message}`);
+      return { outcome: 'accepted', id, deliveries: connections.length };
+    } catch (error) {
+      if (error instanceof StoreUnavailableError) throw error;
+      throw new StoreUnavailableError(`Redis is unavailable: ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  private jobOptions(connection: Connection) {
+    return {
+      attempts: connection.retry.attempts,
+      // The delay is computed by the worker (retry policy + Retry-After) and carried on the error.
+      backoff: { type: 'connection' },
+      removeOnComplete: { age: Math.ceil(this.retention.succeededMs / 1000) },
+      removeOnFail: { age: Math.ceil(this.retention.failedMs / 1000) },
+    };
+  }
+}

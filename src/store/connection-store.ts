@@ -1,0 +1,80 @@
+import { createHash } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { storedConnectionSchema, type Connection, type StoredConnection } from '../config/connection-schema.js';
+import type { Keyspace } from './keys.js';
+
+/**
+ * The one shared store of connections. Every worker and API process reads connections from here,
+ * so all of them use the same version; a change is announced on a pub/sub channel so in-memory
+ * indexes (the ingest fan-out) refresh at once.
+ */
+
+// Compare-and-bump in one script: re-applying an unchanged file keeps its version, any change
+// makes version + 1, and two processes applying at once cannot both claim the same version.
+const PUT_SCRIPT = `
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+local version = 1
+if current then
+  local stored = cjson.decode(current)
+  if stored.hash == ARGV[2] then return {stored.version, 0} end
+  version = stored.version + 1
+end
+-- Splice the version in as text: re-encoding with cjson would turn [] into {} and round numbers.
+redis.call('HSET', KEYS[1], ARGV[1], '{"version":' .. version .. ',' .. string.sub(ARGV[3], 2))
+redis.call('PUBLISH', KEYS[2], ARGV[1])
+return {version, 1}
+`;
+
+export function connectionHash(connection: Connection): string {
+  return createHash('sha256').update(canonicalJson(connection)).digest('hex');
+}
+
+/** JSON with sorted keys, so the hash does not depend on the order keys were written in. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+export class ConnectionStore {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keyspace,
+    private readonly clock: () => Date = () => new Date(),
+  ) {}
+
+  /** Stores a validated connection; returns its version and whether anything changed. */
+  async put(connection: Connection, source?: string): Promise<{ version: number; changed: boolean }> {
+    const hash = connectionHash(connection);
+    const record = { connection, hash, updatedAt: this.clock().toISOString(), ...(source ? { source } : {}) };
+    const [version, changed] = (await this.redis.eval(
+      PUT_SCRIPT,
+      2,
+      this.keys.connections,
+      this.keys.connectionsChanged,
+      connection.id,
+      hash,
+      JSON.stringify(record),
+    )) as [number, number];
+    return { version, changed: changed === 1 };
+  }
+
+  async get(id: string): Promise<StoredConnection | undefined> {
+    const raw = await this.redis.hget(this.keys.connections, id);
+    return raw === null ? undefined : parseStored(raw);
+  }
+
+  async list(): Promise<StoredConnection[]> {
+    const all = await this.redis.hvals(this.keys.connections);
+    return all.map(parseStored).sort((a, b) => a.connection.id.localeCompare(b.connection.id));
+  }
+}
+
+function parseStored(raw: string): StoredConnection {
+  return storedConnectionSchema.parse(JSON.parse(raw));
+}

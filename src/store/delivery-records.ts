@@ -1,0 +1,130 @@
+import type { Job, JobType, Queue } from 'bullmq';
+import { deliveryJobSchema, type Attempt, type DeliveryStatus } from '../domain/delivery.js';
+import { InputError, NotFoundError } from '../errors.js';
+import type { AttemptStore } from './attempt-store.js';
+
+export interface DeliverySummary {
+  id: string;
+  unsubscribeId: string;
+  connectionId: string;
+  account: string;
+  campaign?: string;
+  status: DeliveryStatus;
+  attemptsMade: number;
+  createdAt: string;
+  finishedAt?: string;
+  failedReason?: string;
+}
+
+export interface DeliveryDetail extends DeliverySummary {
+  attempts: Attempt[];
+}
+
+export interface DeliveryFilter {
+  status?: DeliveryStatus;
+  connection?: string;
+  /** Only deliveries created (accepted) at or after this time. */
+  since?: Date;
+  limit?: number;
+}
+
+const STATES: Record<DeliveryStatus, JobType[]> = {
+  pending: ['waiting', 'active', 'prioritized', 'waiting-children'],
+  retrying: ['delayed'],
+  succeeded: ['completed'],
+  failed: ['failed'],
+};
+
+/** Jobs scanned per page while filtering; filters that match little stop after `MAX_SCANNED`. */
+const PAGE = 500;
+const MAX_SCANNED = 50_000;
+
+/**
+ * Delivery records are the BullMQ jobs themselves (state, attempts made, failure reason) plus the
+ * attempt list kept beside them, so there is one source of truth for "what happened to this delivery".
+ */
+export class DeliveryRecords {
+  constructor(
+    private readonly queue: Queue,
+    private readonly attempts: AttemptStore,
+  ) {}
+
+  async list(filter: DeliveryFilter = {}): Promise<DeliverySummary[]> {
+    const limit = filter.limit ?? 100;
+    const statuses = filter.status ? [filter.status] : (Object.keys(STATES) as DeliveryStatus[]);
+    const found: DeliverySummary[] = [];
+    for (const status of statuses) {
+      for (let start = 0; start < MAX_SCANNED && found.length < limit; start += PAGE) {
+        const jobs = await this.queue.getJobs(STATES[status], start, start + PAGE - 1, false);
+        for (const job of jobs) {
+          if (!job) continue;
+          const summary = await summarize(job, status);
+          if (filter.connection && summary.connectionId !== filter.connection) continue;
+          if (filter.since && new Date(summary.createdAt) < filter.since) continue;
+          found.push(summary);
+          if (found.length >= limit) break;
+        }
+        if (jobs.length < PAGE) break;
+      }
+    }
+    return found.sort((a, b) => b.createdAt.localeCompare(a.createdAt)).slice(0, limit);
+  }
+
+  async get(id: string): Promise<DeliveryDetail> {
+    const job = await this.queue.getJob(id);
+    if (!job) throw new NotFoundError(`no delivery ${id} (it may have expired; see RETENTION_* in README)`);
+    const state = await job.getState();
+    const summary = await summarize(job, statusOf(state));
+    return { ...summary, attempts: await this.attempts.list(id) };
+  }
+
+  /**
+   * Puts a failed delivery back on the queue under the same id, with a fresh set of attempts. It
+   * re-renders with the connection's current version, since the fix is usually in the connection.
+   * Only a failed delivery can be replayed, so a replay never runs beside a pending copy of itself.
+   */
+  async replay(id: string): Promise<void> {
+    const job = await this.queue.getJob(id);
+    if (!job) throw new NotFoundError(`no delivery ${id} (it may have expired; see RETENTION_* in README)`);
+    const state = await job.getState();
+    if (state !== 'failed') throw new InputError(`delivery ${id} is ${statusOf(state)}, not failed: only failed deliveries are replayed`);
+    await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
+  }
+
+  /** Replays every failed delivery that matches; returns the ids replayed. */
+  async replayMatching(filter: Omit<DeliveryFilter, 'status'>): Promise<string[]> {
+    const failed = await this.list({ ...filter, status: 'failed', limit: filter.limit ?? MAX_SCANNED });
+    const replayed: string[] = [];
+    for (const delivery of failed) {
+      try {
+        await this.replay(delivery.id);
+        replayed.push(delivery.id);
+      } catch (error) {
+        // Replayed by someone else meanwhile, or expired: not an error for a bulk replay.
+        if (!(error instanceof InputError || error instanceof NotFoundError)) throw error;
+      }
+    }
+    return replayed;
+  }
+}
+
+function statusOf(state: string): DeliveryStatus {
+  for (const [status, states] of Object.entries(STATES)) if ((states as string[]).includes(state)) return status as DeliveryStatus;
+  return 'pending';
+}
+
+async function summarize(job: Job, status: DeliveryStatus): Promise<DeliverySummary> {
+  const data = deliveryJobSchema.parse(job.data);
+  return {
+    id: job.id!,
+    unsubscribeId: data.unsubscribe.id,
+    connectionId: data.connectionId,
+    account: data.unsubscribe.account,
+    ...(data.unsubscribe.campaign ? { campaign: data.unsubscribe.campaign } : {}),
+    status,
+    attemptsMade: job.attemptsMade,
+    createdAt: new Date(job.timestamp).toISOString(),
+    ...(job.finishedOn ? { finishedAt: new Date(job.finishedOn).toISOString() } : {}),
+    ...(job.failedReason ? { failedReason: job.failedReason } : {}),
+  };
+}

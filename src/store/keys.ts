@@ -1,0 +1,19 @@
+/**
+ * Every Redis key the product uses, in one place, under one prefix (so tests and co-tenant installs
+ * never collide). BullMQ's own keys live under `${prefix}:bull`.
+ */
+export function keyspace(prefix: string) {
+  return {
+    prefix,
+    bullPrefix: `${prefix}:bull`,
+    apiKeys: `${prefix}:api-keys`,
+    connections: `${prefix}:connections`,
+    connectionsChanged: `${prefix}:connections:changed`,
+    unsubscribe: (id: string) => `${prefix}:unsub:${id}`,
+    accountUnsubscribes: (account: string) => `${prefix}:account:${account}:unsubs`,
+    attempts: (deliveryId: string) => `${prefix}:attempts:${deliveryId}`,
+  };
+}
+export type Keyspace = ReturnType<typeof keyspace>;
+
+export const DELIVERY_QUEUE = 'deliveries';
