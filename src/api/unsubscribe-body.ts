@@ -24,7 +24,8 @@ const emailSchema = z
       .string()
       .min(1, 'is required')
       .max(INGEST_LIMITS.emailLength, `must be at most ${INGEST_LIMITS.emailLength} characters`)
-      .pipe(z.email({ error: 'must be a single valid email address' })),
+      // Unicode local parts and domains (RFC 6531) are real addresses that CRMs accept.
+      .pipe(z.email({ pattern: z.regexes.unicodeEmail, error: 'must be a single valid email address' })),
   );
 
 const shortText = z

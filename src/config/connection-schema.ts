@@ -78,21 +78,31 @@ export type Matcher = z.infer<typeof matcherSchema>;
 export const verdictName = z.enum(['success', 'retry', 'fail']);
 export type VerdictName = z.infer<typeof verdictName>;
 
-export const ruleSchema = z.union([
-  z
-    .object({
-      when: matcherSchema,
-      then: verdictName,
-      /** For `retry`: wait this long instead of the backoff schedule. */
-      after: durationMs.optional(),
-      /** Shown in the attempt record, e.g. "HubSpot says already unsubscribed". */
-      reason: z.string().max(200).optional(),
-    })
-    .strict(),
-  z
-    .object({ otherwise: verdictName, after: durationMs.optional(), reason: z.string().max(200).optional() })
-    .strict(),
-]);
+/**
+ * `{ when: <match>, then: <verdict> }` or `{ otherwise: <verdict> }`. One object shape rather than a
+ * union, so a mistake inside `when` is reported at its own field instead of as "invalid input".
+ */
+export const ruleSchema = z
+  .object({
+    when: matcherSchema.optional(),
+    then: verdictName.optional(),
+    otherwise: verdictName.optional(),
+    /** For `retry`: wait this long instead of the backoff schedule. */
+    after: durationMs.optional(),
+    /** Shown in the attempt record, e.g. "HubSpot says already unsubscribed". */
+    reason: z.string().max(200).optional(),
+  })
+  .strict()
+  .superRefine((rule, ctx) => {
+    if (rule.otherwise !== undefined) {
+      if (rule.when !== undefined || rule.then !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['otherwise'], message: 'write either "otherwise: <verdict>" or "when" with "then", not both' });
+      }
+      return;
+    }
+    if (rule.when === undefined) ctx.addIssue({ code: 'custom', path: ['when'], message: 'a rule needs "when" (what to match) and "then", or "otherwise"' });
+    if (rule.then === undefined) ctx.addIssue({ code: 'custom', path: ['then'], message: 'a rule needs "then": success, retry or fail' });
+  });
 export type Rule = z.infer<typeof ruleSchema>;
 
 export const retrySchema = z

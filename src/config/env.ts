@@ -14,7 +14,7 @@ export const envSchema = z.object({
   /** Every Redis key (BullMQ's too) starts with this, so several installs can share one Redis. */
   REDIS_PREFIX: z
     .string()
-    .regex(/^[A-Za-z0-9_.-]+$/)
+    .regex(/^[A-Za-z0-9_.:-]+$/, "use letters, digits, \"_\", \".\", \":\" or \"-\"")
     .default('ur'),
   CONNECTIONS_DIR: z.string().default('./connections'),
   /** Guards the admin API. Without it the admin API is not served. */

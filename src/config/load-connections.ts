@@ -40,14 +40,18 @@ export function parseConnectionFile(text: string, file: string): { connection?: 
 }
 
 export function zodIssues(error: z.ZodError, file?: string): ConfigIssue[] {
-  return error.issues.map((issue) => {
-    const field = issue.path.map((part, i) => (typeof part === 'number' ? `[${part}]` : `${i ? '.' : ''}${String(part)}`)).join('');
-    const reason =
-      issue.code === 'unrecognized_keys'
-        ? `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`
-        : issue.message;
-    return { ...(file ? { file } : {}), field, reason };
+  const at = file ? { file } : {};
+  return error.issues.flatMap((issue) => {
+    // An unknown key is reported at the key itself, so "limitz" points at limitz, not at its parent.
+    if (issue.code === 'unrecognized_keys') {
+      return issue.keys.map((key) => ({ ...at, field: fieldPath([...issue.path, key]), reason: 'unknown field (check the spelling)' }));
+    }
+    return [{ ...at, field: fieldPath(issue.path), reason: issue.message }];
   });
+}
+
+function fieldPath(path: readonly PropertyKey[]): string {
+  return path.map((part, i) => (typeof part === 'number' ? `[${part}]` : `${i ? '.' : ''}${String(part)}`)).join('');
 }
 
 /**

@@ -58,6 +58,8 @@ export class DeliveryProducer {
     const print = fingerprint(request);
     const id = idempotencyKey ? idempotentId(request.account, idempotencyKey) : randomUUID();
     const ledgerKey = this.keys.unsubscribe(id);
+    // Not connected: say so now rather than wait for a reconnect the caller cannot see.
+    if (this.redis.status !== 'ready') throw new StoreUnavailableError(`Redis is ${this.redis.status}`);
     try {
       if (idempotencyKey) {
         const existing = await this.redis.get(ledgerKey);

@@ -22,8 +22,8 @@ export function classify(rules: readonly Rule[], outcome: SendOutcome, now: numb
 
   const retryAfterMs = parseRetryAfter(outcome.headers, now);
   for (const [index, rule] of rules.entries()) {
-    if ('when' in rule && !matches(rule.when, outcome)) continue;
-    const verdict = 'when' in rule ? rule.then : rule.otherwise;
+    if (rule.when !== undefined && !matches(rule.when, outcome)) continue;
+    const verdict = rule.otherwise ?? rule.then ?? 'fail';
     const reason = rule.reason ?? `rule ${index + 1} (${verdict}) matched status ${outcome.status}`;
     if (verdict === 'success') return { verdict, rule: index, reason };
     if (verdict === 'fail') return { verdict, rule: index, code: 'RULE_FAIL', reason };
