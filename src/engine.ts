@@ -56,18 +56,29 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
         campaigns: connection.campaigns,
         file,
       };
-      if (missing.length > 0) logger.warn({ ...line, missingSecrets: missing }, `connection ${connection.id}: secrets not set; its deliveries will fail until they are`);
+      if (missing.length > 0)
+        logger.warn(
+          { ...line, missingSecrets: missing },
+          `connection ${connection.id}: secrets not set; its deliveries will fail until they are`,
+        );
       else logger.info(line, `connection ${connection.id} loaded: ${connection.name}`);
     }
 
     const sandboxHost = `127.0.0.1:${env.PORT}`;
     const engineInfo = { sandboxUrl: `http://${sandboxHost}/sandbox/crm` };
-    const retention = { succeededMs: env.RETENTION_SUCCEEDED, failedMs: env.RETENTION_FAILED, unsubscribesMs: env.RETENTION_UNSUBSCRIBES };
+    const retention = {
+      succeededMs: env.RETENTION_SUCCEEDED,
+      failedMs: env.RETENTION_FAILED,
+      unsubscribesMs: env.RETENTION_UNSUBSCRIBES,
+    };
 
     let worker: Worker | undefined;
     let sender: Sender | undefined;
     if (env.ROLES.has('worker')) {
-      sender = createSender({ allowPrivateTargets: env.ALLOW_PRIVATE_TARGETS, allowedHosts: env.SANDBOX ? [sandboxHost] : [] });
+      sender = createSender({
+        allowPrivateTargets: env.ALLOW_PRIVATE_TARGETS,
+        allowedHosts: env.SANDBOX ? [sandboxHost] : [],
+      });
       const workerRedis = createRedis(env.REDIS_URL, 'worker', 'worker');
       workerRedis.on('error', (error) => logger.warn({ err: error }, 'worker redis connection error'));
       const processor = createProcessor({
@@ -91,7 +102,10 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
       const runningSender = sender;
       closers.unshift({ name: 'sender', close: () => runningSender.close() });
       closers.unshift({ name: 'worker redis', close: () => workerRedis.quit() });
-      closers.unshift({ name: 'delivery worker', close: () => closeWorker(runningWorker, env.SHUTDOWN_TIMEOUT, logger) });
+      closers.unshift({
+        name: 'delivery worker',
+        close: () => closeWorker(runningWorker, env.SHUTDOWN_TIMEOUT, logger),
+      });
       logger.info({ concurrency: env.WORKER_CONCURRENCY }, 'delivery workers running');
     }
 
@@ -119,7 +133,9 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
       url = url.replace('0.0.0.0', '127.0.0.1');
       logger.info({ url }, `unsub-relay API listening on ${url}`);
       if (env.SANDBOX) {
-        logger.warn('sandbox CRM receiver is on at /sandbox/crm (for the demo connection); set SANDBOX=off in production');
+        logger.warn(
+          'sandbox CRM receiver is on at /sandbox/crm (for the demo connection); set SANDBOX=off in production',
+        );
       }
       if (loaded.some(({ connection }) => connection.account === 'demo')) {
         logger.info(
@@ -143,7 +159,8 @@ async function readiness(redis: Redis, index: ConnectionIndex, worker: Worker | 
     checks.redis = { ok: false, detail: (error as Error).message };
   }
   checks.connections = index.isLoaded ? { ok: true } : { ok: false, detail: 'connections not loaded yet' };
-  if (worker) checks.workers = worker.isRunning() ? { ok: true } : { ok: false, detail: 'delivery worker stopped' };
+  if (worker)
+    checks.workers = worker.isRunning() ? { ok: true } : { ok: false, detail: 'delivery worker stopped' };
   return checks;
 }
 
@@ -156,12 +173,18 @@ async function closeWorker(worker: Worker, timeoutMs: number, logger: Logger): P
   const result = await Promise.race([worker.close().then(() => 'closed' as const), timedOut]);
   clearTimeout(timer);
   if (result === 'timeout') {
-    logger.warn({ timeoutMs }, 'in-flight deliveries did not finish in time; they will be retried by another worker');
+    logger.warn(
+      { timeoutMs },
+      'in-flight deliveries did not finish in time; they will be retried by another worker',
+    );
     await worker.close(true);
   }
 }
 
-async function closeAll(closers: Array<{ name: string; close: () => Promise<unknown> }>, logger: Logger): Promise<void> {
+async function closeAll(
+  closers: Array<{ name: string; close: () => Promise<unknown> }>,
+  logger: Logger,
+): Promise<void> {
   for (const { name, close } of closers) {
     try {
       await close();

@@ -21,8 +21,25 @@ const REDACT_PATHS = [
   '*.secret',
 ];
 
-export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
-  return pino({ level, redact: { paths: REDACT_PATHS, censor: '[redacted]' }, base: { service: 'unsub-relay' } }, destination);
+/**
+ * JSON lines for machines (the default whenever output is not a terminal); readable lines when a
+ * person runs `npm start` in a terminal. LOG_FORMAT=json|pretty overrides the guess.
+ */
+export function createLogger(level: string, format: 'json' | 'pretty' | 'auto' = 'auto'): Logger {
+  const pretty = format === 'pretty' || (format === 'auto' && process.stdout.isTTY === true);
+  return pino({
+    level,
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    base: { service: 'unsub-relay' },
+    ...(pretty
+      ? {
+          transport: {
+            target: 'pino-pretty',
+            options: { ignore: 'pid,hostname,service', translateTime: 'SYS:HH:MM:ss.l' },
+          },
+        }
+      : {}),
+  });
 }
 
 /** `jane.doe@example.com` → `j***@example.com`: enough to recognise, not enough to harvest. */

@@ -10,7 +10,13 @@ const HOW_TO_GET_REDIS =
   'or run one with Docker (docker compose up redis), or point REDIS_URL at a running Redis.';
 
 async function answers(url: string): Promise<boolean> {
-  const probe = new Redis(url, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, connectTimeout: 1_000, retryStrategy: () => null });
+  const probe = new Redis(url, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    connectTimeout: 1_000,
+    retryStrategy: () => null,
+  });
   probe.on('error', () => undefined);
   try {
     await probe.connect();
@@ -33,26 +39,49 @@ export interface RedisBootstrap {
  * private `redis-server` (AOF on, data under .unsub-relay/redis) that lives as long as the engine;
  * with no binary either, stop with instructions. A remote REDIS_URL is never second-guessed.
  */
-export async function ensureRedis(url: string, logger: Logger, dataRoot = '.unsub-relay'): Promise<RedisBootstrap> {
+export async function ensureRedis(
+  url: string,
+  logger: Logger,
+  dataRoot = '.unsub-relay',
+): Promise<RedisBootstrap> {
   const none: RedisBootstrap = { stop: async () => undefined };
   if (await answers(url)) return none;
   const target = new URL(url);
   const local = ['127.0.0.1', 'localhost', '::1', '[::1]'].includes(target.hostname);
-  if (!local) throw new StartupError(`No Redis answers at ${target.host}. Check REDIS_URL and that Redis is running.`);
+  if (!local)
+    throw new StartupError(`No Redis answers at ${target.host}. Check REDIS_URL and that Redis is running.`);
   if (spawnSync('redis-server', ['--version']).status !== 0) {
-    throw new StartupError(`No Redis answers at ${target.host} and no redis-server is on the PATH. ${HOW_TO_GET_REDIS}`);
+    throw new StartupError(
+      `No Redis answers at ${target.host} and no redis-server is on the PATH. ${HOW_TO_GET_REDIS}`,
+    );
   }
   const port = target.port || '6379';
   const dir = path.resolve(dataRoot, 'redis');
   mkdirSync(dir, { recursive: true });
   const child = spawn(
     'redis-server',
-    ['--port', port, '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', '', '--maxmemory-policy', 'noeviction'],
+    [
+      '--port',
+      port,
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      dir,
+      '--appendonly',
+      'yes',
+      '--save',
+      '',
+      '--maxmemory-policy',
+      'noeviction',
+    ],
     { stdio: 'ignore' },
   );
   for (let i = 0; i < 50; i += 1) {
     if (await answers(url)) {
-      logger.warn({ pid: child.pid, port: Number(port), dataDir: dir }, `no Redis answered on port ${port}: started a private redis-server (AOF on); it stops with the engine`);
+      logger.warn(
+        { pid: child.pid, port: Number(port), dataDir: dir },
+        `no Redis answered on port ${port}: started a private redis-server (AOF on); it stops with the engine`,
+      );
       return {
         child,
         stop: () =>

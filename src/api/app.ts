@@ -1,4 +1,9 @@
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+} from 'fastify';
 import type { Logger } from 'pino';
 import { sendError } from './errors.js';
 import { registerIngestRoutes, type IngestDeps } from './ingest-routes.js';
@@ -17,17 +22,34 @@ export interface AppDeps extends IngestDeps {
 /** Errors Fastify raises before a handler runs, mapped to the API's own codes. */
 const FRAMEWORK_ERRORS: Record<string, { status: number; error: string; message: string }> = {
   FST_ERR_CTP_BODY_TOO_LARGE: { status: 413, error: 'payload_too_large', message: 'the body is over 16 KiB' },
-  FST_ERR_CTP_INVALID_JSON_BODY: { status: 400, error: 'invalid_json', message: 'the body is not valid JSON' },
-  FST_ERR_CTP_EMPTY_JSON_BODY: { status: 400, error: 'invalid_json', message: 'the body is empty; send a JSON map with "email"' },
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: { status: 415, error: 'unsupported_media_type', message: 'send Content-Type: application/json' },
-  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { status: 400, error: 'invalid_request', message: 'Content-Length does not match the body' },
+  FST_ERR_CTP_INVALID_JSON_BODY: {
+    status: 400,
+    error: 'invalid_json',
+    message: 'the body is not valid JSON',
+  },
+  FST_ERR_CTP_EMPTY_JSON_BODY: {
+    status: 400,
+    error: 'invalid_json',
+    message: 'the body is empty; send a JSON map with "email"',
+  },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: {
+    status: 415,
+    error: 'unsupported_media_type',
+    message: 'send Content-Type: application/json',
+  },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: {
+    status: 400,
+    error: 'invalid_request',
+    message: 'Content-Length does not match the body',
+  },
 };
 
 export function buildApp(deps: AppDeps): FastifyInstance {
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     bodyLimit: BODY_LIMIT_BYTES,
-    disableRequestLogging: true,
+    // One line per accepted unsubscribe is logged by the route; per-request access logs would double it.
+    logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
   });
 
@@ -42,7 +64,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     return sendError(reply, 500, { error: 'internal', message: 'internal error; it has been logged' });
   });
   app.setNotFoundHandler((request, reply) =>
-    sendError(reply, 404, { error: 'not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` }),
+    sendError(reply, 404, {
+      error: 'not_found',
+      message: `no route ${request.method} ${request.url.split('?')[0]}`,
+    }),
   );
 
   app.get('/healthz', async () => ({ ok: true }));

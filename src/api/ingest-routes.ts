@@ -57,10 +57,16 @@ export function registerIngestRoutes(app: FastifyInstance, deps: IngestDeps): vo
           account = await deps.apiKeys.verify(key);
         } catch (error) {
           request.log.error({ err: error }, 'API key lookup failed');
-          return sendError(reply, 503, { error: 'unavailable', message: 'storage is unavailable; retry shortly' });
+          return sendError(reply, 503, {
+            error: 'unavailable',
+            message: 'storage is unavailable; retry shortly',
+          });
         }
         if (!account) {
-          return sendError(reply, 401, { error: 'unauthorized', message: 'the API key is unknown or revoked' });
+          return sendError(reply, 401, {
+            error: 'unauthorized',
+            message: 'the API key is unknown or revoked',
+          });
         }
         request.account = account;
         if (!acceptsJson(request.headers.accept)) {
@@ -89,7 +95,10 @@ export function registerIngestRoutes(app: FastifyInstance, deps: IngestDeps): vo
         });
       }
       const idempotencyKey = request.headers['idempotency-key'];
-      if (idempotencyKey !== undefined && (typeof idempotencyKey !== 'string' || !IDEMPOTENCY_KEY.test(idempotencyKey))) {
+      if (
+        idempotencyKey !== undefined &&
+        (typeof idempotencyKey !== 'string' || !IDEMPOTENCY_KEY.test(idempotencyKey))
+      ) {
         return sendError(reply, 400, {
           error: 'invalid_request',
           message: 'Idempotency-Key must be 1-255 printable ASCII characters',
@@ -104,17 +113,25 @@ export function registerIngestRoutes(app: FastifyInstance, deps: IngestDeps): vo
         if (result.outcome === 'conflict') {
           return sendError(reply, 422, {
             error: 'idempotency_conflict',
-            message: 'this Idempotency-Key was already used with a different body; use a new key for a new unsubscribe',
+            message:
+              'this Idempotency-Key was already used with a different body; use a new key for a new unsubscribe',
           });
         }
         if (result.outcome === 'replayed') reply.header('idempotent-replayed', 'true');
-        else request.log.info({ unsubscribeId: result.id, account, deliveries: result.deliveries }, 'unsubscribe accepted');
+        else
+          request.log.info(
+            { unsubscribeId: result.id, account, deliveries: result.deliveries },
+            'unsubscribe accepted',
+          );
         return reply.code(201).send({ id: result.id });
       } catch (error) {
         if (!(error instanceof StoreUnavailableError)) throw error;
         request.log.error({ err: error }, 'unsubscribe not stored: Redis unavailable');
         reply.header('retry-after', '5');
-        return sendError(reply, 503, { error: 'unavailable', message: 'the unsubscribe was NOT stored; retry shortly' });
+        return sendError(reply, 503, {
+          error: 'unavailable',
+          message: 'the unsubscribe was NOT stored; retry shortly',
+        });
       }
     },
   );

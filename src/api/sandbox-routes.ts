@@ -24,9 +24,17 @@ export function registerSandboxRoutes(app: FastifyInstance): void {
         const headers: Record<string, string> = {};
         for (const [name, value] of Object.entries(request.headers)) {
           // Even a sandbox does not echo credentials back to whoever reads it.
-          headers[name] = /^(authorization|x-api-key|api-key|cookie)$/i.test(name) ? '[redacted]' : String(value);
+          headers[name] = /^(authorization|x-api-key|api-key|cookie)$/i.test(name)
+            ? '[redacted]'
+            : String(value);
         }
-        received.push({ receivedAt: new Date().toISOString(), method: request.method, path: request.url, headers, body: request.body });
+        received.push({
+          receivedAt: new Date().toISOString(),
+          method: request.method,
+          path: request.url,
+          headers,
+          body: request.body,
+        });
         if (received.length > KEEP) received.shift();
         return reply.code(200).send({ ok: true, sandbox: true });
       });

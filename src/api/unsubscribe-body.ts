@@ -14,7 +14,8 @@ export const INGEST_LIMITS = {
 const KNOWN_FIELDS = new Set(['email', 'campaign', 'occurredAt', 'source', 'attributes']);
 
 // One address, no display name, no list: what a CRM's unsubscribe endpoint will take.
-const required = (what: string) => (issue: { input?: unknown }) => (issue.input === undefined ? 'is required' : `must be ${what}`);
+const required = (what: string) => (issue: { input?: unknown }) =>
+  issue.input === undefined ? 'is required' : `must be ${what}`;
 
 const emailSchema = z
   .string({ error: required('a string') })
@@ -36,18 +37,32 @@ const shortText = z
 
 const attributesSchema = z
   .record(
-    z.string().min(1).max(INGEST_LIMITS.attributeKeyLength, `keys must be at most ${INGEST_LIMITS.attributeKeyLength} characters`),
+    z
+      .string()
+      .min(1)
+      .max(
+        INGEST_LIMITS.attributeKeyLength,
+        `keys must be at most ${INGEST_LIMITS.attributeKeyLength} characters`,
+      ),
     z
       .string({ error: 'values must be strings' })
-      .max(INGEST_LIMITS.attributeValueLength, `values must be at most ${INGEST_LIMITS.attributeValueLength} characters`),
+      .max(
+        INGEST_LIMITS.attributeValueLength,
+        `values must be at most ${INGEST_LIMITS.attributeValueLength} characters`,
+      ),
     { error: 'must be a flat map of strings' },
   )
-  .refine((map) => Object.keys(map).length <= INGEST_LIMITS.attributes, `at most ${INGEST_LIMITS.attributes} attributes`);
+  .refine(
+    (map) => Object.keys(map).length <= INGEST_LIMITS.attributes,
+    `at most ${INGEST_LIMITS.attributes} attributes`,
+  );
 
 const bodySchema = z.object({
   email: emailSchema,
   campaign: shortText.optional(),
-  occurredAt: z.iso.datetime({ offset: true, error: 'must be an ISO 8601 date-time, e.g. 2026-11-23T10:00:00Z' }).optional(),
+  occurredAt: z.iso
+    .datetime({ offset: true, error: 'must be an ISO 8601 date-time, e.g. 2026-11-23T10:00:00Z' })
+    .optional(),
   source: shortText.optional(),
   attributes: attributesSchema.optional(),
 });
@@ -75,13 +90,17 @@ export function checkUnsubscribeBody(input: unknown): BodyCheck {
   for (const [key, value] of Object.entries(input)) {
     if (KNOWN_FIELDS.has(key)) continue;
     if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') {
-      if (String(value).length > INGEST_LIMITS.attributeValueLength || key.length > INGEST_LIMITS.attributeKeyLength) {
+      if (
+        String(value).length > INGEST_LIMITS.attributeValueLength ||
+        key.length > INGEST_LIMITS.attributeKeyLength
+      ) {
         fields[key] = 'unknown field is too long to keep as an attribute';
       } else extras[key] = String(value);
     } else fields[key] = 'unknown field (only scalar extra fields are accepted)';
   }
   if (Object.keys(extras).length > INGEST_LIMITS.extraFields) {
-    for (const key of Object.keys(extras)) fields[key] = `unknown field: at most ${INGEST_LIMITS.extraFields} extra fields are accepted`;
+    for (const key of Object.keys(extras))
+      fields[key] = `unknown field: at most ${INGEST_LIMITS.extraFields} extra fields are accepted`;
   }
   const parsed = bodySchema.safeParse(input);
   if (!parsed.success) {
@@ -94,7 +113,10 @@ export function checkUnsubscribeBody(input: unknown): BodyCheck {
   const { attributes, ...rest } = parsed.data;
   const merged = { ...extras, ...attributes };
   if (Object.keys(merged).length > INGEST_LIMITS.attributes) {
-    return { ok: false, fields: { attributes: `at most ${INGEST_LIMITS.attributes} attributes, extra fields included` } };
+    return {
+      ok: false,
+      fields: { attributes: `at most ${INGEST_LIMITS.attributes} attributes, extra fields included` },
+    };
   }
   return { ok: true, body: { ...rest, attributes: merged } };
 }

@@ -19,7 +19,10 @@ export interface CliContext {
 }
 
 /** Opens the stores a CLI command needs against the same Redis (and key prefix) as the engine. */
-export async function withContext<T>(options: RedisOptions, run: (context: CliContext) => Promise<T>): Promise<T> {
+export async function withContext<T>(
+  options: RedisOptions,
+  run: (context: CliContext) => Promise<T>,
+): Promise<T> {
   const redis = createRedis(options.redisUrl, 'request', 'cli');
   redis.on('error', () => undefined);
   const keys = keyspace(options.prefix);
@@ -28,10 +31,16 @@ export async function withContext<T>(options: RedisOptions, run: (context: CliCo
     try {
       await waitReady(redis, 5_000);
     } catch {
-      throw new StartupError(`cannot reach Redis at ${new URL(options.redisUrl).host}: start Redis or pass --redis-url (or set REDIS_URL)`);
+      throw new StartupError(
+        `cannot reach Redis at ${new URL(options.redisUrl).host}: start Redis or pass --redis-url (or set REDIS_URL)`,
+      );
     }
     const attempts = new AttemptStore(redis, keys);
-    return await run({ redis, apiKeys: new ApiKeyStore(redis, keys), deliveries: new DeliveryRecords(queue, attempts) });
+    return await run({
+      redis,
+      apiKeys: new ApiKeyStore(redis, keys),
+      deliveries: new DeliveryRecords(queue, attempts),
+    });
   } finally {
     await queue.close().catch(() => undefined);
     redis.disconnect();

@@ -2,7 +2,14 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseEnv } from '../config/env.js';
 import { loadConnections } from '../config/load-connections.js';
 import { startEngine } from '../engine.js';
-import { ConnectionConfigError, formatConfigIssue, InputError, NotFoundError, StartupError, UnsubRelayError } from '../errors.js';
+import {
+  ConnectionConfigError,
+  formatConfigIssue,
+  InputError,
+  NotFoundError,
+  StartupError,
+  UnsubRelayError,
+} from '../errors.js';
 import { createLogger } from '../logging.js';
 import { deliveryStatus } from '../domain/delivery.js';
 import { withContext, type RedisOptions } from './context.js';
@@ -10,8 +17,12 @@ import { table } from './table.js';
 
 const program = new Command('unsub-relay')
   .description('Exports unsubscribes to advertisers\u2019 CRMs in real time.')
-  .addOption(new Option('--redis-url <url>', 'Redis to use').env('REDIS_URL').default('redis://127.0.0.1:6379'))
-  .addOption(new Option('--prefix <prefix>', 'Redis key prefix of the install').env('REDIS_PREFIX').default('ur'))
+  .addOption(
+    new Option('--redis-url <url>', 'Redis to use').env('REDIS_URL').default('redis://127.0.0.1:6379'),
+  )
+  .addOption(
+    new Option('--prefix <prefix>', 'Redis key prefix of the install').env('REDIS_PREFIX').default('ur'),
+  )
   .showHelpAfterError()
   .configureOutput({ outputError: (text, write) => write(text) });
 
@@ -29,7 +40,8 @@ const parseTime = (value: string): Date => {
     return new Date(Date.now() - Number(relative[1]) * unit);
   }
   const date = new Date(value);
-  if (Number.isNaN(date.getTime())) throw new InvalidArgumentError('use an ISO date-time (2026-11-23T10:00:00Z) or an age like 30m, 6h, 2d');
+  if (Number.isNaN(date.getTime()))
+    throw new InvalidArgumentError('use an ISO date-time (2026-11-23T10:00:00Z) or an age like 30m, 6h, 2d');
   return date;
 };
 
@@ -38,7 +50,7 @@ program
   .description('run the engine: ingest API and delivery workers (configured by environment, see README)')
   .action(async () => {
     const env = parseEnv();
-    const logger = createLogger(env.LOG_LEVEL);
+    const logger = createLogger(env.LOG_LEVEL, env.LOG_FORMAT);
     const engine = await startEngine(env, logger);
     let stopping = false;
     const stop = (signal: string) => {
@@ -61,8 +73,14 @@ program
   .option('--json', 'machine-readable output')
   .action(async (dir: string, options: { json?: boolean }) => {
     const loaded = await loadConnections(dir);
-    print({ ok: true, connections: loaded.map(({ connection, file }) => ({ id: connection.id, file })) }, !!options.json, () =>
-      [...loaded.map(({ connection, file }) => `ok  ${connection.id}  (${file})`), `${loaded.length} connection(s) valid`].join('\n'),
+    print(
+      { ok: true, connections: loaded.map(({ connection, file }) => ({ id: connection.id, file })) },
+      !!options.json,
+      () =>
+        [
+          ...loaded.map(({ connection, file }) => `ok  ${connection.id}  (${file})`),
+          `${loaded.length} connection(s) valid`,
+        ].join('\n'),
     );
   });
 
@@ -77,7 +95,9 @@ keys
     }
     await withContext(redisOptions(), async ({ apiKeys }) => {
       const { info, key } = await apiKeys.create(options.account);
-      process.stderr.write(`created key ${info.id} for account ${info.account}; it is shown once, store it now:\n`);
+      process.stderr.write(
+        `created key ${info.id} for account ${info.account}; it is shown once, store it now:\n`,
+      );
       process.stdout.write(`${key}\n`);
     });
   });
@@ -97,12 +117,15 @@ keys
   .argument('<id>', 'key id (see keys list)')
   .action(async (id: string) => {
     await withContext(redisOptions(), async ({ apiKeys }) => {
-      if (!(await apiKeys.revoke(id))) throw new NotFoundError(`no API key ${id}: see \`unsub-relay keys list\``);
+      if (!(await apiKeys.revoke(id)))
+        throw new NotFoundError(`no API key ${id}: see \`unsub-relay keys list\``);
       process.stdout.write(`revoked ${id}\n`);
     });
   });
 
-const deliveries = program.command('deliveries').description('delivery records: what happened to each unsubscribe per connection');
+const deliveries = program
+  .command('deliveries')
+  .description('delivery records: what happened to each unsubscribe per connection');
 deliveries
   .command('list')
   .description('list deliveries, newest first')
@@ -111,17 +134,27 @@ deliveries
   .option('--since <time>', 'accepted at or after (ISO time, or 30m / 6h / 2d ago)', parseTime)
   .option('--limit <n>', 'at most this many', (v) => Number.parseInt(v, 10), 100)
   .option('--json', 'machine-readable output')
-  .action(async (options: { status?: 'pending'; connection?: string; since?: Date; limit: number; json?: boolean }) => {
-    await withContext(redisOptions(), async ({ deliveries: records }) => {
-      const list = await records.list({
-        ...(options.status ? { status: options.status } : {}),
-        ...(options.connection ? { connection: options.connection } : {}),
-        ...(options.since ? { since: options.since } : {}),
-        limit: options.limit,
+  .action(
+    async (options: {
+      status?: 'pending';
+      connection?: string;
+      since?: Date;
+      limit: number;
+      json?: boolean;
+    }) => {
+      await withContext(redisOptions(), async ({ deliveries: records }) => {
+        const list = await records.list({
+          ...(options.status ? { status: options.status } : {}),
+          ...(options.connection ? { connection: options.connection } : {}),
+          ...(options.since ? { since: options.since } : {}),
+          limit: options.limit,
+        });
+        print(list, !!options.json, () =>
+          table(list, ['id', 'status', 'connectionId', 'attemptsMade', 'createdAt', 'failedReason']),
+        );
       });
-      print(list, !!options.json, () => table(list, ['id', 'status', 'connectionId', 'attemptsMade', 'createdAt', 'failedReason']));
-    });
-  });
+    },
+  );
 deliveries
   .command('show')
   .description('one delivery with every attempt (requests redacted)')
@@ -133,26 +166,57 @@ deliveries
       print(detail, !!options.json, () => {
         const { attempts, ...summary } = detail;
         const head = Object.entries(summary).map(([k, v]) => `${k}: ${String(v)}`);
-        const rows = attempts.map((a) => ({ ...a, request: a.request ? `${a.request.method} ${a.request.url}` : '-' }));
-        return [...head, '', table(rows, ['number', 'startedAt', 'request', 'status', 'durationMs', 'verdict', 'errorCode', 'reason'])].join('\n');
+        const rows = attempts.map((a) => ({
+          ...a,
+          request: a.request ? `${a.request.method} ${a.request.url}` : '-',
+        }));
+        return [
+          ...head,
+          '',
+          table(rows, [
+            'number',
+            'startedAt',
+            'request',
+            'status',
+            'durationMs',
+            'verdict',
+            'errorCode',
+            'reason',
+          ]),
+        ].join('\n');
       });
     });
   });
 
 program
   .command('replay')
-  .description('put failed deliveries back on the queue (re-rendered with the connection\u2019s current version)')
+  .description(
+    'put failed deliveries back on the queue (re-rendered with the connection\u2019s current version)',
+  )
   .option('--id <delivery>', 'one delivery')
   .option('--connection <id>', 'every failed delivery of this connection')
-  .option('--since <time>', 'with --connection: accepted at or after (ISO time, or 30m / 6h / 2d ago)', parseTime)
+  .option(
+    '--since <time>',
+    'with --connection: accepted at or after (ISO time, or 30m / 6h / 2d ago)',
+    parseTime,
+  )
   .option('--json', 'machine-readable output')
   .action(async (options: { id?: string; connection?: string; since?: Date; json?: boolean }) => {
-    if (!options.id === !options.connection) throw new InputError('give exactly one of --id <delivery> or --connection <id>');
+    if (!options.id === !options.connection)
+      throw new InputError('give exactly one of --id <delivery> or --connection <id>');
     await withContext(redisOptions(), async ({ deliveries: records }) => {
       const replayed = options.id
         ? (await records.replay(options.id), [options.id])
-        : await records.replayMatching({ connection: options.connection!, ...(options.since ? { since: options.since } : {}) });
-      print({ replayed }, !!options.json, () => `replayed ${replayed.length} deliver${replayed.length === 1 ? 'y' : 'ies'}${replayed.length ? `:\n${replayed.join('\n')}` : ''}`);
+        : await records.replayMatching({
+            connection: options.connection!,
+            ...(options.since ? { since: options.since } : {}),
+          });
+      print(
+        { replayed },
+        !!options.json,
+        () =>
+          `replayed ${replayed.length} deliver${replayed.length === 1 ? 'y' : 'ies'}${replayed.length ? `:\n${replayed.join('\n')}` : ''}`,
+      );
     });
   });
 
@@ -161,7 +225,9 @@ try {
 } catch (error) {
   process.exitCode = 1;
   if (error instanceof ConnectionConfigError) {
-    process.stderr.write(`${error.issues.map(formatConfigIssue).join('\n')}\n${error.issues.length} problem(s) found; nothing was applied\n`);
+    process.stderr.write(
+      `${error.issues.map(formatConfigIssue).join('\n')}\n${error.issues.length} problem(s) found; nothing was applied\n`,
+    );
   } else if (error instanceof InputError || error instanceof NotFoundError || error instanceof StartupError) {
     process.stderr.write(`error: ${error.message}\n`);
   } else if (error instanceof UnsubRelayError) {

@@ -8,10 +8,16 @@ import { durationMs } from './duration.js';
 
 const slug = z
   .string()
-  .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'use 1-63 lowercase letters, digits, "-" or "_", starting with a letter or digit');
+  .regex(
+    /^[a-z0-9][a-z0-9_-]{0,62}$/,
+    'use 1-63 lowercase letters, digits, "-" or "_", starting with a letter or digit',
+  );
 
 /** A Handlebars template string. Compiled and checked by the template module at load time. */
-export const templateString = z.string().min(1, 'must not be empty').max(8_192, 'templates are limited to 8 KiB');
+export const templateString = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(8_192, 'templates are limited to 8 KiB');
 
 const headerName = z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'not a valid HTTP header name');
 
@@ -96,12 +102,26 @@ export const ruleSchema = z
   .superRefine((rule, ctx) => {
     if (rule.otherwise !== undefined) {
       if (rule.when !== undefined || rule.then !== undefined) {
-        ctx.addIssue({ code: 'custom', path: ['otherwise'], message: 'write either "otherwise: <verdict>" or "when" with "then", not both' });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['otherwise'],
+          message: 'write either "otherwise: <verdict>" or "when" with "then", not both',
+        });
       }
       return;
     }
-    if (rule.when === undefined) ctx.addIssue({ code: 'custom', path: ['when'], message: 'a rule needs "when" (what to match) and "then", or "otherwise"' });
-    if (rule.then === undefined) ctx.addIssue({ code: 'custom', path: ['then'], message: 'a rule needs "then": success, retry or fail' });
+    if (rule.when === undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['when'],
+        message: 'a rule needs "when" (what to match) and "then", or "otherwise"',
+      });
+    if (rule.then === undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['then'],
+        message: 'a rule needs "then": success, retry or fail',
+      });
   });
 export type Rule = z.infer<typeof ruleSchema>;
 
@@ -131,7 +151,8 @@ export const timeoutsSchema = z
 export type Timeouts = z.infer<typeof timeoutsSchema>;
 
 /** JSON values allowed in a body template: string leaves are templates, the structure stays JSON. */
-export type JsonTemplate = string | number | boolean | null | JsonTemplate[] | { [key: string]: JsonTemplate };
+export type JsonTemplate =
+  string | number | boolean | null | JsonTemplate[] | { [key: string]: JsonTemplate };
 export const jsonTemplate: z.ZodType<JsonTemplate> = z.lazy(() =>
   z.union([
     templateString,
@@ -153,12 +174,7 @@ export const requestSchema = z
     body: z.object({ json: jsonTemplate }).strict().optional(),
     timeouts: timeoutsSchema.default({ connect: 5_000, headers: 10_000, body: 10_000 }),
     /** Bytes of response body read for rules and records; the rest is discarded. */
-    maxResponseBytes: z
-      .number()
-      .int()
-      .min(1_024)
-      .max(1_048_576)
-      .default(65_536),
+    maxResponseBytes: z.number().int().min(1_024).max(1_048_576).default(65_536),
   })
   .strict();
 export type RequestTemplate = z.infer<typeof requestSchema>;
@@ -174,7 +190,10 @@ export const connectionSchema = z
     /** Per-connection values for templates (`{{settings.listId}}`), e.g. list ids. Not secrets. */
     settings: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
     request: requestSchema,
-    response: z.object({ rules: z.array(ruleSchema).max(50).default([]) }).strict().default({ rules: [] }),
+    response: z
+      .object({ rules: z.array(ruleSchema).max(50).default([]) })
+      .strict()
+      .default({ rules: [] }),
     retry: retrySchema.default({
       attempts: 10,
       backoff: 'exponential',

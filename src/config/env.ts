@@ -4,7 +4,9 @@ import { InputError } from '../errors.js';
 
 const flag = z
   .union([z.boolean(), z.string()])
-  .transform((value) => (typeof value === 'boolean' ? value : ['1', 'true', 'yes', 'on'].includes(value.toLowerCase())));
+  .transform((value) =>
+    typeof value === 'boolean' ? value : ['1', 'true', 'yes', 'on'].includes(value.toLowerCase()),
+  );
 
 /** The engine's environment. Every variable is documented in README.md ("Environment"). */
 export const envSchema = z.object({
@@ -14,12 +16,14 @@ export const envSchema = z.object({
   /** Every Redis key (BullMQ's too) starts with this, so several installs can share one Redis. */
   REDIS_PREFIX: z
     .string()
-    .regex(/^[A-Za-z0-9_.:-]+$/, "use letters, digits, \"_\", \".\", \":\" or \"-\"")
+    .regex(/^[A-Za-z0-9_.:-]+$/, 'use letters, digits, "_", ".", ":" or "-"')
     .default('ur'),
   CONNECTIONS_DIR: z.string().default('./connections'),
   /** Guards the admin API. Without it the admin API is not served. */
   ADMIN_TOKEN: z.string().min(16, 'use at least 16 characters').optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** `json` lines, `pretty` for people, or `auto`: pretty on a terminal, JSON otherwise. */
+  LOG_FORMAT: z.enum(['json', 'pretty', 'auto']).default('auto'),
   /** Allow delivery to loopback, private, link-local and metadata addresses. Off in production. */
   ALLOW_PRIVATE_TARGETS: flag.default(false),
   /** Which roles this process runs: the HTTP API, the delivery workers, or both. */

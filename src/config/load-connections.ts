@@ -18,7 +18,9 @@ export async function findConnectionFiles(dir: string): Promise<string[]> {
   try {
     entries = await readdir(dir, { withFileTypes: true, recursive: true });
   } catch (error) {
-    throw new ConnectionConfigError([{ file: dir, field: '', reason: `cannot read directory: ${(error as Error).message}` }]);
+    throw new ConnectionConfigError([
+      { file: dir, field: '', reason: `cannot read directory: ${(error as Error).message}` },
+    ]);
   }
   return entries
     .filter((entry) => entry.isFile() && /\.ya?ml$/i.test(entry.name))
@@ -27,10 +29,19 @@ export async function findConnectionFiles(dir: string): Promise<string[]> {
 }
 
 /** Parses and validates one file's text. Returns the connection or every issue found in it. */
-export function parseConnectionFile(text: string, file: string): { connection?: Connection; issues: ConfigIssue[] } {
+export function parseConnectionFile(
+  text: string,
+  file: string,
+): { connection?: Connection; issues: ConfigIssue[] } {
   const document = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (document.errors.length > 0) {
-    return { issues: document.errors.map((error) => ({ file, field: '', reason: `YAML: ${error.message.split('\n')[0]}` })) };
+    return {
+      issues: document.errors.map((error) => ({
+        file,
+        field: '',
+        reason: `YAML: ${error.message.split('\n')[0]}`,
+      })),
+    };
   }
   const result = connectionSchema.safeParse(document.toJS());
   if (!result.success) return { issues: zodIssues(result.error, file) };
@@ -44,14 +55,20 @@ export function zodIssues(error: z.ZodError, file?: string): ConfigIssue[] {
   return error.issues.flatMap((issue) => {
     // An unknown key is reported at the key itself, so "limitz" points at limitz, not at its parent.
     if (issue.code === 'unrecognized_keys') {
-      return issue.keys.map((key) => ({ ...at, field: fieldPath([...issue.path, key]), reason: 'unknown field (check the spelling)' }));
+      return issue.keys.map((key) => ({
+        ...at,
+        field: fieldPath([...issue.path, key]),
+        reason: 'unknown field (check the spelling)',
+      }));
     }
     return [{ ...at, field: fieldPath(issue.path), reason: issue.message }];
   });
 }
 
 function fieldPath(path: readonly PropertyKey[]): string {
-  return path.map((part, i) => (typeof part === 'number' ? `[${part}]` : `${i ? '.' : ''}${String(part)}`)).join('');
+  return path
+    .map((part, i) => (typeof part === 'number' ? `[${part}]` : `${i ? '.' : ''}${String(part)}`))
+    .join('');
 }
 
 /**

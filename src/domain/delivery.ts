@@ -38,7 +38,13 @@ export type SendOutcome =
     }
   | {
       kind: 'error';
-      code: 'NETWORK' | 'CONNECT_TIMEOUT' | 'HEADERS_TIMEOUT' | 'BODY_TIMEOUT' | 'RESPONSE_TOO_LARGE' | 'TARGET_REFUSED';
+      code:
+        | 'NETWORK'
+        | 'CONNECT_TIMEOUT'
+        | 'HEADERS_TIMEOUT'
+        | 'BODY_TIMEOUT'
+        | 'RESPONSE_TOO_LARGE'
+        | 'TARGET_REFUSED';
       message: string;
       durationMs: number;
     };
@@ -56,7 +62,9 @@ export const attemptSchema = z.object({
   durationMs: z.number(),
   connectionVersion: z.number().int(),
   // Absent when nothing could be sent (the connection was deleted, or its templates did not render).
-  request: z.object({ method: z.string(), url: z.string(), headers: z.record(z.string(), z.string()) }).optional(),
+  request: z
+    .object({ method: z.string(), url: z.string(), headers: z.record(z.string(), z.string()) })
+    .optional(),
   status: z.number().int().optional(),
   responseExcerpt: z.string().optional(),
   verdict: z.enum(['success', 'retry', 'fail']),

@@ -1,7 +1,13 @@
 import { UnrecoverableError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import type { StoredConnection } from '../config/connection-schema.js';
-import { deliveryJobSchema, type Attempt, type RenderedRequest, type SendOutcome, type Verdict } from '../domain/delivery.js';
+import {
+  deliveryJobSchema,
+  type Attempt,
+  type RenderedRequest,
+  type SendOutcome,
+  type Verdict,
+} from '../domain/delivery.js';
 import { RetryableDeliveryError, TemplateError, UnsubRelayError } from '../errors.js';
 import type { Sender } from '../http/sender.js';
 import { retryDelay } from '../rules/backoff.js';
@@ -59,10 +65,20 @@ export function createProcessor(deps: ProcessorDeps): (job: Job) => Promise<void
     const attemptNumber = job.attemptsMade + 1;
     const attemptsAllowed = job.opts.attempts ?? 1;
 
-    const record = async (fields: Omit<Attempt, 'deliveryId' | 'number' | 'startedAt' | 'durationMs' | 'connectionVersion'>, version: number, durationMs: number) => {
+    const record = async (
+      fields: Omit<Attempt, 'deliveryId' | 'number' | 'startedAt' | 'durationMs' | 'connectionVersion'>,
+      version: number,
+      durationMs: number,
+    ) => {
       const ttl = fields.verdict === 'success' ? deps.retention.succeededMs : deps.retention.failedMs;
       const number = await deps.attempts.append(
-        { deliveryId: id, startedAt: new Date(startedAt).toISOString(), durationMs, connectionVersion: version, ...fields },
+        {
+          deliveryId: id,
+          startedAt: new Date(startedAt).toISOString(),
+          durationMs,
+          connectionVersion: version,
+          ...fields,
+        },
         ttl,
       );
       return number;
@@ -71,7 +87,9 @@ export function createProcessor(deps: ProcessorDeps): (job: Job) => Promise<void
     const stored = await deps.connections.get(connectionId);
     if (!stored || !stored.connection.enabled) {
       const code = stored ? 'CONNECTION_DISABLED' : 'CONNECTION_MISSING';
-      const reason = stored ? `connection ${connectionId} is disabled` : `connection ${connectionId} no longer exists`;
+      const reason = stored
+        ? `connection ${connectionId} is disabled`
+        : `connection ${connectionId} no longer exists`;
       await record({ verdict: 'fail', errorCode: code, reason }, stored?.version ?? 0, 0);
       log.warn({ code }, 'delivery failed: %s', reason);
       throw new UnrecoverableError(`${code}: ${reason}`);
@@ -80,11 +98,19 @@ export function createProcessor(deps: ProcessorDeps): (job: Job) => Promise<void
 
     let request: RenderedRequest;
     try {
-      request = renderRequest(compile(stored), templateContext(unsubscribe, connection, attemptNumber, deps.engine), deps.secrets);
+      request = renderRequest(
+        compile(stored),
+        templateContext(unsubscribe, connection, attemptNumber, deps.engine),
+        deps.secrets,
+      );
     } catch (error) {
       const reason = error instanceof UnsubRelayError ? error.message : `template failed: ${String(error)}`;
       await record({ verdict: 'fail', errorCode: 'TEMPLATE_ERROR', reason }, version, clock() - startedAt);
-      log.error({ code: 'TEMPLATE_ERROR', field: error instanceof TemplateError ? error.field : undefined }, 'delivery failed: %s', reason);
+      log.error(
+        { code: 'TEMPLATE_ERROR', field: error instanceof TemplateError ? error.field : undefined },
+        'delivery failed: %s',
+        reason,
+      );
       throw new UnrecoverableError(`TEMPLATE_ERROR: ${reason}`);
     }
 
@@ -95,7 +121,9 @@ export function createProcessor(deps: ProcessorDeps): (job: Job) => Promise<void
     const verdict = classify(connection.response.rules, outcome, clock());
     const exhausted = verdict.verdict === 'retry' && attemptNumber >= attemptsAllowed;
     const delayMs =
-      verdict.verdict === 'retry' ? retryDelay(connection.retry, attemptNumber, verdict.retryAfterMs, deps.random) : undefined;
+      verdict.verdict === 'retry'
+        ? retryDelay(connection.retry, attemptNumber, verdict.retryAfterMs, deps.random)
+        : undefined;
 
     const redacted = redactRequest(request);
     const number = await record(
@@ -105,7 +133,9 @@ export function createProcessor(deps: ProcessorDeps): (job: Job) => Promise<void
         verdict: exhausted ? 'fail' : verdict.verdict,
         ...(verdict.verdict === 'success' ? {} : { errorCode: verdict.code }),
         reason: exhausted ? `gave up after ${attemptsAllowed} attempts: ${verdict.reason}` : verdict.reason,
-        ...(delayMs !== undefined && !exhausted ? { nextAttemptAt: new Date(clock() + delayMs).toISOString() } : {}),
+        ...(delayMs !== undefined && !exhausted
+          ? { nextAttemptAt: new Date(clock() + delayMs).toISOString() }
+          : {}),
       },
       version,
       outcome.durationMs,
@@ -123,7 +153,13 @@ export function createProcessor(deps: ProcessorDeps): (job: Job) => Promise<void
   };
 }
 
-function settle(verdict: Verdict, exhausted: boolean, delayMs: number | undefined, log: Logger, fields: object): void {
+function settle(
+  verdict: Verdict,
+  exhausted: boolean,
+  delayMs: number | undefined,
+  log: Logger,
+  fields: object,
+): void {
   switch (verdict.verdict) {
     case 'success':
       log.info(fields, 'delivered');
@@ -133,7 +169,11 @@ function settle(verdict: Verdict, exhausted: boolean, delayMs: number | undefine
       throw new UnrecoverableError(`${verdict.code}: ${verdict.reason}`);
     case 'retry':
       if (exhausted) {
-        log.warn({ ...fields, code: verdict.code }, 'delivery failed after its last attempt: %s', verdict.reason);
+        log.warn(
+          { ...fields, code: verdict.code },
+          'delivery failed after its last attempt: %s',
+          verdict.reason,
+        );
         throw new UnrecoverableError(`${verdict.code}: gave up after the last attempt: ${verdict.reason}`);
       }
       log.info({ ...fields, code: verdict.code, delayMs }, 'delivery will retry: %s', verdict.reason);
@@ -142,7 +182,10 @@ function settle(verdict: Verdict, exhausted: boolean, delayMs: number | undefine
 }
 
 /** The response part of an attempt record: status and a bounded, secret-free excerpt. */
-function responseFields(outcome: SendOutcome, request: RenderedRequest): Pick<Attempt, 'status' | 'responseExcerpt'> {
+function responseFields(
+  outcome: SendOutcome,
+  request: RenderedRequest,
+): Pick<Attempt, 'status' | 'responseExcerpt'> {
   if (outcome.kind === 'error') return {};
   let excerpt = outcome.body.slice(0, EXCERPT_BYTES);
   // A CRM may echo the request (and so a key) back in an error body.
@@ -152,5 +195,7 @@ function responseFields(outcome: SendOutcome, request: RenderedRequest): Pick<At
 
 /** BullMQ backoff strategy `connection`: the delay the processor computed for this failure. */
 export function connectionBackoff(_attemptsMade: number, _type?: string, error?: Error): number {
-  return error instanceof RetryableDeliveryError && error.retryAfterMs !== undefined ? error.retryAfterMs : 5_000;
+  return error instanceof RetryableDeliveryError && error.retryAfterMs !== undefined
+    ? error.retryAfterMs
+    : 5_000;
 }

@@ -54,7 +54,11 @@ export class DeliveryProducer {
     private readonly clock: () => Date = () => new Date(),
   ) {}
 
-  async accept(request: UnsubscribeRequest, connections: readonly Connection[], idempotencyKey?: string): Promise<AcceptResult> {
+  async accept(
+    request: UnsubscribeRequest,
+    connections: readonly Connection[],
+    idempotencyKey?: string,
+  ): Promise<AcceptResult> {
     const print = fingerprint(request);
     const id = idempotencyKey ? idempotentId(request.account, idempotencyKey) : randomUUID();
     const ledgerKey = this.keys.unsubscribe(id);
@@ -70,7 +74,11 @@ export class DeliveryProducer {
       }
       const now = this.clock();
       const unsubscribe: Unsubscribe = { ...request, id, receivedAt: now.toISOString() };
-      const record: LedgerRecord = { unsubscribe, fingerprint: print, connections: connections.map((c) => c.id) };
+      const record: LedgerRecord = {
+        unsubscribe,
+        fingerprint: print,
+        connections: connections.map((c) => c.id),
+      };
       const client = await this.queue.backend.client;
       const multi = client.multi();
       multi.runCommand('set', [ledgerKey, JSON.stringify(record), 'PX', this.retention.unsubscribesMs, 'NX']);
@@ -79,7 +87,13 @@ export class DeliveryProducer {
       multi.runCommand('zremrangebyscore', [index, '-inf', now.getTime() - this.retention.unsubscribesMs]);
       for (const connection of connections) {
         const data: DeliveryJob = { unsubscribe, connectionId: connection.id };
-        const job = new Job(this.queue, connection.id, data, this.jobOptions(connection), deliveryId(id, connection.id));
+        const job = new Job(
+          this.queue,
+          connection.id,
+          data,
+          this.jobOptions(connection),
+          deliveryId(id, connection.id),
+        );
         await job.addJob(multi);
       }
       const results = await multi.exec();

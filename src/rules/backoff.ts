@@ -17,7 +17,9 @@ export function retryDelay(
   if (retryAfterMs !== undefined) return Math.min(Math.max(0, retryAfterMs), policy.maxRetryAfter);
   const exponent = Math.max(0, attemptsMade - 1);
   const base =
-    policy.backoff === 'fixed' ? policy.delay : Math.min(policy.delay * 2 ** Math.min(exponent, 40), policy.maxDelay);
+    policy.backoff === 'fixed'
+      ? policy.delay
+      : Math.min(policy.delay * 2 ** Math.min(exponent, 40), policy.maxDelay);
   const capped = Math.min(base, policy.maxDelay);
   return policy.jitter ? Math.round(capped / 2 + random() * (capped / 2)) : capped;
 }

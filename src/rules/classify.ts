@@ -28,14 +28,21 @@ export function classify(rules: readonly Rule[], outcome: SendOutcome, now: numb
     if (verdict === 'success') return { verdict, rule: index, reason };
     if (verdict === 'fail') return { verdict, rule: index, code: 'RULE_FAIL', reason };
     const after = rule.after ?? retryAfterMs;
-    return { verdict, rule: index, code: 'HTTP_STATUS', reason, ...(after === undefined ? {} : { retryAfterMs: after }) };
+    return {
+      verdict,
+      rule: index,
+      code: 'HTTP_STATUS',
+      reason,
+      ...(after === undefined ? {} : { retryAfterMs: after }),
+    };
   }
   return defaultVerdict(outcome, retryAfterMs);
 }
 
 function defaultVerdict(response: Response, retryAfterMs: number | undefined): Verdict {
   const { status } = response;
-  if (status >= 200 && status < 300) return { verdict: 'success', rule: 'default', reason: `status ${status}` };
+  if (status >= 200 && status < 300)
+    return { verdict: 'success', rule: 'default', reason: `status ${status}` };
   if (status >= 500 || RETRYABLE_STATUSES.has(status)) {
     return {
       verdict: 'retry',
@@ -45,8 +52,16 @@ function defaultVerdict(response: Response, retryAfterMs: number | undefined): V
       ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
     };
   }
-  const redirect = status >= 300 && status < 400 ? ` (redirects are not followed: ${response.headers.location ?? 'no location'})` : '';
-  return { verdict: 'fail', rule: 'default', code: 'HTTP_STATUS', reason: `status ${status} is permanent${redirect}` };
+  const redirect =
+    status >= 300 && status < 400
+      ? ` (redirects are not followed: ${response.headers.location ?? 'no location'})`
+      : '';
+  return {
+    verdict: 'fail',
+    rule: 'default',
+    code: 'HTTP_STATUS',
+    reason: `status ${status} is permanent${redirect}`,
+  };
 }
 
 export function matches(matcher: Matcher, response: Response): boolean {

@@ -30,7 +30,7 @@ export class ApiKeyStore {
   ) {}
 
   async create(account: string): Promise<{ info: ApiKeyInfo; key: string }> {
-    const id = randomBytes(9).toString('base64url').toLowerCase().replace(/[^a-z0-9]/g, '0').slice(0, 12);
+    const id = randomBytes(6).toString('hex');
     const secret = randomBytes(32).toString('base64url');
     const record: ApiKeyRecord = {
       id,

@@ -27,7 +27,15 @@ export class AttemptStore {
   /** Appends the attempt and returns its number (1-based, counting replays too). */
   async append(attempt: Omit<Attempt, 'number'>, ttlMs: number): Promise<number> {
     const key = this.keys.attempts(attempt.deliveryId);
-    return (await this.redis.eval(APPEND_SCRIPT, 2, key, `${key}:n`, JSON.stringify(attempt), MAX_ATTEMPTS_KEPT, ttlMs)) as number;
+    return (await this.redis.eval(
+      APPEND_SCRIPT,
+      2,
+      key,
+      `${key}:n`,
+      JSON.stringify(attempt),
+      MAX_ATTEMPTS_KEPT,
+      ttlMs,
+    )) as number;
   }
 
   /** Every kept attempt, oldest first, numbered. */

@@ -60,7 +60,9 @@ export class ConnectionIndex {
 
   private scheduleReload(): void {
     this.reloading ??= this.reload()
-      .catch((error: unknown) => this.logger.warn({ err: error }, 'connection index reload failed; keeping the last one'))
+      .catch((error: unknown) =>
+        this.logger.warn({ err: error }, 'connection index reload failed; keeping the last one'),
+      )
       .finally(() => {
         this.reloading = undefined;
       });

@@ -1,6 +1,10 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { storedConnectionSchema, type Connection, type StoredConnection } from '../config/connection-schema.js';
+import {
+  storedConnectionSchema,
+  type Connection,
+  type StoredConnection,
+} from '../config/connection-schema.js';
 import type { Keyspace } from './keys.js';
 
 /**

@@ -87,7 +87,10 @@ export class DeliveryRecords {
     const job = await this.queue.getJob(id);
     if (!job) throw new NotFoundError(`no delivery ${id} (it may have expired; see RETENTION_* in README)`);
     const state = await job.getState();
-    if (state !== 'failed') throw new InputError(`delivery ${id} is ${statusOf(state)}, not failed: only failed deliveries are replayed`);
+    if (state !== 'failed')
+      throw new InputError(
+        `delivery ${id} is ${statusOf(state)}, not failed: only failed deliveries are replayed`,
+      );
     await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
   }
 
@@ -109,7 +112,8 @@ export class DeliveryRecords {
 }
 
 function statusOf(state: string): DeliveryStatus {
-  for (const [status, states] of Object.entries(STATES)) if ((states as string[]).includes(state)) return status as DeliveryStatus;
+  for (const [status, states] of Object.entries(STATES))
+    if ((states as string[]).includes(state)) return status as DeliveryStatus;
   return 'pending';
 }
 

@@ -9,7 +9,8 @@ import { StartupError } from '../errors.js';
  */
 export function createRedis(url: string, kind: 'request' | 'worker', name: string): Redis {
   const common = { connectionName: `unsub-relay:${name}`, lazyConnect: false };
-  if (kind === 'worker') return new Redis(url, { ...common, maxRetriesPerRequest: null, enableReadyCheck: true });
+  if (kind === 'worker')
+    return new Redis(url, { ...common, maxRetriesPerRequest: null, enableReadyCheck: true });
   return new Redis(url, {
     ...common,
     enableOfflineQueue: false,

@@ -25,7 +25,9 @@ beforeAll(async () => {
   // Slow answers keep deliveries in flight when the worker dies.
   crm = await startFakeCrm(() => ({ status: 200, body: '{}', delayMs: 150 }));
   dir = await mkdtemp(path.join(tmpdir(), 'unsub-relay-crash-'));
-  await writeConnections(dir, [crmConnection('acme-crm', crm.url, { retry: { attempts: 5, delay: '100ms', jitter: false } })]);
+  await writeConnections(dir, [
+    crmConnection('acme-crm', crm.url, { retry: { attempts: 5, delay: '100ms', jitter: false } }),
+  ]);
 });
 afterAll(async () => {
   await crm.close();
@@ -56,7 +58,9 @@ it('delivers every accepted unsubscribe after the worker is killed with SIGKILL 
     const delivered = await eventually(
       'every unsubscribe at the CRM',
       () => {
-        const seen = new Set(crm.received.map((r) => (JSON.parse(r.body) as { recipient_emails: string[] }).recipient_emails[0]));
+        const seen = new Set(
+          crm.received.map((r) => (JSON.parse(r.body) as { recipient_emails: string[] }).recipient_emails[0]),
+        );
         return seen.size === emails.length ? seen : undefined;
       },
       30_000,

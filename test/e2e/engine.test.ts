@@ -88,7 +88,9 @@ describe('the engine as a process, driven like an operator would', () => {
       contentType: r.headers['content-type'],
       body: JSON.parse(r.body) as unknown,
     }));
-    expect(seen.sort((a, b) => a.path.localeCompare(b.path))).toEqual(expected.sort((a, b) => a.path.localeCompare(b.path)));
+    expect(seen.sort((a, b) => a.path.localeCompare(b.path))).toEqual(
+      expected.sort((a, b) => a.path.localeCompare(b.path)),
+    );
 
     const listed = cli(['deliveries', 'list', '--status', 'succeeded', '--json'], env);
     expect(listed.status).toBe(0);
@@ -109,7 +111,10 @@ describe('the engine as a process, driven like an operator would', () => {
       body: '{"email":"late@example.com"}',
     });
     expect(response.status).toBe(401);
-    expect(cli(['keys', 'revoke', id], env)).toMatchObject({ status: 1, stderr: expect.stringContaining(`no API key ${id}`) });
+    expect(cli(['keys', 'revoke', id], env)).toMatchObject({
+      status: 1,
+      stderr: expect.stringContaining(`no API key ${id}`),
+    });
   });
 
   it('stops cleanly on SIGTERM', async () => {
@@ -122,7 +127,10 @@ describe('the engine as a process, driven like an operator would', () => {
 describe('unsub-relay validate', () => {
   it('names the file, field and reason of every problem and exits non-zero', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'unsub-relay-validate-'));
-    await writeFile(path.join(dir, 'broken.yaml'), 'id: Broken!\naccount: acme\nname: x\nrequest:\n  url: "{{nope"\n  methd: POST\n');
+    await writeFile(
+      path.join(dir, 'broken.yaml'),
+      'id: Broken!\naccount: acme\nname: x\nrequest:\n  url: "{{nope"\n  methd: POST\n',
+    );
     const result = cli(['validate', dir], {});
     await rm(dir, { recursive: true, force: true });
     expect(result.status).toBe(1);
@@ -154,10 +162,16 @@ describe('the newcomer\u2019s first minute (committed connections, built-in sand
       });
       expect(response.status).toBe(201);
       const received = await eventually('the sandbox to receive it', async () => {
-        const sandbox = (await (await fetch(`${engine.url}/sandbox/crm/unsubscribes`)).json()) as { received: Array<{ body: unknown; headers: Record<string, string> }> };
+        const sandbox = (await (await fetch(`${engine.url}/sandbox/crm/unsubscribes`)).json()) as {
+          received: Array<{ body: unknown; headers: Record<string, string> }>;
+        };
         return sandbox.received.length > 0 ? sandbox.received : undefined;
       });
-      expect(received[0]!.body).toMatchObject({ email: 'jane@example.com', campaign: 'welcome', source: 'unsub-relay' });
+      expect(received[0]!.body).toMatchObject({
+        email: 'jane@example.com',
+        campaign: 'welcome',
+        source: 'unsub-relay',
+      });
       expect(received[0]!.headers['x-demo-list']).toBe('demo-list');
     } finally {
       engine.child.kill('SIGTERM');

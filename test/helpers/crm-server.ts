@@ -29,7 +29,9 @@ export interface FakeCrm {
   close(): Promise<void>;
 }
 
-export async function startFakeCrm(responder: Responder = () => ({ status: 200, body: '{"ok":true}' })): Promise<FakeCrm> {
+export async function startFakeCrm(
+  responder: Responder = () => ({ status: 200, body: '{"ok":true}' }),
+): Promise<FakeCrm> {
   let current = responder;
   const received: ReceivedRequest[] = [];
   const hanging = new Set<ServerResponse>();

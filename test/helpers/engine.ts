@@ -23,16 +23,25 @@ export interface TestEngine {
   apiKeys: ApiKeyStore;
   engine: Engine;
   /** POST /v1/unsubscribes with a key of `account` (created on first use). */
-  unsubscribe(account: string, body: unknown, headers?: Record<string, string>): Promise<{ status: number; body: Record<string, unknown> }>;
+  unsubscribe(
+    account: string,
+    body: unknown,
+    headers?: Record<string, string>,
+  ): Promise<{ status: number; body: Record<string, unknown> }>;
   close(): Promise<void>;
 }
 
 export async function writeConnections(dir: string, connections: ConnectionInput[]): Promise<void> {
-  for (const connection of connections) await writeFile(path.join(dir, `${connection.id}.yaml`), stringify(connection));
+  for (const connection of connections)
+    await writeFile(path.join(dir, `${connection.id}.yaml`), stringify(connection));
 }
 
 /** The real engine (same wiring as `npm start`), in-process, on its own key prefix and a free port. */
-export async function startTestEngine(prefix: string, connections: ConnectionInput[], env: Record<string, string> = {}): Promise<TestEngine> {
+export async function startTestEngine(
+  prefix: string,
+  connections: ConnectionInput[],
+  env: Record<string, string> = {},
+): Promise<TestEngine> {
   const connectionsDir = await mkdtemp(path.join(tmpdir(), 'unsub-relay-connections-'));
   await writeConnections(connectionsDir, connections);
   const engine = await startEngine(
@@ -89,7 +98,11 @@ export async function startTestEngine(prefix: string, connections: ConnectionInp
 }
 
 /** A connection to a fake CRM at `url`, with fast retries for tests. */
-export function crmConnection(id: string, url: string, overrides: Partial<ConnectionInput> = {}): ConnectionInput {
+export function crmConnection(
+  id: string,
+  url: string,
+  overrides: Partial<ConnectionInput> = {},
+): ConnectionInput {
   return {
     id,
     account: 'acme',

@@ -15,8 +15,12 @@ const crms = {} as Record<Scenario, FakeCrm>;
 
 beforeAll(async () => {
   for (const name of scenarios) crms[name] = await startFakeCrm();
-  crms.flaky.respond((_r, i) => (i === 0 ? { status: 503, body: 'try later' } : { status: 200, body: '{"ok":true}' }));
-  crms.limited.respond((_r, i) => (i === 0 ? { status: 429, headers: { 'retry-after': '1' }, body: '{}' } : { status: 202, body: '{}' }));
+  crms.flaky.respond((_r, i) =>
+    i === 0 ? { status: 503, body: 'try later' } : { status: 200, body: '{"ok":true}' },
+  );
+  crms.limited.respond((_r, i) =>
+    i === 0 ? { status: 429, headers: { 'retry-after': '1' }, body: '{}' } : { status: 202, body: '{}' },
+  );
   crms.rejects.respond(() => ({ status: 400, body: `{"error":"invalid list","echo":"Bearer ${TOKEN}"}` }));
   crms.slow.respond(() => ({ status: 200, hang: true }));
   await crms.down.close(); // nothing listens there any more: connection refused
@@ -56,9 +60,17 @@ describe('delivery against loopback CRMs', () => {
     expect(request!.path).toBe('/v3/suppressions/Jane%2Bnews@Example.com');
     expect(request!.headers.authorization).toBe(`Bearer ${TOKEN}`);
     expect(request!.headers['x-campaign']).toBe('spring-sale');
-    expect(JSON.parse(request!.body)).toEqual({ recipient_emails: ['Jane+news@Example.com'], source: 'unsub-relay' });
+    expect(JSON.parse(request!.body)).toEqual({
+      recipient_emails: ['Jane+news@Example.com'],
+      source: 'unsub-relay',
+    });
     expect(detail.attempts).toHaveLength(1);
-    expect(detail.attempts[0]).toMatchObject({ number: 1, status: 200, verdict: 'success', connectionVersion: 1 });
+    expect(detail.attempts[0]).toMatchObject({
+      number: 1,
+      status: 200,
+      verdict: 'success',
+      connectionVersion: 1,
+    });
     expect(detail.attempts[0]!.request!.headers.authorization).toBe('[redacted]');
   });
 
@@ -92,7 +104,9 @@ describe('delivery against loopback CRMs', () => {
     expect(failed.attempts[0]).toMatchObject({ status: 400, verdict: 'fail', errorCode: 'HTTP_STATUS' });
     expect(failed.attempts[0]!.responseExcerpt).toContain('invalid list');
     expect(JSON.stringify(failed)).not.toContain(TOKEN);
-    expect((await engine.records.list({ status: 'failed', connection: 'crm-rejects' })).map((d) => d.id)).toEqual([id]);
+    expect(
+      (await engine.records.list({ status: 'failed', connection: 'crm-rejects' })).map((d) => d.id),
+    ).toEqual([id]);
 
     crms.rejects.respond(() => ({ status: 200, body: '{}' }));
     await engine.records.replay(id);

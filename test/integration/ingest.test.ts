@@ -37,17 +37,32 @@ async function post(body: string | undefined, headers: Record<string, string> = 
     ...(body === undefined ? {} : { body }),
   });
   const text = await response.text();
-  return { status: response.status, headers: response.headers, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+  return {
+    status: response.status,
+    headers: response.headers,
+    body: text ? (JSON.parse(text) as Record<string, unknown>) : {},
+  };
 }
 
 describe('POST /v1/unsubscribes: accepted', () => {
   it('answers 201 with an id only once the unsubscribe and its deliveries are in Redis', async () => {
-    const response = await post(JSON.stringify({ email: '  Jane@Example.com ', campaign: 'spring-sale', occurredAt: '2026-11-23T10:00:00Z' }));
+    const response = await post(
+      JSON.stringify({
+        email: '  Jane@Example.com ',
+        campaign: 'spring-sale',
+        occurredAt: '2026-11-23T10:00:00Z',
+      }),
+    );
     expect(response.status).toBe(201);
     const id = response.body.id as string;
     expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     const ledger = JSON.parse((await engine.redis.get(`${engine.prefix}:unsub:${id}`))!);
-    expect(ledger.unsubscribe).toMatchObject({ id, account: 'acme', email: 'Jane@Example.com', campaign: 'spring-sale' });
+    expect(ledger.unsubscribe).toMatchObject({
+      id,
+      account: 'acme',
+      email: 'Jane@Example.com',
+      campaign: 'spring-sale',
+    });
     expect(ledger.connections.sort()).toEqual(['acme-all', 'acme-spring']);
     // Fan-out: one delivery per linked connection of the account, never another account's.
     const queue = new Queue('deliveries', { connection: engine.redis, prefix: `${engine.prefix}:bull` });
@@ -60,19 +75,33 @@ describe('POST /v1/unsubscribes: accepted', () => {
   it('fans an unsubscribe without a campaign out only to connections linked to every campaign', async () => {
     const response = await post(JSON.stringify({ email: 'nocampaign@example.com' }));
     expect(response.status).toBe(201);
-    const ledger = JSON.parse((await engine.redis.get(`${engine.prefix}:unsub:${response.body.id as string}`))!);
+    const ledger = JSON.parse(
+      (await engine.redis.get(`${engine.prefix}:unsub:${response.body.id as string}`))!,
+    );
     expect(ledger.connections).toEqual(['acme-all']);
   });
 
   it('takes the key as "Bearer <key>" too, and Accept: */*', async () => {
-    const response = await post(JSON.stringify({ email: 'bearer@example.com' }), { authorization: `Bearer ${key}`, accept: '*/*' });
+    const response = await post(JSON.stringify({ email: 'bearer@example.com' }), {
+      authorization: `Bearer ${key}`,
+      accept: '*/*',
+    });
     expect(response.status).toBe(201);
   });
 
   it('keeps a few unknown scalar fields as attributes', async () => {
-    const response = await post(JSON.stringify({ email: 'extra@example.com', firstName: 'Ann', attributes: { tier: 'gold' }, score: 3 }));
+    const response = await post(
+      JSON.stringify({
+        email: 'extra@example.com',
+        firstName: 'Ann',
+        attributes: { tier: 'gold' },
+        score: 3,
+      }),
+    );
     expect(response.status).toBe(201);
-    const ledger = JSON.parse((await engine.redis.get(`${engine.prefix}:unsub:${response.body.id as string}`))!);
+    const ledger = JSON.parse(
+      (await engine.redis.get(`${engine.prefix}:unsub:${response.body.id as string}`))!,
+    );
     expect(ledger.unsubscribe.attributes).toEqual({ firstName: 'Ann', tier: 'gold', score: '3' });
   });
 
@@ -86,33 +115,117 @@ describe('POST /v1/unsubscribes: accepted', () => {
     expect(second.headers.get('idempotent-replayed')).toBe('true');
     const index = await engine.redis.zrange(`${engine.prefix}:account:acme:unsubs`, 0, -1);
     expect(index.filter((id) => id === first.body.id)).toHaveLength(1);
-    const conflict = await post(JSON.stringify({ email: 'someone-else@example.com' }), { 'idempotency-key': 'order-42' });
+    const conflict = await post(JSON.stringify({ email: 'someone-else@example.com' }), {
+      'idempotency-key': 'order-42',
+    });
     expect(conflict.status).toBe(422);
     expect(conflict.body.error).toBe('idempotency_conflict');
   });
 });
 
 describe('POST /v1/unsubscribes: refused', () => {
-  const cases: Array<[string, string | undefined, Record<string, string>, number, string, Record<string, string>?]> = [
+  const cases: Array<
+    [string, string | undefined, Record<string, string>, number, string, Record<string, string>?]
+  > = [
     ['no Authorization', '{"email":"a@example.com"}', { authorization: '' }, 401, 'unauthorized'],
-    ['an unknown key', '{"email":"a@example.com"}', { authorization: 'urk_aaaaaaaaaaaa_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb' }, 401, 'unauthorized'],
+    [
+      'an unknown key',
+      '{"email":"a@example.com"}',
+      { authorization: 'urk_aaaaaaaaaaaa_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb' },
+      401,
+      'unauthorized',
+    ],
     ['a malformed key', '{"email":"a@example.com"}', { authorization: 'hunter2' }, 401, 'unauthorized'],
-    ['Accept that excludes JSON', '{"email":"a@example.com"}', { accept: 'text/html' }, 406, 'not_acceptable'],
-    ['a text/plain body', '{"email":"a@example.com"}', { 'content-type': 'text/plain' }, 415, 'unsupported_media_type'],
+    [
+      'Accept that excludes JSON',
+      '{"email":"a@example.com"}',
+      { accept: 'text/html' },
+      406,
+      'not_acceptable',
+    ],
+    [
+      'a text/plain body',
+      '{"email":"a@example.com"}',
+      { 'content-type': 'text/plain' },
+      415,
+      'unsupported_media_type',
+    ],
     ['no Content-Type', '{"email":"a@example.com"}', { 'content-type': '' }, 415, 'unsupported_media_type'],
     ['a body that is not JSON', '{"email":', {}, 400, 'invalid_json'],
     ['an empty body', undefined, {}, 400, 'invalid_json'],
-    ['a JSON array', '[{"email":"a@example.com"}]', {}, 400, 'invalid_request', { body: 'must be a JSON map (object), e.g. {"email":"jane@example.com"}' }],
-    ['a JSON string', '"a@example.com"', {}, 400, 'invalid_request', { body: 'must be a JSON map (object), e.g. {"email":"jane@example.com"}' }],
+    [
+      'a JSON array',
+      '[{"email":"a@example.com"}]',
+      {},
+      400,
+      'invalid_request',
+      { body: 'must be a JSON map (object), e.g. {"email":"jane@example.com"}' },
+    ],
+    [
+      'a JSON string',
+      '"a@example.com"',
+      {},
+      400,
+      'invalid_request',
+      { body: 'must be a JSON map (object), e.g. {"email":"jane@example.com"}' },
+    ],
     ['a missing email', '{"campaign":"x"}', {}, 400, 'invalid_request', { email: 'is required' }],
-    ['two addresses', '{"email":"a@example.com, b@example.com"}', {}, 400, 'invalid_request', { email: 'must be a single valid email address' }],
-    ['a display name', '{"email":"Jane <jane@example.com>"}', {}, 400, 'invalid_request', { email: 'must be a single valid email address' }],
-    ['an email over 254 characters', JSON.stringify({ email: `${'a'.repeat(64)}@${'b'.repeat(190)}.com` }), {}, 400, 'invalid_request', { email: 'must be at most 254 characters' }],
+    [
+      'two addresses',
+      '{"email":"a@example.com, b@example.com"}',
+      {},
+      400,
+      'invalid_request',
+      { email: 'must be a single valid email address' },
+    ],
+    [
+      'a display name',
+      '{"email":"Jane <jane@example.com>"}',
+      {},
+      400,
+      'invalid_request',
+      { email: 'must be a single valid email address' },
+    ],
+    [
+      'an email over 254 characters',
+      JSON.stringify({ email: `${'a'.repeat(64)}@${'b'.repeat(190)}.com` }),
+      {},
+      400,
+      'invalid_request',
+      { email: 'must be at most 254 characters' },
+    ],
     ['a number as email', '{"email":42}', {}, 400, 'invalid_request', { email: 'must be a string' }],
-    ['a bad occurredAt', '{"email":"a@example.com","occurredAt":"yesterday"}', {}, 400, 'invalid_request', { occurredAt: 'must be an ISO 8601 date-time, e.g. 2026-11-23T10:00:00Z' }],
-    ['nested attributes', '{"email":"a@example.com","attributes":{"a":{"b":1}}}', {}, 400, 'invalid_request', { 'attributes.a': 'values must be strings' }],
-    ['an unknown object field', '{"email":"a@example.com","profile":{"x":1}}', {}, 400, 'invalid_request', { profile: 'unknown field (only scalar extra fields are accepted)' }],
-    ['a prototype-polluting body', '{"email":"a@example.com","__proto__":{"admin":true}}', {}, 400, 'invalid_json'],
+    [
+      'a bad occurredAt',
+      '{"email":"a@example.com","occurredAt":"yesterday"}',
+      {},
+      400,
+      'invalid_request',
+      { occurredAt: 'must be an ISO 8601 date-time, e.g. 2026-11-23T10:00:00Z' },
+    ],
+    [
+      'nested attributes',
+      '{"email":"a@example.com","attributes":{"a":{"b":1}}}',
+      {},
+      400,
+      'invalid_request',
+      { 'attributes.a': 'values must be strings' },
+    ],
+    [
+      'an unknown object field',
+      '{"email":"a@example.com","profile":{"x":1}}',
+      {},
+      400,
+      'invalid_request',
+      { profile: 'unknown field (only scalar extra fields are accepted)' },
+    ],
+    [
+      'a prototype-polluting body',
+      '{"email":"a@example.com","__proto__":{"admin":true}}',
+      {},
+      400,
+      'invalid_json',
+    ],
   ];
 
   it.each(cases)('refuses %s', async (_name, body, headers, status, error, fields) => {
@@ -124,7 +237,10 @@ describe('POST /v1/unsubscribes: refused', () => {
   });
 
   it('refuses more extra fields than the allowance, naming each', async () => {
-    const body = Object.fromEntries([['email', 'a@example.com'], ...Array.from({ length: 11 }, (_, i) => [`x${i}`, 'v'])]);
+    const body = Object.fromEntries([
+      ['email', 'a@example.com'],
+      ...Array.from({ length: 11 }, (_, i) => [`x${i}`, 'v']),
+    ]);
     const response = await post(JSON.stringify(body));
     expect(response.status).toBe(400);
     expect(Object.keys(response.body.fields as object)).toHaveLength(11);
@@ -160,7 +276,11 @@ describe('POST /v1/unsubscribes with Redis down', () => {
       logger: createLogger('silent'),
       apiKeys,
       index: { linked: () => [] } as never,
-      producer: new DeliveryProducer(dead, queue, keys, { succeededMs: 1000, failedMs: 1000, unsubscribesMs: 1000 }),
+      producer: new DeliveryProducer(dead, queue, keys, {
+        succeededMs: 1000,
+        failedMs: 1000,
+        unsubscribesMs: 1000,
+      }),
       sandbox: false,
       readiness: async () => ({}),
     });

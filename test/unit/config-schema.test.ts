@@ -31,7 +31,9 @@ describe('durations', () => {
     ['10d', 864_000_000],
     [250, 250],
   ] as const)('%s → %i ms', (input, ms) => expect(parseDuration(input)).toBe(ms));
-  it.each(['5', '5 sec', '-1s', 'soon'])('refuses %s', (input) => expect(parseDuration(input)).toBeUndefined());
+  it.each(['5', '5 sec', '-1s', 'soon'])('refuses %s', (input) =>
+    expect(parseDuration(input)).toBeUndefined(),
+  );
 });
 
 describe('connection files', () => {
@@ -40,7 +42,11 @@ describe('connection files', () => {
     expect(issues).toEqual([]);
     expect(connection).toMatchObject({
       enabled: true,
-      request: { method: 'POST', timeouts: { connect: 5_000, headers: 10_000, body: 10_000 }, maxResponseBytes: 65_536 },
+      request: {
+        method: 'POST',
+        timeouts: { connect: 5_000, headers: 10_000, body: 10_000 },
+        maxResponseBytes: 65_536,
+      },
       retry: { attempts: 10, delay: 5_000, maxDelay: 3_600_000, jitter: true },
     });
   });
@@ -73,7 +79,12 @@ describe('connection files', () => {
       account: 'a',
       name: 'x',
       request: { url: 'https://example.com' },
-      response: { rules: [{ when: { status: '6xx' }, then: 'success' }, { when: { bodyMatches: '(' }, then: 'fail' }] },
+      response: {
+        rules: [
+          { when: { status: '6xx' }, then: 'success' },
+          { when: { bodyMatches: '(' }, then: 'fail' },
+        ],
+      },
     });
     expect(result.success).toBe(false);
     const fields = zodIssues(result.error!).map((issue) => issue.field);
@@ -85,7 +96,13 @@ describe('connection files', () => {
 describe('environment', () => {
   it('has working defaults', () => {
     const env = parseEnv({});
-    expect(env).toMatchObject({ PORT: 8080, REDIS_URL: 'redis://127.0.0.1:6379', CONNECTIONS_DIR: './connections', ALLOW_PRIVATE_TARGETS: false, SANDBOX: true });
+    expect(env).toMatchObject({
+      PORT: 8080,
+      REDIS_URL: 'redis://127.0.0.1:6379',
+      CONNECTIONS_DIR: './connections',
+      ALLOW_PRIVATE_TARGETS: false,
+      SANDBOX: true,
+    });
     expect([...env.ROLES]).toEqual(['api', 'worker']);
   });
   it('names each bad variable', () => {

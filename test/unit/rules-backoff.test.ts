@@ -7,7 +7,9 @@ const policy = (input: object) => retrySchema.parse(input);
 describe('retryDelay', () => {
   it('doubles from the first delay and stops at maxDelay', () => {
     const p = policy({ delay: '1s', maxDelay: '10s', jitter: false });
-    expect([1, 2, 3, 4, 5, 6].map((n) => retryDelay(p, n, undefined))).toEqual([1_000, 2_000, 4_000, 8_000, 10_000, 10_000]);
+    expect([1, 2, 3, 4, 5, 6].map((n) => retryDelay(p, n, undefined))).toEqual([
+      1_000, 2_000, 4_000, 8_000, 10_000, 10_000,
+    ]);
   });
   it('keeps a fixed delay fixed', () => {
     const p = policy({ backoff: 'fixed', delay: '5s', jitter: false });
@@ -26,6 +28,8 @@ describe('retryDelay', () => {
     expect(retryDelay(p, 1, -5)).toBe(0);
   });
   it('does not overflow after many attempts', () => {
-    expect(retryDelay(policy({ delay: '5s', maxDelay: '1h', jitter: false }), 1_000, undefined)).toBe(3_600_000);
+    expect(retryDelay(policy({ delay: '5s', maxDelay: '1h', jitter: false }), 1_000, undefined)).toBe(
+      3_600_000,
+    );
   });
 });

@@ -19,10 +19,18 @@ describe('default classification', () => {
     expect(classify([], response(status), NOW).verdict).toBe('success');
   });
   it.each([408, 425, 429, 500, 502, 503, 504, 599])('%i is retried', (status) => {
-    expect(classify([], response(status), NOW)).toMatchObject({ verdict: 'retry', code: 'HTTP_STATUS', rule: 'default' });
+    expect(classify([], response(status), NOW)).toMatchObject({
+      verdict: 'retry',
+      code: 'HTTP_STATUS',
+      rule: 'default',
+    });
   });
   it.each([400, 401, 403, 404, 409, 410, 422])('%i fails permanently', (status) => {
-    expect(classify([], response(status), NOW)).toMatchObject({ verdict: 'fail', code: 'HTTP_STATUS', rule: 'default' });
+    expect(classify([], response(status), NOW)).toMatchObject({
+      verdict: 'fail',
+      code: 'HTTP_STATUS',
+      rule: 'default',
+    });
   });
   it('fails a redirect and says where it pointed', () => {
     const verdict = classify([], response(301, '', { location: 'https://new.example.com/' }), NOW);
@@ -30,46 +38,95 @@ describe('default classification', () => {
     expect(verdict.reason).toContain('https://new.example.com/');
   });
   it('honours Retry-After in seconds and as an HTTP date', () => {
-    expect(classify([], response(429, '', { 'retry-after': '7' }), NOW)).toMatchObject({ retryAfterMs: 7_000 });
+    expect(classify([], response(429, '', { 'retry-after': '7' }), NOW)).toMatchObject({
+      retryAfterMs: 7_000,
+    });
     const date = new Date(NOW + 90_000).toUTCString();
-    expect(classify([], response(503, '', { 'retry-after': date }), NOW)).toMatchObject({ retryAfterMs: 90_000 });
+    expect(classify([], response(503, '', { 'retry-after': date }), NOW)).toMatchObject({
+      retryAfterMs: 90_000,
+    });
   });
   it('retries transport errors but not a refused target', () => {
-    const error = (code: Extract<SendOutcome, { kind: 'error' }>['code']): SendOutcome => ({ kind: 'error', code, message: code, durationMs: 1 });
+    const error = (code: Extract<SendOutcome, { kind: 'error' }>['code']): SendOutcome => ({
+      kind: 'error',
+      code,
+      message: code,
+      durationMs: 1,
+    });
     expect(classify([], error('NETWORK'), NOW)).toMatchObject({ verdict: 'retry', code: 'NETWORK' });
-    expect(classify([], error('HEADERS_TIMEOUT'), NOW)).toMatchObject({ verdict: 'retry', code: 'HEADERS_TIMEOUT' });
-    expect(classify([], error('TARGET_REFUSED'), NOW)).toMatchObject({ verdict: 'fail', code: 'TARGET_REFUSED' });
+    expect(classify([], error('HEADERS_TIMEOUT'), NOW)).toMatchObject({
+      verdict: 'retry',
+      code: 'HEADERS_TIMEOUT',
+    });
+    expect(classify([], error('TARGET_REFUSED'), NOW)).toMatchObject({
+      verdict: 'fail',
+      code: 'TARGET_REFUSED',
+    });
   });
 });
 
 describe('connection rules', () => {
   it('takes the first matching rule, in order', () => {
     const list = rules(
-      { when: { status: 400, bodyContains: 'already unsubscribed' }, then: 'success', reason: 'already done' },
+      {
+        when: { status: 400, bodyContains: 'already unsubscribed' },
+        then: 'success',
+        reason: 'already done',
+      },
       { when: { status: '4xx' }, then: 'fail' },
     );
-    expect(classify(list, response(400, '{"message":"already unsubscribed"}'), NOW)).toEqual({ verdict: 'success', rule: 0, reason: 'already done' });
-    expect(classify(list, response(400, '{"message":"bad email"}'), NOW)).toMatchObject({ verdict: 'fail', rule: 1, code: 'RULE_FAIL' });
+    expect(classify(list, response(400, '{"message":"already unsubscribed"}'), NOW)).toEqual({
+      verdict: 'success',
+      rule: 0,
+      reason: 'already done',
+    });
+    expect(classify(list, response(400, '{"message":"bad email"}'), NOW)).toMatchObject({
+      verdict: 'fail',
+      rule: 1,
+      code: 'RULE_FAIL',
+    });
   });
   it('falls back to the defaults when nothing matches', () => {
-    expect(classify(rules({ when: { status: 404 }, then: 'success' }), response(503), NOW)).toMatchObject({ verdict: 'retry', rule: 'default' });
+    expect(classify(rules({ when: { status: 404 }, then: 'success' }), response(503), NOW)).toMatchObject({
+      verdict: 'retry',
+      rule: 'default',
+    });
   });
   it('applies "otherwise" to anything left', () => {
-    expect(classify(rules({ otherwise: 'fail' }), response(503), NOW)).toMatchObject({ verdict: 'fail', rule: 0 });
+    expect(classify(rules({ otherwise: 'fail' }), response(503), NOW)).toMatchObject({
+      verdict: 'fail',
+      rule: 0,
+    });
   });
   it('catches a 200 that carries an error', () => {
     const list = rules({ when: { status: 200, bodyMatches: '"success"\\s*:\\s*false' }, then: 'fail' });
-    expect(classify(list, response(200, '{"success": false}'), NOW)).toMatchObject({ verdict: 'fail', rule: 0 });
-    expect(classify(list, response(200, '{"success": true}'), NOW)).toMatchObject({ verdict: 'success', rule: 'default' });
+    expect(classify(list, response(200, '{"success": false}'), NOW)).toMatchObject({
+      verdict: 'fail',
+      rule: 0,
+    });
+    expect(classify(list, response(200, '{"success": true}'), NOW)).toMatchObject({
+      verdict: 'success',
+      rule: 'default',
+    });
   });
   it('matches headers by presence, value and pattern', () => {
-    const list = rules({ when: { header: { name: 'X-Status', matches: '^err' } }, then: 'retry', after: '30s' });
-    expect(classify(list, response(200, '', { 'x-status': 'error-temporary' }), NOW)).toMatchObject({ verdict: 'retry', retryAfterMs: 30_000 });
+    const list = rules({
+      when: { header: { name: 'X-Status', matches: '^err' } },
+      then: 'retry',
+      after: '30s',
+    });
+    expect(classify(list, response(200, '', { 'x-status': 'error-temporary' }), NOW)).toMatchObject({
+      verdict: 'retry',
+      retryAfterMs: 30_000,
+    });
     expect(classify(list, response(200, '', { 'x-status': 'ok' }), NOW).verdict).toBe('success');
   });
   it('uses Retry-After for a retry rule without its own delay', () => {
     const list = rules({ when: { status: 420 }, then: 'retry' });
-    expect(classify(list, response(420, '', { 'retry-after': '3' }), NOW)).toMatchObject({ verdict: 'retry', retryAfterMs: 3_000 });
+    expect(classify(list, response(420, '', { 'retry-after': '3' }), NOW)).toMatchObject({
+      verdict: 'retry',
+      retryAfterMs: 3_000,
+    });
   });
 });
 

@@ -1,0 +1,97 @@
+import type { Connection } from '../config/connection-schema.js';
+import type { Unsubscribe } from '../domain/unsubscribe.js';
+
+/**
+ * What templates can see. Optional unsubscribe fields are `null` when absent, never missing:
+ * strict mode treats a missing key as a typo, while `{{default campaign 'none'}}` must still work.
+ */
+export interface TemplateContext {
+  email: string;
+  id: string;
+  account: string;
+  campaign?: string | null;
+  occurredAt?: string | null;
+  receivedAt: string;
+  source?: string | null;
+  /** Free-form per unsubscribe: a missing attribute renders empty instead of failing. */
+  attributes: Record<string, string>;
+  /** 1 for the first attempt of a delivery. */
+  attempt: number;
+  settings: Record<string, string | number | boolean>;
+  engine: { sandboxUrl: string };
+}
+
+/** Where `{{secret 'NAME'}}` gets its values. Returning `undefined` fails the render. */
+export interface SecretSource {
+  get(name: string): string | undefined;
+}
+
+export function templateContext(
+  unsubscribe: Unsubscribe,
+  connection: Connection,
+  attempt: number,
+  engine: { sandboxUrl: string },
+): TemplateContext {
+  return {
+    email: unsubscribe.email,
+    id: unsubscribe.id,
+    account: unsubscribe.account,
+    campaign: unsubscribe.campaign ?? null,
+    occurredAt: unsubscribe.occurredAt ?? null,
+    receivedAt: unsubscribe.receivedAt,
+    source: unsubscribe.source ?? null,
+    attributes: { ...unsubscribe.attributes },
+    attempt,
+    settings: { ...connection.settings },
+    engine: { sandboxUrl: engine.sandboxUrl },
+  };
+}
+
+/**
+ * The object handed to Handlebars: a copy, so a template can never see more than the declared
+ * fields, with absent optional fields filled in for strict mode.
+ */
+export function templateData(context: TemplateContext): Record<string, unknown> {
+  return {
+    email: context.email,
+    id: context.id,
+    account: context.account,
+    campaign: context.campaign ?? null,
+    occurredAt: context.occurredAt ?? null,
+    receivedAt: context.receivedAt,
+    source: context.source ?? null,
+    attributes: { ...context.attributes },
+    attempt: context.attempt,
+    settings: { ...context.settings },
+    engine: { sandboxUrl: context.engine.sandboxUrl },
+  };
+}
+
+/** Secrets from the process environment; an empty variable counts as unset. */
+export function envSecrets(env: NodeJS.ProcessEnv = process.env): SecretSource {
+  return {
+    get(name) {
+      // `process.env` is a special object; only its own string entries are variables.
+      if (!Object.hasOwn(env, name)) return undefined;
+      const value = env[name];
+      return typeof value === 'string' && value !== '' ? value : undefined;
+    },
+  };
+}
+
+/** A plausible unsubscribe for dry runs: every optional field absent, so strict mode is exercised. */
+export function sampleContext(connection: Connection): TemplateContext {
+  return {
+    email: 'unsubscribe-test+relay@example.com',
+    id: '00000000-0000-4000-8000-000000000000',
+    account: connection.account,
+    campaign: null,
+    occurredAt: null,
+    receivedAt: '2024-01-01T00:00:00.000Z',
+    source: null,
+    attributes: {},
+    attempt: 1,
+    settings: { ...connection.settings },
+    engine: { sandboxUrl: 'http://127.0.0.1:8787/sandbox' },
+  };
+}
