@@ -14,6 +14,7 @@ import { ApiKeyStore } from './store/api-keys.js';
 import { AttemptStore } from './store/attempt-store.js';
 import { ConnectionIndex } from './store/connection-index.js';
 import { ConnectionStore } from './store/connection-store.js';
+import { DeliveryRecords } from './store/delivery-records.js';
 import { keyspace } from './store/keys.js';
 import { createRedis, waitReady } from './store/redis.js';
 import { envSecrets, referencedSecrets } from './templates/render-request.js';
@@ -42,6 +43,7 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
     await waitReady(redis, 10_000);
 
     const store = new ConnectionStore(redis, keys);
+    const attempts = new AttemptStore(redis, keys);
     const loaded = await loadConnections(env.CONNECTIONS_DIR);
     const secrets = envSecrets();
     for (const { connection, file } of loaded) {
@@ -83,7 +85,7 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
       workerRedis.on('error', (error) => logger.warn({ err: error }, 'worker redis connection error'));
       const processor = createProcessor({
         connections: store,
-        attempts: new AttemptStore(redis, keys),
+        attempts,
         sender,
         secrets,
         engine: engineInfo,
@@ -125,6 +127,9 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
         index,
         producer: new DeliveryProducer(redis, queue, keys, retention),
         sandbox: env.SANDBOX,
+        ...(env.ADMIN_TOKEN
+          ? { admin: { adminToken: env.ADMIN_TOKEN, deliveries: new DeliveryRecords(queue, attempts) } }
+          : {}),
         readiness: () => readiness(redis, index, worker),
       });
       const runningApp = app;

@@ -5,6 +5,7 @@ import Fastify, {
   type FastifyInstance,
 } from 'fastify';
 import type { Logger } from 'pino';
+import { registerAdminRoutes, type AdminDeps } from './admin-routes.js';
 import { sendError } from './errors.js';
 import { registerIngestRoutes, type IngestDeps } from './ingest-routes.js';
 import { registerSandboxRoutes } from './sandbox-routes.js';
@@ -17,6 +18,8 @@ export interface AppDeps extends IngestDeps {
   /** Is the process able to take unsubscribes? Used by /readyz. */
   readiness: () => Promise<Record<string, { ok: boolean; detail?: string }>>;
   sandbox: boolean;
+  /** Present when ADMIN_TOKEN is set. */
+  admin?: AdminDeps;
 }
 
 /** Errors Fastify raises before a handler runs, mapped to the API's own codes. */
@@ -79,5 +82,6 @@ export function buildApp(deps: AppDeps): FastifyInstance {
 
   registerIngestRoutes(app, deps);
   if (deps.sandbox) registerSandboxRoutes(app);
+  if (deps.admin) registerAdminRoutes(app, deps.admin);
   return app;
 }

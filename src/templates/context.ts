@@ -68,9 +68,41 @@ export function templateData(context: TemplateContext): Record<string, unknown> 
 }
 
 /** Secrets from the process environment; an empty variable counts as unset. */
+/**
+ * Variables a connection may never read as a secret: the engine's own settings (the admin token, a
+ * Redis URL with its password) and the process's. Otherwise a connection file could ship them to a CRM.
+ */
+const RESERVED_SECRET_NAMES = new Set([
+  'ADMIN_TOKEN',
+  'REDIS_URL',
+  'REDIS_PREFIX',
+  'PORT',
+  'HOST',
+  'CONNECTIONS_DIR',
+  'LOG_LEVEL',
+  'LOG_FORMAT',
+  'ALLOW_PRIVATE_TARGETS',
+  'ROLES',
+  'SANDBOX',
+  'PATH',
+  'HOME',
+  'USER',
+  'SHELL',
+  'PWD',
+  'NODE_OPTIONS',
+]);
+const RESERVED_SECRET_PREFIXES = ['npm_', 'NODE_', 'WORKER_', 'RETENTION_', 'SHUTDOWN_'];
+
+export function isSecretNameAllowed(name: string): boolean {
+  return (
+    !RESERVED_SECRET_NAMES.has(name) && !RESERVED_SECRET_PREFIXES.some((prefix) => name.startsWith(prefix))
+  );
+}
+
 export function envSecrets(env: NodeJS.ProcessEnv = process.env): SecretSource {
   return {
     get(name) {
+      if (!isSecretNameAllowed(name)) return undefined;
       // `process.env` is a special object; only its own string entries are variables.
       if (!Object.hasOwn(env, name)) return undefined;
       const value = env[name];

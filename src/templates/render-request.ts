@@ -9,7 +9,13 @@ import {
   type CompiledJson,
 } from './compile-connection.js';
 import { hasHeaderUnsafeChar, hasUrlUnsafeChar } from './chars.js';
-import { sampleContext, templateData, type SecretSource, type TemplateContext } from './context.js';
+import {
+  isSecretNameAllowed,
+  sampleContext,
+  templateData,
+  type SecretSource,
+  type TemplateContext,
+} from './context.js';
 import { newRenderState, type RenderState } from './helpers.js';
 import { TemplateProblem, describeFailure } from './problem.js';
 import { secretNamesIn } from './template-env.js';
@@ -197,6 +203,17 @@ export function checkTemplates(connection: Connection): ConfigIssue[] {
   };
   // One reason per field: the second sample often trips over the same mistake differently.
   const seen = new Set<string>();
+  for (const { field, source } of templateSources(connection)) {
+    for (const name of secretNamesIn(source)) {
+      if (!isSecretNameAllowed(name) && !seen.has(field)) {
+        issues.push({
+          field,
+          reason: `{{secret '${name}'}}: ${name} is the engine's own setting or a system variable, not a connection secret`,
+        });
+        seen.add(field);
+      }
+    }
+  }
   for (const context of [bare, full]) {
     renderWith(compiled, context, placeholderSecrets, (field, reason) => {
       if (!seen.has(field)) issues.push({ field, reason });

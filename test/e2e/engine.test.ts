@@ -16,9 +16,14 @@ describe('the engine as a process, driven like an operator would', () => {
   let dir: string;
   let engine: EngineProcess;
   let key: string;
+  let rejecting = true;
 
   beforeAll(async () => {
-    crm = await startFakeCrm(() => ({ status: 200, body: '{"result":"ok"}' }));
+    crm = await startFakeCrm((request) =>
+      request.path.startsWith('/reject') && rejecting
+        ? { status: 400, body: '{"detail":"list is archived"}' }
+        : { status: 200, body: '{"result":"ok"}' },
+    );
     dir = await mkdtemp(path.join(tmpdir(), 'unsub-relay-e2e-'));
     await writeConnections(dir, [
       {
@@ -33,6 +38,13 @@ describe('the engine as a process, driven like an operator would', () => {
           body: { json: { email_address: '{{email}}', status: 'unsubscribed', campaign: '{{campaign}}' } },
         },
         settings: { listId: 'list-1' },
+      },
+      {
+        id: 'acme-archive',
+        account: 'acme',
+        name: 'Acme archived list',
+        campaigns: ['archive'],
+        request: { url: `${crm.url}/reject/{{email}}`, body: { json: { email: '{{email}}' } } },
       },
     ]);
     engine = await spawnEngine({ ...env, CONNECTIONS_DIR: dir });
@@ -95,6 +107,47 @@ describe('the engine as a process, driven like an operator would', () => {
     const listed = cli(['deliveries', 'list', '--status', 'succeeded', '--json'], env);
     expect(listed.status).toBe(0);
     expect(JSON.parse(listed.stdout)).toHaveLength(3);
+  });
+
+  it('lists, shows and replays a failed delivery from the CLI', async () => {
+    const response = await fetch(`${engine.url}/v1/unsubscribes`, {
+      method: 'POST',
+      headers: { authorization: key, 'content-type': 'application/json' },
+      body: JSON.stringify({ email: 'dora@example.com', campaign: 'archive' }),
+    });
+    const id = `${((await response.json()) as { id: string }).id}:acme-archive`;
+    const failed = await eventually('the delivery to fail', () => {
+      const list = cli(
+        ['deliveries', 'list', '--status', 'failed', '--connection', 'acme-archive', '--json'],
+        env,
+      );
+      const parsed = JSON.parse(list.stdout) as Array<{ id: string; failedReason: string }>;
+      return parsed.length === 1 ? parsed : undefined;
+    });
+    expect(failed[0]).toMatchObject({ id, failedReason: 'HTTP_STATUS: status 400 is permanent' });
+
+    const shown = cli(['deliveries', 'show', id], env);
+    expect(shown.status).toBe(0);
+    expect(shown.stdout).toContain('status: failed');
+    expect(shown.stdout).toMatch(
+      /1\s+\S+\s+POST http:\/\/127\.0\.0\.1:\d+\/reject\/dora@example\.com\s+400\s+\d+\s+fail\s+HTTP_STATUS/,
+    );
+
+    rejecting = false;
+    const replay = cli(['replay', '--connection', 'acme-archive'], env);
+    expect(replay).toMatchObject({ status: 0, stdout: `replayed 1 delivery:\n${id}\n` });
+    await eventually(
+      'the replayed delivery to succeed',
+      () => JSON.parse(cli(['deliveries', 'show', id, '--json'], env).stdout).status === 'succeeded',
+    );
+    expect(cli(['replay', '--id', id], env)).toMatchObject({
+      status: 1,
+      stderr: expect.stringContaining('is succeeded, not failed'),
+    });
+    expect(cli(['replay'], env)).toMatchObject({
+      status: 1,
+      stderr: expect.stringContaining('give exactly one of --id'),
+    });
   });
 
   it('never writes the connection secret or the API key to its logs', () => {
