@@ -81,7 +81,8 @@ export async function loadConnections(dir: string): Promise<LoadedConnection[]> 
   const loaded: LoadedConnection[] = [];
   const seen = new Map<string, string>();
   for (const absolute of files) {
-    const file = path.relative(process.cwd(), absolute) || absolute;
+    const relative = path.relative(process.cwd(), absolute);
+    const file = relative && !relative.startsWith('..') ? relative : absolute;
     const parsed = parseConnectionFile(await readFile(absolute, 'utf8'), file);
     issues.push(...parsed.issues);
     if (!parsed.connection) continue;
