@@ -32,26 +32,14 @@ export function templateContext(
   attempt: number,
   engine: { sandboxUrl: string },
 ): TemplateContext {
-  return {
-    email: unsubscribe.email,
-    id: unsubscribe.id,
-    account: unsubscribe.account,
-    campaign: unsubscribe.campaign ?? null,
-    occurredAt: unsubscribe.occurredAt ?? null,
-    receivedAt: unsubscribe.receivedAt,
-    source: unsubscribe.source ?? null,
-    attributes: { ...unsubscribe.attributes },
-    attempt,
-    settings: { ...connection.settings },
-    engine: { sandboxUrl: engine.sandboxUrl },
-  };
+  return templateData({ ...unsubscribe, attempt, settings: connection.settings, engine });
 }
 
 /**
  * The object handed to Handlebars: a copy, so a template can never see more than the declared
- * fields, with absent optional fields filled in for strict mode.
+ * fields (whatever the caller passed in), with absent optional fields filled in for strict mode.
  */
-export function templateData(context: TemplateContext): Record<string, unknown> {
+export function templateData(context: TemplateContext): TemplateContext {
   return {
     email: context.email,
     id: context.id,
