@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { buildApp } from './api/app.js';
 import type { Env } from './config/env.js';
 import { loadConnections } from './config/load-connections.js';
+import { OAuth2Tokens } from './auth/oauth2.js';
 import { createSender, type Sender } from './http/sender.js';
 import { createProcessor } from './queue/processor.js';
 import { DeliveryProducer } from './queue/producer.js';
@@ -17,7 +18,8 @@ import { ConnectionStore } from './store/connection-store.js';
 import { DeliveryRecords } from './store/delivery-records.js';
 import { keyspace } from './store/keys.js';
 import { createRedis, waitReady } from './store/redis.js';
-import { envSecrets, referencedSecrets } from './templates/render-request.js';
+import { referencedSecrets } from './templates/render-request.js';
+import { loadSecrets } from './config/secrets.js';
 
 export interface Engine {
   /** The API's base URL, when this process serves the API. */
@@ -45,7 +47,7 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
     const store = new ConnectionStore(redis, keys);
     const attempts = new AttemptStore(redis, keys);
     const loaded = await loadConnections(env.CONNECTIONS_DIR);
-    const secrets = envSecrets();
+    const secrets = loadSecrets();
     for (const { connection, file } of loaded) {
       const { version, changed } = await store.put(connection, file);
       const missing = referencedSecrets(connection).filter((name) => secrets.get(name) === undefined);
@@ -58,12 +60,19 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
         campaigns: connection.campaigns,
         file,
       };
-      if (missing.length > 0)
+      const linked = connection.campaigns === '*' || connection.campaigns.length > 0;
+      if (missing.length > 0 && linked && connection.enabled) {
         logger.warn(
           { ...line, missingSecrets: missing },
-          `connection ${connection.id}: secrets not set; its deliveries will fail until they are`,
+          `connection ${connection.id}: secrets ${missing.join(', ')} not set; its deliveries will fail until they are`,
         );
-      else logger.info(line, `connection ${connection.id} loaded: ${connection.name}`);
+      } else {
+        const note = linked ? '' : ' (linked to no campaign yet)';
+        logger.info(
+          { ...line, ...(missing.length ? { missingSecrets: missing } : {}) },
+          `connection ${connection.id} loaded: ${connection.name}${note}`,
+        );
+      }
     }
 
     const sandboxHost = `127.0.0.1:${env.PORT}`;
@@ -87,6 +96,7 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
         connections: store,
         attempts,
         sender,
+        tokens: new OAuth2Tokens(redis, keys.prefix, sender, { logger }),
         secrets,
         engine: engineInfo,
         retention,

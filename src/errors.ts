@@ -70,13 +70,16 @@ export class ConnectionConfigError extends UnsubRelayError {
 export interface ConfigIssue {
   /** File the problem is in, when it came from a file. */
   file?: string;
+  /** 1-based line in that file, where it could be found. */
+  line?: number;
   /** Dotted path of the field, e.g. `request.auth.token`. */
   field: string;
   reason: string;
 }
 
 export function formatConfigIssue(issue: ConfigIssue): string {
-  return `${issue.file ? `${issue.file}: ` : ''}${issue.field || '(file)'}: ${issue.reason}`;
+  const where = issue.file ? `${issue.file}${issue.line ? `:${issue.line}` : ''}: ` : '';
+  return `${where}${issue.field || '(file)'}: ${issue.reason}`;
 }
 
 /** A template failed to compile or render. Names the connection and the templated field. */

@@ -1,5 +1,6 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseEnv } from '../config/env.js';
+import { connectionJsonSchemaText } from '../config/json-schema.js';
 import { loadConnections } from '../config/load-connections.js';
 import { startEngine } from '../engine.js';
 import {
@@ -13,6 +14,7 @@ import {
 import { createLogger } from '../logging.js';
 import { deliveryStatus } from '../domain/delivery.js';
 import { withContext, type RedisOptions } from './context.js';
+import { formatRequest, renderPreview } from './render-command.js';
 import { table } from './table.js';
 
 const program = new Command('unsub-relay')
@@ -82,6 +84,58 @@ program
           `${loaded.length} connection(s) valid`,
         ].join('\n'),
     );
+  });
+
+program
+  .command('render')
+  .description(
+    'print the exact request a connection would send for an unsubscribe (secrets redacted); sends nothing',
+  )
+  .argument('<connection>', 'connection id')
+  .requiredOption('--email <email>', 'the unsubscribed address')
+  .option('--campaign <campaign>', 'campaign of the unsubscribe')
+  .option('--source <source>', 'source of the unsubscribe')
+  .option('--attempt <n>', 'attempt number', (v) => Number.parseInt(v, 10), 1)
+  .option('--dir <dir>', 'directory of connection files', process.env.CONNECTIONS_DIR ?? './connections')
+  .option('--json', 'machine-readable output')
+  .action(
+    async (
+      id: string,
+      options: {
+        email: string;
+        campaign?: string;
+        source?: string;
+        attempt: number;
+        dir: string;
+        json?: boolean;
+      },
+    ) => {
+      const preview = await renderPreview(id, options);
+      print(preview, !!options.json, () =>
+        [
+          ...(preview.tokenRequest
+            ? [
+                '# token request (OAuth2 client credentials, sent first and cached)',
+                formatRequest(preview.tokenRequest),
+                '',
+              ]
+            : []),
+          formatRequest(preview.request),
+          ...(preview.missingSecrets.length
+            ? ['', `# secrets not set here (placeholders used): ${preview.missingSecrets.join(', ')}`]
+            : []),
+        ].join('\n'),
+      );
+    },
+  );
+
+program
+  .command('schema')
+  .description(
+    'print the JSON Schema of connection files (for editors; committed as schema/connection.schema.json)',
+  )
+  .action(() => {
+    process.stdout.write(connectionJsonSchemaText());
   });
 
 const keys = program.command('keys').description('account API keys for the ingest API');

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { selectJson } from '../rules/json-match.js';
 import { durationMs } from './duration.js';
 
 /**
@@ -21,6 +22,62 @@ export const templateString = z
 
 const headerName = z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'not a valid HTTP header name');
 
+/** Sends an OAuth2 token in a header; `false` when the token goes elsewhere (`{{auth.accessToken}}`). */
+const tokenPlacement = z.union([
+  z.literal(false),
+  z
+    .object({ name: headerName.default('Authorization'), prefix: z.string().max(64).default('Bearer ') })
+    .strict(),
+]);
+
+export const oauth2Schema = z
+  .object({
+    type: z.literal('oauth2_client_credentials'),
+    /** Token endpoint (a template, e.g. with a per-tenant subdomain from settings). */
+    tokenUrl: templateString,
+    clientId: templateString,
+    clientSecret: templateString,
+    scope: templateString.optional(),
+    audience: templateString.optional(),
+    /** Extra token request parameters, e.g. SFMC's `account_id`. */
+    params: z.record(z.string(), templateString).default({}),
+    /** How the token request body is encoded. */
+    tokenRequest: z.enum(['form', 'json']).default('form'),
+    /** Client credentials in the body (`client_id`/`client_secret`) or as HTTP Basic. */
+    clientAuth: z.enum(['body', 'basic']).default('body'),
+    /** Where the delivery request carries the token. */
+    header: tokenPlacement.default({ name: 'Authorization', prefix: 'Bearer ' }),
+    /** Refresh this long before the token expires, so no request goes out with a dying token. */
+    refreshBefore: durationMs.default(60_000),
+    /** Used when the token response has no `expires_in`. */
+    defaultTtl: durationMs.default(3_600_000),
+  })
+  .strict();
+export type OAuth2Auth = z.infer<typeof oauth2Schema>;
+
+export const hmacSchema = z
+  .object({
+    type: z.literal('hmac'),
+    /**
+     * `standard_webhooks`: `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>` over
+     * `id.timestamp.body` with a `whsec_` base64 secret. `custom`: the header and payload below.
+     */
+    scheme: z.enum(['standard_webhooks', 'custom']).default('custom'),
+    secret: templateString,
+    algorithm: z.enum(['sha256', 'sha1', 'sha512']).default('sha256'),
+    /** custom: header that carries the signature. */
+    header: headerName.default('X-Signature'),
+    /** custom: what is signed; `{{body}}`, `{{timestamp}}`, `{{id}}`, `{{method}}`, `{{url}}`, `{{path}}`. */
+    payload: templateString.default('{{body}}'),
+    encoding: z.enum(['hex', 'base64']).default('hex'),
+    /** custom: put before the signature, e.g. `sha256=`. */
+    prefix: z.string().max(64).default(''),
+    /** custom: also send the timestamp (unix seconds) in this header. */
+    timestampHeader: headerName.optional(),
+  })
+  .strict();
+export type HmacAuth = z.infer<typeof hmacSchema>;
+
 export const authSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('none') }).strict(),
   z
@@ -35,6 +92,8 @@ export const authSchema = z.discriminatedUnion('type', [
     .strict(),
   z.object({ type: z.literal('basic'), username: templateString, password: templateString }).strict(),
   z.object({ type: z.literal('bearer'), token: templateString }).strict(),
+  oauth2Schema,
+  hmacSchema,
 ]);
 export type Auth = z.infer<typeof authSchema>;
 
@@ -64,6 +123,31 @@ const regexSource = z
     }
   }, 'not a valid regular expression');
 
+const jsonScalar = z.union([z.string().max(1_024), z.number(), z.boolean(), z.null()]);
+
+/**
+ * A JSONPath (`$.errors[*].email`, `$.success`) and what the values it selects must do. String
+ * values may be templates over the delivery (`contains: '{{email}}'`), for per-item results.
+ */
+export const jsonMatch = z
+  .object({
+    path: z
+      .string()
+      .min(1)
+      .max(512)
+      .refine((path) => selectJson(path, {}) !== undefined, 'not a valid JSONPath, e.g. $.errors[*].email'),
+    exists: z.boolean().optional(),
+    equals: jsonScalar.optional(),
+    in: z.array(jsonScalar).min(1).max(100).optional(),
+    contains: jsonScalar.optional(),
+  })
+  .strict()
+  .refine(
+    (m) => [m.exists, m.equals, m.in, m.contains].filter((v) => v !== undefined).length === 1,
+    'give exactly one of exists, equals, in or contains',
+  );
+export type JsonMatch = z.infer<typeof jsonMatch>;
+
 export const matcherSchema = z
   .object({
     status: z.union([statusMatch, z.array(statusMatch).min(1)]).optional(),
@@ -71,6 +155,8 @@ export const matcherSchema = z
     bodyContains: z.string().min(1).max(512).optional(),
     /** The response body matches this regular expression. */
     bodyMatches: regexSource.optional(),
+    /** JSON path tests on the response body; all must hold. */
+    json: z.union([jsonMatch, z.array(jsonMatch).min(1).max(10)]).optional(),
     /** A response header is present (`{ name }`), equals a value, or matches a regex. */
     header: z
       .object({ name: headerName, equals: z.string().optional(), matches: regexSource.optional() })
@@ -81,7 +167,22 @@ export const matcherSchema = z
   .refine((m) => Object.values(m).some((v) => v !== undefined), 'a rule must test at least one thing');
 export type Matcher = z.infer<typeof matcherSchema>;
 
-export const verdictName = z.enum(['success', 'retry', 'fail']);
+/**
+ * - `success`: delivered. `success_already_done`: the CRM says it was already unsubscribed (delivered).
+ * - `retry`: try again (after `after`, Retry-After, or the backoff schedule).
+ * - `rate_limited`: the CRM is throttling; wait as its headers say (Retry-After, X-RateLimit-Reset, or
+ *   `delayHeader`) without spending an attempt.
+ * - `refresh_auth`: the credentials were refused; fetch a new OAuth2 token once and resend.
+ * - `fail`: permanent; kept as failed until replayed.
+ */
+export const verdictName = z.enum([
+  'success',
+  'success_already_done',
+  'retry',
+  'rate_limited',
+  'refresh_auth',
+  'fail',
+]);
 export type VerdictName = z.infer<typeof verdictName>;
 
 /**
@@ -93,8 +194,10 @@ export const ruleSchema = z
     when: matcherSchema.optional(),
     then: verdictName.optional(),
     otherwise: verdictName.optional(),
-    /** For `retry`: wait this long instead of the backoff schedule. */
+    /** For `retry`: wait this long instead of the backoff schedule. For `rate_limited`: the wait when no header gives one. */
     after: durationMs.optional(),
+    /** For `rate_limited`: the response header that says how long to wait (delta seconds, epoch seconds or ms, or an HTTP date). */
+    delayHeader: headerName.optional(),
     /** Shown in the attempt record, e.g. "HubSpot says already unsubscribed". */
     reason: z.string().max(200).optional(),
   })
@@ -127,18 +230,51 @@ export type Rule = z.infer<typeof ruleSchema>;
 
 export const retrySchema = z
   .object({
-    /** Total attempts, the first one included. */
-    attempts: z.number().int().min(1).max(100).default(10),
-    backoff: z.enum(['exponential', 'fixed']).default('exponential'),
+    /** Total attempts, the first one included. Without it and with a deadline, retries go on until the deadline. */
+    attempts: z.number().int().min(1).max(10_000).optional(),
+    /**
+     * Keep trying for this long after the unsubscribe was received (e.g. `10d`: CAN-SPAM gives 10
+     * business days). Past it the delivery fails with DEADLINE_PASSED.
+     */
+    deadline: durationMs.optional(),
+    /** A delivery still failing this close to its deadline is flagged (default: a fifth of the deadline). */
+    warnBefore: durationMs.optional(),
+    backoff: z.enum(['exponential', 'fixed', 'schedule']).default('exponential'),
     /** First retry delay (exponential) or every delay (fixed). */
     delay: durationMs.default(5_000),
+    /** `backoff: schedule`: the wait before each retry; the last one repeats. */
+    schedule: z.array(durationMs).min(1).max(100).optional(),
     maxDelay: durationMs.default(3_600_000),
     /** Spread retries randomly over [delay/2, delay] so a recovered CRM is not hit by a wave. */
     jitter: z.boolean().default(true),
     /** Longest Retry-After the CRM may ask for; longer answers are capped to this. */
     maxRetryAfter: durationMs.default(3_600_000),
   })
-  .strict();
+  .strict()
+  .superRefine((retry, ctx) => {
+    if (retry.backoff === 'schedule' && !retry.schedule) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['schedule'],
+        message: 'backoff: schedule needs a schedule, e.g. [1m, 5m, 30m, 2h]',
+      });
+    }
+    if (retry.schedule && retry.backoff !== 'schedule') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['backoff'],
+        message: 'a schedule is only used with backoff: schedule',
+      });
+    }
+    if (retry.warnBefore !== undefined && retry.deadline === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['warnBefore'], message: 'warnBefore needs a deadline' });
+    }
+  })
+  .transform((retry) => ({
+    ...retry,
+    // Neither attempts nor deadline: 10 attempts. Deadline only: attempts are bounded by the deadline.
+    attempts: retry.attempts ?? (retry.deadline === undefined ? 10 : 10_000),
+  }));
 export type RetryPolicy = z.infer<typeof retrySchema>;
 
 export const timeoutsSchema = z
@@ -164,6 +300,40 @@ export const jsonTemplate: z.ZodType<JsonTemplate> = z.lazy(() =>
   ]),
 );
 
+/**
+ * Exactly one kind: `json` (a structure whose string leaves are templates), `form` (fields of an
+ * `application/x-www-form-urlencoded` body; a list value repeats the field), `xml` or `text` (one
+ * template string; XML escapes values, text does not). `contentType` overrides the default one.
+ */
+export const bodySchema = z
+  .object({
+    json: jsonTemplate.optional(),
+    form: z.record(z.string().min(1), z.union([templateString, z.array(templateString).min(1)])).optional(),
+    xml: z.string().min(1).max(65_536).optional(),
+    text: z.string().min(1).max(65_536).optional(),
+    contentType: z.string().min(1).max(200).optional(),
+  })
+  .strict()
+  .superRefine((body, ctx) => {
+    const kinds = (['json', 'form', 'xml', 'text'] as const).filter((kind) => body[kind] !== undefined);
+    if (kinds.length !== 1) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [],
+        message:
+          kinds.length === 0 ? 'give one of json, form, xml or text' : `give only one of ${kinds.join(', ')}`,
+      });
+    }
+    if (body.text !== undefined && body.contentType === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['contentType'],
+        message: 'a text body needs a contentType, e.g. text/plain',
+      });
+    }
+  });
+export type BodyTemplate = z.infer<typeof bodySchema>;
+
 export const requestSchema = z
   .object({
     method: z.enum(['POST', 'PUT', 'PATCH', 'DELETE', 'GET']).default('POST'),
@@ -171,7 +341,7 @@ export const requestSchema = z
     url: templateString,
     auth: authSchema.default({ type: 'none' }),
     headers: z.record(headerName, templateString).default({}),
-    body: z.object({ json: jsonTemplate }).strict().optional(),
+    body: bodySchema.optional(),
     timeouts: timeoutsSchema.default({ connect: 5_000, headers: 10_000, body: 10_000 }),
     /** Bytes of response body read for rules and records; the rest is discarded. */
     maxResponseBytes: z.number().int().min(1_024).max(1_048_576).default(65_536),
@@ -194,14 +364,8 @@ export const connectionSchema = z
       .object({ rules: z.array(ruleSchema).max(50).default([]) })
       .strict()
       .default({ rules: [] }),
-    retry: retrySchema.default({
-      attempts: 10,
-      backoff: 'exponential',
-      delay: 5_000,
-      maxDelay: 3_600_000,
-      jitter: true,
-      maxRetryAfter: 3_600_000,
-    }),
+    // prefault: the empty policy is parsed, so the defaults above (and the attempts rule) apply.
+    retry: retrySchema.prefault({}),
   })
   .strict();
 

@@ -19,6 +19,10 @@ export const envSchema = z.object({
     .regex(/^[A-Za-z0-9_.:-]+$/, 'use letters, digits, "_", ".", ":" or "-"')
     .default('ur'),
   CONNECTIONS_DIR: z.string().default('./connections'),
+  /** Connection secrets: one file per secret in this directory (Docker/Kubernetes secrets). */
+  SECRETS_DIR: z.string().optional(),
+  /** Connection secrets: a .json/.yaml map or NAME=value lines. The environment is read last. */
+  SECRETS_FILE: z.string().optional(),
   /** Guards the admin API. Without it the admin API is not served. */
   ADMIN_TOKEN: z.string().min(16, 'use at least 16 characters').optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -1,9 +1,10 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { parseDocument } from 'yaml';
+import { isNode, LineCounter, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
 import { connectionSchema, type Connection } from './connection-schema.js';
 import { ConnectionConfigError, type ConfigIssue } from '../errors.js';
+import { checkRuleValues } from '../queue/rule-values.js';
 import { checkTemplates } from '../templates/render-request.js';
 
 export interface LoadedConnection {
@@ -28,26 +29,53 @@ export async function findConnectionFiles(dir: string): Promise<string[]> {
     .sort();
 }
 
-/** Parses and validates one file's text. Returns the connection or every issue found in it. */
+/** Parses and validates one file's text. Returns the connection or every issue found in it, with lines. */
 export function parseConnectionFile(
   text: string,
   file: string,
 ): { connection?: Connection; issues: ConfigIssue[] } {
-  const document = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  const lineCounter = new LineCounter();
+  const document = parseDocument(text, { prettyErrors: true, uniqueKeys: true, lineCounter });
   if (document.errors.length > 0) {
     return {
       issues: document.errors.map((error) => ({
         file,
+        ...(error.linePos ? { line: error.linePos[0].line } : {}),
         field: '',
         reason: `YAML: ${error.message.split('\n')[0]}`,
       })),
     };
   }
+  const locate = (issue: ConfigIssue): ConfigIssue => {
+    const line = lineOf(document, lineCounter, fieldParts(issue.field));
+    return { ...issue, file, ...(line ? { line } : {}) };
+  };
   const result = connectionSchema.safeParse(document.toJS());
-  if (!result.success) return { issues: zodIssues(result.error, file) };
-  const templateIssues = checkTemplates(result.data).map((issue) => ({ ...issue, file }));
+  if (!result.success) return { issues: zodIssues(result.error).map(locate) };
+  const templateIssues = [...checkTemplates(result.data), ...checkRuleValues(result.data)].map(locate);
   if (templateIssues.length > 0) return { issues: templateIssues };
   return { connection: result.data, issues: [] };
+}
+
+/** `request.body.json.items[0]` → ['request', 'body', 'json', 'items', 0]. */
+function fieldParts(field: string): Array<string | number> {
+  const parts: Array<string | number> = [];
+  for (const match of field.matchAll(/([^.[\]]+)|\[(\d+)\]/g))
+    parts.push(match[2] !== undefined ? Number(match[2]) : match[1]!);
+  return parts;
+}
+
+/** The line of the deepest node on `parts` that exists (a missing field points at its parent). */
+function lineOf(
+  document: Document,
+  lineCounter: LineCounter,
+  parts: Array<string | number>,
+): number | undefined {
+  for (let depth = parts.length; depth >= 0; depth -= 1) {
+    const node = depth === 0 ? document.contents : document.getIn(parts.slice(0, depth), true);
+    if (isNode(node) && node.range) return lineCounter.linePos(node.range[0]).line;
+  }
+  return undefined;
 }
 
 export function zodIssues(error: z.ZodError, file?: string): ConfigIssue[] {

@@ -49,11 +49,17 @@ export type SendOutcome =
       durationMs: number;
     };
 
-/** The decision about one attempt. `retryAfterMs` is set when the CRM or a rule asked for a specific wait. */
+/**
+ * The decision about one attempt. `retryAfterMs` is set when the CRM or a rule asked for a specific
+ * wait. `success_already_done` counts as delivered. `rate_limited` waits without spending an attempt;
+ * `refresh_auth` asks for a new OAuth2 token and one resend.
+ */
 export type Verdict =
-  | { verdict: 'success'; reason: string; rule: number | 'default' }
-  | { verdict: 'retry'; reason: string; rule: number | 'default'; code: string; retryAfterMs?: number }
-  | { verdict: 'fail'; reason: string; rule: number | 'default'; code: string };
+  | { verdict: 'success' | 'success_already_done'; reason: string; rule: number | 'default' }
+  | { verdict: 'retry' | 'rate_limited'; reason: string; rule: number | 'default'; code: string; retryAfterMs?: number }
+  | { verdict: 'refresh_auth' | 'fail'; reason: string; rule: number | 'default'; code: string };
+
+export const verdictNames = z.enum(['success', 'success_already_done', 'retry', 'rate_limited', 'refresh_auth', 'fail']);
 
 export const attemptSchema = z.object({
   deliveryId: z.string(),
@@ -67,7 +73,9 @@ export const attemptSchema = z.object({
     .optional(),
   status: z.number().int().optional(),
   responseExcerpt: z.string().optional(),
-  verdict: z.enum(['success', 'retry', 'fail']),
+  verdict: verdictNames,
+  /** Set when the delivery is still failing close to its retry deadline. */
+  deadlineNear: z.boolean().optional(),
   /** Stable error code (`HTTP_STATUS`, `CONNECT_TIMEOUT`, ...) for anything but success. */
   errorCode: z.string().optional(),
   reason: z.string(),

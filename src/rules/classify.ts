@@ -1,18 +1,36 @@
 import type { Matcher, Rule, StatusMatch } from '../config/connection-schema.js';
 import type { SendOutcome, Verdict } from '../domain/delivery.js';
 import { parseRetryAfter } from '../http/retry-after.js';
+import { jsonMatches, lazyJsonBody, type JsonBody, type ResolveValue } from './json-match.js';
+import { rateLimitDelay } from './rate-limit.js';
+
+export type { ResolveValue } from './json-match.js';
 
 /** Statuses that mean "not now" rather than "no": retry them when no rule says otherwise. */
-const RETRYABLE_STATUSES = new Set([408, 425, 429]);
+const RETRYABLE_STATUSES = new Set([408, 425]);
+/** Too Many Requests: throttling, so by default it waits without spending an attempt. */
+const TOO_MANY_REQUESTS = 429;
 
 type Response = Extract<SendOutcome, { kind: 'response' }>;
 
+const identity: ResolveValue = (value) => value;
+
 /**
  * Decides what one attempt's outcome means: the connection's rules first (in order, first match
- * wins), then the defaults: 2xx success; 408, 425, 429 and 5xx retry (honouring Retry-After);
- * any other status fails; transport errors retry, except a refused target, which no retry can fix.
+ * wins), then the defaults: 2xx success; 429 rate_limited (Retry-After or X-RateLimit-Reset); 408,
+ * 425 and 5xx retry (honouring Retry-After); any other status fails; transport errors retry, except
+ * a refused target, which no retry can fix.
+ *
+ * `resolve` renders templated string values of JSON tests (`contains: '{{email}}'`) for this
+ * delivery; classify itself knows nothing of templates. Errors it throws propagate. The body is
+ * parsed as JSON at most once per call, and only if a JSON test is reached.
  */
-export function classify(rules: readonly Rule[], outcome: SendOutcome, now: number): Verdict {
+export function classify(
+  rules: readonly Rule[],
+  outcome: SendOutcome,
+  now: number,
+  resolve: ResolveValue = identity,
+): Verdict {
   if (outcome.kind === 'error') {
     if (outcome.code === 'TARGET_REFUSED') {
       return { verdict: 'fail', rule: 'default', code: outcome.code, reason: outcome.message };
@@ -20,37 +38,68 @@ export function classify(rules: readonly Rule[], outcome: SendOutcome, now: numb
     return { verdict: 'retry', rule: 'default', code: outcome.code, reason: outcome.message };
   }
 
-  const retryAfterMs = parseRetryAfter(outcome.headers, now);
+  const json = lazyJsonBody(outcome.body);
   for (const [index, rule] of rules.entries()) {
-    if (rule.when !== undefined && !matches(rule.when, outcome)) continue;
-    const verdict = rule.otherwise ?? rule.then ?? 'fail';
-    const reason = rule.reason ?? `rule ${index + 1} (${verdict}) matched status ${outcome.status}`;
-    if (verdict === 'success') return { verdict, rule: index, reason };
-    if (verdict === 'fail') return { verdict, rule: index, code: 'RULE_FAIL', reason };
-    const after = rule.after ?? retryAfterMs;
-    return {
-      verdict,
-      rule: index,
-      code: 'HTTP_STATUS',
-      reason,
-      ...(after === undefined ? {} : { retryAfterMs: after }),
-    };
+    if (rule.when !== undefined && !matches(rule.when, outcome, resolve, json)) continue;
+    return ruleVerdict(rule, index, outcome, now);
   }
-  return defaultVerdict(outcome, retryAfterMs);
+  return defaultVerdict(outcome, now);
 }
 
-function defaultVerdict(response: Response, retryAfterMs: number | undefined): Verdict {
+/** The verdict a matching rule gives, with the code and delay that go with it. */
+function ruleVerdict(rule: Rule, index: number, response: Response, now: number): Verdict {
+  const verdict = rule.otherwise ?? rule.then ?? 'fail';
+  const reason = rule.reason ?? ruleReason(verdict, index, response.status);
+  switch (verdict) {
+    case 'success':
+    case 'success_already_done':
+      return { verdict, rule: index, reason };
+    case 'retry':
+      return withDelay(
+        { verdict, rule: index, code: 'HTTP_STATUS', reason },
+        rule.after ?? parseRetryAfter(response.headers, now),
+      );
+    case 'rate_limited':
+      // The CRM's own headers say best when its limit resets; a rule's `after` is the fallback when
+      // it sends none, before the backoff schedule.
+      return withDelay(
+        { verdict, rule: index, code: 'RATE_LIMITED', reason },
+        rateLimitDelay(response.headers, now, rule.delayHeader) ?? rule.after,
+      );
+    case 'refresh_auth':
+      return { verdict, rule: index, code: 'AUTH_REFUSED', reason };
+    case 'fail':
+      return { verdict, rule: index, code: 'RULE_FAIL', reason };
+  }
+}
+
+function ruleReason(verdict: Verdict['verdict'], index: number, status: number): string {
+  const matched = `rule ${index + 1} (${verdict}) matched status ${status}`;
+  return verdict === 'success_already_done'
+    ? `${matched}: the CRM says it was already done (counted as delivered)`
+    : matched;
+}
+
+function defaultVerdict(response: Response, now: number): Verdict {
   const { status } = response;
   if (status >= 200 && status < 300)
     return { verdict: 'success', rule: 'default', reason: `status ${status}` };
+  if (status === TOO_MANY_REQUESTS) {
+    return withDelay(
+      {
+        verdict: 'rate_limited',
+        rule: 'default',
+        code: 'RATE_LIMITED',
+        reason: 'status 429: the CRM is throttling',
+      },
+      rateLimitDelay(response.headers, now),
+    );
+  }
   if (status >= 500 || RETRYABLE_STATUSES.has(status)) {
-    return {
-      verdict: 'retry',
-      rule: 'default',
-      code: 'HTTP_STATUS',
-      reason: `status ${status} is temporary`,
-      ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
-    };
+    return withDelay(
+      { verdict: 'retry', rule: 'default', code: 'HTTP_STATUS', reason: `status ${status} is temporary` },
+      parseRetryAfter(response.headers, now),
+    );
   }
   const redirect =
     status >= 300 && status < 400
@@ -64,7 +113,24 @@ function defaultVerdict(response: Response, retryAfterMs: number | undefined): V
   };
 }
 
-export function matches(matcher: Matcher, response: Response): boolean {
+/** Adds `retryAfterMs` only when there is a delay, so "no delay" stays absent rather than undefined. */
+function withDelay(
+  verdict: Extract<Verdict, { verdict: 'retry' | 'rate_limited' }>,
+  retryAfterMs: number | undefined,
+): Verdict {
+  return retryAfterMs === undefined ? verdict : { ...verdict, retryAfterMs };
+}
+
+/**
+ * Whether a response passes every test of a matcher. `resolve` renders templated JSON test values;
+ * `json` is the body read as JSON, shared between the rules of one classify call.
+ */
+export function matches(
+  matcher: Matcher,
+  response: Response,
+  resolve: ResolveValue = identity,
+  json: () => JsonBody = lazyJsonBody(response.body),
+): boolean {
   if (matcher.status !== undefined) {
     const statuses = Array.isArray(matcher.status) ? matcher.status : [matcher.status];
     if (!statuses.some((s) => statusMatches(s, response.status))) return false;
@@ -77,9 +143,15 @@ export function matches(matcher: Matcher, response: Response): boolean {
     if (matcher.header.equals !== undefined && value !== matcher.header.equals) return false;
     if (matcher.header.matches !== undefined && !new RegExp(matcher.header.matches).test(value)) return false;
   }
+  if (matcher.json !== undefined) {
+    const tests = Array.isArray(matcher.json) ? matcher.json : [matcher.json];
+    // Cheap tests above run first, so a status mismatch never pays for parsing the body.
+    if (!tests.every((test) => jsonMatches(test, json(), resolve))) return false;
+  }
   return true;
 }
 
+/** `200`, `"2xx"` or `"500-599"` against a status. */
 export function statusMatches(match: StatusMatch, status: number): boolean {
   if (typeof match === 'number') return match === status;
   if (match.endsWith('xx')) return Math.floor(status / 100) === Number(match[0]);

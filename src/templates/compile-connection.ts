@@ -1,37 +1,18 @@
-import type { Connection, JsonTemplate, RequestTemplate } from '../config/connection-schema.js';
+import type { Connection, RequestTemplate } from '../config/connection-schema.js';
 import { TemplateError, type ConfigIssue } from '../errors.js';
-import { hasHeaderUnsafeChar } from './chars.js';
-import { describeFailure } from './problem.js';
+import { authHeaderNames, compileAuth, type CompiledAuth } from './compile-auth.js';
 import {
-  compileTemplate,
-  isSingleExpression,
-  parseTemplate,
-  type CompiledTemplate,
-  type EscapeContext,
-} from './template-env.js';
+  bodySources,
+  compileBody,
+  type Compile,
+  type CompiledBody,
+  type CompiledField,
+} from './compile-body.js';
+import { describeFailure } from './problem.js';
+import { compileTemplate, type TemplateOptions } from './template-env.js';
 
-/** A compiled template and the connection-file field it came from, for error messages. */
-export interface CompiledField {
-  readonly field: string;
-  readonly template: CompiledTemplate;
-}
-
-export type CompiledJson =
-  | { readonly kind: 'literal'; readonly value: string | number | boolean | null }
-  | { readonly kind: 'text' | 'value'; readonly compiled: CompiledField }
-  | { readonly kind: 'array'; readonly items: readonly CompiledJson[] }
-  | { readonly kind: 'object'; readonly entries: readonly (readonly [string, CompiledJson])[] };
-
-export type CompiledAuth =
-  | { readonly type: 'none' }
-  | {
-      readonly type: 'api_key';
-      readonly header: string;
-      readonly prefix: string;
-      readonly value: CompiledField;
-    }
-  | { readonly type: 'basic'; readonly username: CompiledField; readonly password: CompiledField }
-  | { readonly type: 'bearer'; readonly token: CompiledField };
+export { jsonPath, type CompiledBody, type CompiledField, type CompiledJson } from './compile-body.js';
+export type { CompiledAuth, CompiledHmac, CompiledOAuth2 } from './compile-auth.js';
 
 /** Everything a connection renders, compiled once per connection version. */
 export interface CompiledConnection {
@@ -41,11 +22,19 @@ export interface CompiledConnection {
   /** Names are lowercased. */
   readonly headers: readonly { readonly name: string; readonly value: CompiledField }[];
   readonly auth: CompiledAuth;
-  readonly body?: CompiledJson;
+  readonly body?: CompiledBody;
 }
 
 /** Headers the sender owns: setting them by hand breaks framing or routing. */
 const SENDER_HEADERS = new Set(['host', 'content-length', 'transfer-encoding', 'connection']);
+
+/** What every template of this connection may refer to, checked at compile time. */
+export function templateOptions(connection: Connection): TemplateOptions {
+  return {
+    settings: Object.keys(connection.settings),
+    accessToken: connection.request.auth.type === 'oauth2_client_credentials',
+  };
+}
 
 /** Compiles every template of a connection, reporting every problem rather than the first. */
 export function compileConnectionParts(connection: Connection): {
@@ -53,9 +42,10 @@ export function compileConnectionParts(connection: Connection): {
   issues: ConfigIssue[];
 } {
   const issues: ConfigIssue[] = [];
-  const compile = (source: string, context: EscapeContext, field: string): CompiledField | undefined => {
+  const base = templateOptions(connection);
+  const compile: Compile = (source, context, field, options) => {
     try {
-      return { field, template: compileTemplate(source, context) };
+      return { field, template: compileTemplate(source, context, { ...base, ...options }) };
     } catch (error) {
       issues.push({ field, reason: describeFailure(error) });
       return undefined;
@@ -63,7 +53,7 @@ export function compileConnectionParts(connection: Connection): {
   };
   const request = connection.request;
   const url = compile(request.url, 'url', 'request.url');
-  const authHeader = authHeaderName(request.auth);
+  const authHeaders = authHeaderNames(request.auth);
 
   const headers: { name: string; value: CompiledField }[] = [];
   const seen = new Map<string, string>();
@@ -73,7 +63,8 @@ export function compileConnectionParts(connection: Connection): {
     const clash = seen.get(name);
     let reason: string | undefined;
     if (clash !== undefined) reason = `same header as ${clash} (header names ignore case)`;
-    else if (name === authHeader) reason = `set by request.auth (${request.auth.type}); remove one of them`;
+    else if (authHeaders.includes(name))
+      reason = `set by request.auth (${request.auth.type}); remove one of them`;
     else if (SENDER_HEADERS.has(name)) reason = 'set by the sender; remove it';
     else if (name === '__proto__') reason = 'not a usable header name';
     seen.set(name, original);
@@ -85,7 +76,14 @@ export function compileConnectionParts(connection: Connection): {
     if (value) headers.push({ name, value });
   }
   const auth = compileAuth(request.auth, compile, issues);
-  const body = request.body && compileJson(request.body.json, 'request.body.json', compile);
+  const contentTypeHeader = seen.get('content-type');
+  if (request.body?.contentType !== undefined && contentTypeHeader !== undefined) {
+    issues.push({
+      field: 'request.body.contentType',
+      reason: `also set by request.headers.${contentTypeHeader}; remove one of them`,
+    });
+  }
+  const body = request.body && compileBody(request.body, compile, issues);
 
   // Every failure above adds an issue; the `undefined` checks only narrow the types.
   if (issues.length > 0 || !url || !auth) return { issues };
@@ -117,99 +115,40 @@ export function compileConnection(connection: Connection): CompiledConnection {
   return compiled;
 }
 
-type Compile = (source: string, context: EscapeContext, field: string) => CompiledField | undefined;
-
-function authHeaderName(auth: RequestTemplate['auth']): string | undefined {
-  if (auth.type === 'api_key') return auth.header.toLowerCase();
-  return auth.type === 'none' ? undefined : 'authorization';
-}
-
-function compileAuth(
-  auth: RequestTemplate['auth'],
-  compile: Compile,
-  issues: ConfigIssue[],
-): CompiledAuth | undefined {
-  switch (auth.type) {
-    case 'none':
-      return auth;
-    case 'api_key': {
-      const prefix = auth.prefix ?? '';
-      if (hasHeaderUnsafeChar(prefix)) {
-        issues.push({ field: 'request.auth.prefix', reason: 'must not contain control characters' });
-      }
-      // Headers are a plain object, where this name would set the prototype instead of a key.
-      if (auth.header === '__proto__')
-        issues.push({ field: 'request.auth.header', reason: 'not a usable header name' });
-      const value = compile(auth.value, 'header', 'request.auth.value');
-      return value && { type: 'api_key', header: auth.header.toLowerCase(), prefix, value };
-    }
-    case 'basic': {
-      // The auth header is built from these, so they are plain text, checked after rendering.
-      const username = compile(auth.username, 'header', 'request.auth.username');
-      const password = compile(auth.password, 'header', 'request.auth.password');
-      return username && password && { type: 'basic', username, password };
-    }
-    case 'bearer': {
-      const token = compile(auth.token, 'header', 'request.auth.token');
-      return token && { type: 'bearer', token };
-    }
-  }
-}
-
-/** `data.attributes.email` for plain keys, `data["first name"]` for the rest. */
-export function jsonPath(parent: string, key: string | number): string {
-  if (typeof key === 'number') return `${parent}[${key}]`;
-  return /^[A-Za-z_$][\w$-]*$/.test(key) ? `${parent}.${key}` : `${parent}[${JSON.stringify(key)}]`;
-}
-
-function compileJson(node: JsonTemplate, field: string, compile: Compile): CompiledJson | undefined {
-  if (typeof node === 'string') {
-    let single: boolean;
-    try {
-      single = isSingleExpression(parseTemplate(node));
-    } catch {
-      single = false; // compiling again below reports the problem with its field
-    }
-    const compiled = compile(node, single ? 'value' : 'text', field);
-    return compiled && { kind: single ? 'value' : 'text', compiled };
-  }
-  if (Array.isArray(node)) {
-    const items = node.map((item, index) => compileJson(item, jsonPath(field, index), compile));
-    return items.every((item) => item !== undefined)
-      ? { kind: 'array', items: items as CompiledJson[] }
-      : undefined;
-  }
-  if (node !== null && typeof node === 'object') {
-    const entries = Object.entries(node).map(
-      ([key, value]) => [key, compileJson(value, jsonPath(field, key), compile)] as const,
-    );
-    return entries.every(([, value]) => value !== undefined)
-      ? { kind: 'object', entries: entries as (readonly [string, CompiledJson])[] }
-      : undefined;
-  }
-  return { kind: 'literal', value: node };
+export interface TemplateSource {
+  readonly field: string;
+  readonly source: string;
+  readonly maxBytes?: number;
 }
 
 /** Every template string of a connection with its field, for walks that need no compiling. */
-export function templateSources(connection: Connection): { field: string; source: string }[] {
+export function templateSources(connection: Connection): TemplateSource[] {
   const request = connection.request;
-  const out = [{ field: 'request.url', source: request.url }];
+  const out: TemplateSource[] = [{ field: 'request.url', source: request.url }];
   const auth = request.auth;
-  if (auth.type === 'api_key') out.push({ field: 'request.auth.value', source: auth.value });
+  const add = (name: string, source: string | undefined) => {
+    if (source !== undefined) out.push({ field: `request.auth.${name}`, source });
+  };
+  if (auth.type === 'api_key') add('value', auth.value);
   if (auth.type === 'basic') {
-    out.push({ field: 'request.auth.username', source: auth.username });
-    out.push({ field: 'request.auth.password', source: auth.password });
+    add('username', auth.username);
+    add('password', auth.password);
   }
-  if (auth.type === 'bearer') out.push({ field: 'request.auth.token', source: auth.token });
+  if (auth.type === 'bearer') add('token', auth.token);
+  if (auth.type === 'oauth2_client_credentials') {
+    add('tokenUrl', auth.tokenUrl);
+    add('clientId', auth.clientId);
+    add('clientSecret', auth.clientSecret);
+    add('scope', auth.scope);
+    add('audience', auth.audience);
+    for (const [name, source] of Object.entries(auth.params)) add(`params.${name}`, source);
+  }
+  if (auth.type === 'hmac') {
+    add('secret', auth.secret);
+    if (auth.scheme === 'custom') add('payload', auth.payload);
+  }
   for (const [name, source] of Object.entries(request.headers))
     out.push({ field: `request.headers.${name}`, source });
-  const walk = (node: JsonTemplate, field: string): void => {
-    if (typeof node === 'string') out.push({ field, source: node });
-    else if (Array.isArray(node)) node.forEach((item, index) => walk(item, jsonPath(field, index)));
-    else if (node !== null && typeof node === 'object') {
-      for (const [key, value] of Object.entries(node)) walk(value, jsonPath(field, key));
-    }
-  };
-  if (request.body) walk(request.body.json, 'request.body.json');
+  if (request.body) out.push(...bodySources(request.body));
   return out;
 }

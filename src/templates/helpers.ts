@@ -1,59 +1,15 @@
 import { createHash } from 'node:crypto';
 import { hasUrlUnsafeChar } from './chars.js';
-import type { SecretSource } from './context.js';
+import { encodeComponent, encodeUrlValue, escapeXml } from './encoding.js';
+import { EXTRA_HELPERS, INTERNAL_HELPERS, isBlank } from './helpers-extra.js';
 import { TemplateProblem } from './problem.js';
+import { checkBudget, text, toText, type HelperSpec, type RenderState } from './render-state.js';
 
-/** Per-render state, reachable by helpers only (through the `@relay` data frame). */
-export interface RenderState {
-  readonly secrets: SecretSource;
-  /** Every string this render derived from a secret; all of them must be redacted. */
-  readonly revealed: Set<string>;
-  /** The raw value of a single-expression JSON leaf, so `"{{attempt}}"` stays a number. */
-  captured: unknown;
-}
-
-export function newRenderState(secrets: SecretSource): RenderState {
-  return { secrets, revealed: new Set(), captured: undefined };
-}
-
-interface HelperSpec {
-  readonly min: number;
-  readonly max: number;
-  readonly fn: (args: unknown[], state: RenderState) => unknown;
-}
-
-function kindOf(value: unknown): string {
-  if (Array.isArray(value)) return 'a list';
-  if (value === null) return 'null';
-  return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
-}
-
-/** Text for a value: objects and lists are refused, as `[object Object]` is never what was meant. */
-export function toText(value: unknown, who: string): string {
-  if (value === null || value === undefined) return '';
-  if (typeof value === 'string') return value;
-  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
-  if (typeof value === 'boolean') return String(value);
-  throw new TemplateProblem(`${who}: got ${kindOf(value)}, not text; use {{json ...}} to write it as JSON`);
-}
-
-const text =
-  (name: string, transform: (input: string) => string): HelperSpec['fn'] =>
-  ([value]) =>
-    transform(toText(value, name));
+export { newRenderState, toText, type RenderOptions, type RenderState } from './render-state.js';
+export { encodeUrlValue } from './encoding.js';
 
 const digest = (algorithm: string) => (input: string) =>
   createHash(algorithm).update(input, 'utf8').digest('hex');
-
-function encodeComponent(input: string, who: string): string {
-  try {
-    return encodeURIComponent(input);
-  } catch {
-    throw new TemplateProblem(`${who}: the value is not valid Unicode text`);
-  }
-}
-
-const isBlank = (value: unknown) => value === null || value === undefined || value === '';
 
 /** Helpers template authors may call. */
 export const PUBLIC_HELPERS: Readonly<Record<string, HelperSpec>> = {
@@ -84,12 +40,8 @@ export const PUBLIC_HELPERS: Readonly<Record<string, HelperSpec>> = {
       return value;
     },
   },
+  ...EXTRA_HELPERS,
 };
-
-/** Percent-encodes like `encodeURIComponent`, keeping `@` (safe in paths, common in emails). */
-export function encodeUrlValue(input: string): string {
-  return encodeComponent(input, 'url').replace(/%40/g, '@');
-}
 
 function urlBase(value: unknown): string {
   const base = toText(value, 'base URL');
@@ -126,6 +78,10 @@ export const ESCAPERS: Readonly<Record<string, HelperSpec>> = {
   __header: { min: 1, max: 1, fn: ([value]) => toText(value, 'header value') },
   /** JSON string leaves: `JSON.stringify` escapes the final string. */
   __text: { min: 1, max: 1, fn: ([value]) => toText(value, 'JSON string value') },
+  /** Form fields (encoded whole once rendered), text bodies and signing payloads: as they are. */
+  __plain: { min: 1, max: 1, fn: ([value]) => toText(value, 'value') },
+  /** XML bodies: every value is escaped for element text and attribute values. */
+  __xml: { min: 1, max: 1, fn: ([value]) => escapeXml(toText(value, 'XML value')) },
   __capture: {
     min: 1,
     max: 1,
@@ -134,6 +90,7 @@ export const ESCAPERS: Readonly<Record<string, HelperSpec>> = {
       return '';
     },
   },
+  ...INTERNAL_HELPERS,
 };
 
 function derivesFromSecret(args: unknown[], revealed: Set<string>): boolean {
@@ -141,20 +98,32 @@ function derivesFromSecret(args: unknown[], revealed: Set<string>): boolean {
   return args.some((arg) => typeof arg === 'string' && [...revealed].some((secret) => arg.includes(secret)));
 }
 
-/** The Handlebars-facing function: checks arity, finds the render state, tracks derived secrets. */
+interface HelperOptions {
+  data?: { relay?: RenderState; root?: unknown };
+}
+
+/** The Handlebars-facing function: checks arity and the time budget, tracks derived secrets. */
 export function toHandlebarsHelper(name: string, spec: HelperSpec): (...args: unknown[]) => unknown {
   return (...all: unknown[]) => {
-    const options = all.pop() as { data?: { relay?: RenderState } } | undefined;
+    const options = all.pop() as HelperOptions | undefined;
     const state = options?.data?.relay;
     if (!state) throw new TemplateProblem(`${name}: rendered without a render state`);
     if (all.length < spec.min || all.length > spec.max) {
       throw new TemplateProblem(`${name} takes ${arity(spec)}, got ${all.length}`);
     }
-    const result = spec.fn(all, state);
-    // `{{base64 (secret 'K')}}` is as secret as K itself.
-    if (typeof result === 'string' && result !== '' && derivesFromSecret(all, state.revealed)) {
+    checkBudget(state);
+    const result = spec.fn(all, state, options.data?.root);
+    // `{{base64 (secret 'K')}}` is as secret as K itself. A result equal to an argument adds
+    // nothing: marking it would turn a whole signed body that merely contains a secret into one.
+    if (
+      typeof result === 'string' &&
+      result !== '' &&
+      !all.includes(result) &&
+      derivesFromSecret(all, state.revealed)
+    ) {
       state.revealed.add(result);
     }
+    checkBudget(state);
     return result;
   };
 }

@@ -33,3 +33,28 @@ describe('retryDelay', () => {
     );
   });
 });
+
+describe('retryDelay with backoff: schedule', () => {
+  const p = policy({ backoff: 'schedule', schedule: ['1m', '5m', '30m', '2h'], jitter: false });
+
+  it('takes schedule[n-1] and repeats the last entry', () => {
+    expect([1, 2, 3, 4, 5, 50].map((n) => retryDelay(p, n, undefined))).toEqual([
+      60_000, 300_000, 1_800_000, 3_600_000, 3_600_000, 3_600_000,
+    ]);
+  });
+  it('caps entries at maxDelay (default 1h) and at a higher one when raised', () => {
+    const raised = policy({ backoff: 'schedule', schedule: ['1m', '2h'], maxDelay: '3h', jitter: false });
+    expect(retryDelay(raised, 2, undefined)).toBe(7_200_000);
+  });
+  it('jitters each entry over [d/2, d]', () => {
+    const jittered = policy({ backoff: 'schedule', schedule: ['10s', '1m'] });
+    expect(retryDelay(jittered, 1, undefined, () => 0)).toBe(5_000);
+    expect(retryDelay(jittered, 2, undefined, () => 0.5)).toBe(45_000);
+  });
+  it('reads attempt 0 as the first entry', () => {
+    expect(retryDelay(p, 0, undefined)).toBe(60_000);
+  });
+  it('still lets Retry-After win', () => {
+    expect(retryDelay(p, 3, 15_000)).toBe(15_000);
+  });
+});

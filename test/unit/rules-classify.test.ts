@@ -18,7 +18,7 @@ describe('default classification', () => {
   it.each([200, 201, 202, 204, 299])('%i is a success', (status) => {
     expect(classify([], response(status), NOW).verdict).toBe('success');
   });
-  it.each([408, 425, 429, 500, 502, 503, 504, 599])('%i is retried', (status) => {
+  it.each([408, 425, 500, 502, 503, 504, 599])('%i is retried', (status) => {
     expect(classify([], response(status), NOW)).toMatchObject({
       verdict: 'retry',
       code: 'HTTP_STATUS',
@@ -32,6 +32,21 @@ describe('default classification', () => {
       rule: 'default',
     });
   });
+  it('treats a 429 without a rule as throttling, not a failed attempt', () => {
+    expect(classify([], response(429), NOW)).toEqual({
+      verdict: 'rate_limited',
+      rule: 'default',
+      code: 'RATE_LIMITED',
+      reason: 'status 429: the CRM is throttling',
+    });
+    expect(classify([], response(429, '', { 'x-ratelimit-reset': '20' }), NOW)).toMatchObject({
+      verdict: 'rate_limited',
+      retryAfterMs: 20_000,
+    });
+  });
+  it('keeps a 401 without a rule a plain failure (the worker refreshes OAuth2 tokens itself)', () => {
+    expect(classify([], response(401), NOW)).toMatchObject({ verdict: 'fail', code: 'HTTP_STATUS' });
+  });
   it('fails a redirect and says where it pointed', () => {
     const verdict = classify([], response(301, '', { location: 'https://new.example.com/' }), NOW);
     expect(verdict).toMatchObject({ verdict: 'fail' });
@@ -39,6 +54,7 @@ describe('default classification', () => {
   });
   it('honours Retry-After in seconds and as an HTTP date', () => {
     expect(classify([], response(429, '', { 'retry-after': '7' }), NOW)).toMatchObject({
+      verdict: 'rate_limited',
       retryAfterMs: 7_000,
     });
     const date = new Date(NOW + 90_000).toUTCString();

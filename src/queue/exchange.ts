@@ -1,0 +1,98 @@
+import type { Connection } from '../config/connection-schema.js';
+import type { RenderedRequest, SendOutcome, Verdict } from '../domain/delivery.js';
+import type { OAuth2Tokens } from '../auth/oauth2.js';
+import type { Sender } from '../http/sender.js';
+import { classify } from '../rules/classify.js';
+import {
+  renderRequest,
+  renderTokenRequest,
+  type CompiledConnection,
+  type SecretSource,
+  type TemplateContext,
+} from '../templates/render-request.js';
+
+export interface ExchangeDeps {
+  sender: Sender;
+  tokens: OAuth2Tokens;
+  secrets: SecretSource;
+  clock: () => number;
+}
+
+/** One HTTP exchange of a delivery and what it means. A refused OAuth2 token gets one resend. */
+export interface Exchange {
+  request: RenderedRequest;
+  outcome: SendOutcome;
+  verdict: Verdict;
+  /** The exchange before a token refresh, when there was one (recorded as its own attempt). */
+  refused?: { request: RenderedRequest; outcome: SendOutcome; verdict: Verdict };
+}
+
+/**
+ * Renders, sends and classifies. For OAuth2 connections the token comes from the shared cache; when
+ * the CRM refuses it (a `refresh_auth` rule, or a 401 no rule claimed), the token is invalidated for
+ * every worker, a new one is fetched (once, across workers) and the request is sent again within the
+ * same attempt, so an expired token never spends a retry.
+ */
+export async function exchange(
+  deps: ExchangeDeps,
+  connection: Connection,
+  compiled: CompiledConnection,
+  context: TemplateContext,
+  resolveRuleValue: (value: string) => string,
+): Promise<Exchange> {
+  const limits = {
+    timeouts: connection.request.timeouts,
+    maxResponseBytes: connection.request.maxResponseBytes,
+  };
+  const tokenRequest = renderTokenRequest(compiled, context, deps.secrets, { now: deps.clock });
+  const policy =
+    connection.request.auth.type === 'oauth2_client_credentials' ? connection.request.auth : undefined;
+
+  const once = async () => {
+    const token =
+      tokenRequest && policy
+        ? await deps.tokens.get(
+            connection.id,
+            tokenRequest,
+            { refreshBeforeMs: policy.refreshBefore, defaultTtlMs: policy.defaultTtl },
+            limits,
+          )
+        : undefined;
+    const request = renderRequest(
+      compiled,
+      context,
+      deps.secrets,
+      token ? { accessToken: token.accessToken } : undefined,
+      {
+        now: deps.clock,
+      },
+    );
+    const outcome = await deps.sender.send(request, limits);
+    let verdict = classify(connection.response.rules, outcome, deps.clock(), resolveRuleValue);
+    if (token && verdict.rule === 'default' && outcome.kind === 'response' && outcome.status === 401) {
+      verdict = {
+        verdict: 'refresh_auth',
+        rule: 'default',
+        code: 'AUTH_REFUSED',
+        reason: 'the CRM refused the OAuth2 token (401)',
+      };
+    }
+    return { request, outcome, verdict, token: token?.accessToken };
+  };
+
+  const first = await once();
+  if (first.verdict.verdict !== 'refresh_auth' || !tokenRequest || !first.token) return first;
+  await deps.tokens.invalidate(connection.id, tokenRequest, first.token);
+  const second = await once();
+  // Refused again with a fresh token: the credentials are wrong, not stale; retrying cannot help.
+  const verdict: Verdict =
+    second.verdict.verdict === 'refresh_auth'
+      ? {
+          verdict: 'fail',
+          rule: second.verdict.rule,
+          code: 'AUTH_REFUSED',
+          reason: `${second.verdict.reason}, again with a fresh token`,
+        }
+      : second.verdict;
+  return { ...second, verdict, refused: first };
+}

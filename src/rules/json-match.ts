@@ -1,0 +1,86 @@
+import { JSONPath } from 'jsonpath-plus';
+import type { JsonMatch } from '../config/connection-schema.js';
+
+/** A response body read as JSON: its value, or the fact that it is not JSON (HTML error page, XML, cut short). */
+export type JsonBody = { isJson: true; value: unknown } | { isJson: false };
+
+/** Renders a templated rule value (`'{{email}}'`) for the delivery at hand. */
+export type ResolveValue = (value: string) => string;
+
+type JsonScalar = string | number | boolean | null;
+
+/** Parses a body as JSON without throwing: a body that is not JSON simply never matches a JSON test. */
+export function parseJsonBody(body: string): JsonBody {
+  try {
+    return { isJson: true, value: JSON.parse(body) as unknown };
+  } catch {
+    return { isJson: false };
+  }
+}
+
+/** Parses on first use and remembers, so several JSON tests over one response parse it once (or never). */
+export function lazyJsonBody(body: string): () => JsonBody {
+  let parsed: JsonBody | undefined;
+  return () => (parsed ??= parseJsonBody(body));
+}
+
+/**
+ * The values a JSONPath selects (`$.a.b`, `$.errors[*].email`, `$.errors[?(@.code == 'X')]`), or
+ * undefined when the path cannot be evaluated. Filters run in jsonpath-plus's `safe` evaluator,
+ * never in `vm` or `eval`: a path comes from a connection file and must not be able to run code.
+ */
+export function selectJson(path: string, value: unknown): unknown[] | undefined {
+  try {
+    const selected = JSONPath<unknown>({
+      path,
+      json: value as JsonScalar | object,
+      wrap: true,
+      eval: 'safe',
+      ignoreEvalErrors: true,
+    });
+    // A `null` document makes jsonpath-plus answer undefined rather than an empty list.
+    return Array.isArray(selected) ? selected : [];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether one JSON test holds. `exists`: the path selects something (a `null` value counts: the
+ * key is there). `equals`: a selected value is strictly equal (`1` is not `"1"`). `in`: a selected
+ * value is in the list. `contains`: a selected array has the value as an element, or a selected
+ * string contains the string. String values are rendered by `resolve` first (per-item results:
+ * `contains: '{{email}}'`). Not JSON, or an unusable path: the test does not hold.
+ */
+export function jsonMatches(match: JsonMatch, body: JsonBody, resolve: ResolveValue): boolean {
+  if (!body.isJson) return false;
+  const selected = selectJson(match.path, body.value);
+  if (selected === undefined) return false;
+  if (match.exists !== undefined) return selected.length > 0 === match.exists;
+  if (match.equals !== undefined) {
+    const expected = resolveScalar(match.equals, resolve);
+    return selected.some((value) => value === expected);
+  }
+  if (match.in !== undefined) {
+    const allowed = match.in.map((value) => resolveScalar(value, resolve));
+    return selected.some((value) => allowed.includes(value as JsonScalar));
+  }
+  if (match.contains !== undefined) {
+    const expected = resolveScalar(match.contains, resolve);
+    return selected.some((value) => containsValue(value, expected));
+  }
+  return false;
+}
+
+function resolveScalar(value: JsonScalar, resolve: ResolveValue): JsonScalar {
+  return typeof value === 'string' ? resolve(value) : value;
+}
+
+function containsValue(selected: unknown, expected: JsonScalar): boolean {
+  if (Array.isArray(selected)) return selected.some((item) => item === expected);
+  // Every string contains "": a template that renders empty must not make the test match everything.
+  if (typeof selected === 'string' && typeof expected === 'string') {
+    return expected !== '' && selected.includes(expected);
+  }
+  return false;
+}

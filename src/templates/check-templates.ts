@@ -1,0 +1,68 @@
+import type { Connection } from '../config/connection-schema.js';
+import type { ConfigIssue } from '../errors.js';
+import { compileConnectionParts, templateSources } from './compile-connection.js';
+import {
+  isSecretNameAllowed,
+  sampleContext,
+  templateData,
+  type SecretSource,
+  type TemplateContext,
+} from './context.js';
+import { tokenRequestWith } from './render-auth.js';
+import { renderWith } from './render-delivery.js';
+import { secretNamesIn } from './template-env.js';
+
+const placeholderSecrets: SecretSource = { get: (name) => `placeholder-secret-${name}` };
+/** Dry runs fetch nothing, so OAuth2 connections render with a stand-in token. */
+const placeholderToken = { accessToken: 'placeholder-oauth2-access-token' };
+
+/**
+ * Validates every template of a connection without sending anything: compiles, then renders
+ * with sample unsubscribes (with and without the optional fields) and placeholder secrets, so
+ * unknown variables and helpers show up at `validate`, not at delivery. Covers the OAuth2 token
+ * request and the HMAC signature too. Issues name the field; the caller adds the file.
+ */
+export function checkTemplates(connection: Connection): ConfigIssue[] {
+  const { compiled, issues } = compileConnectionParts(connection);
+  if (!compiled) return issues;
+  const bare = sampleContext(connection);
+  const full: TemplateContext = {
+    ...bare,
+    campaign: Array.isArray(connection.campaigns)
+      ? (connection.campaigns[0] ?? 'sample-campaign')
+      : 'sample-campaign',
+    occurredAt: bare.receivedAt,
+    source: 'api',
+  };
+  // One reason per field: the second sample often trips over the same mistake differently.
+  const seen = new Set<string>();
+  const report = (field: string, reason: string) => {
+    if (!seen.has(field)) issues.push({ field, reason });
+    seen.add(field);
+  };
+  for (const { field, source, maxBytes } of templateSources(connection)) {
+    for (const name of secretNamesIn(source, { maxBytes })) {
+      if (!isSecretNameAllowed(name)) {
+        report(
+          field,
+          `{{secret '${name}'}}: ${name} is the engine's own setting or a system variable, not a connection secret`,
+        );
+      }
+    }
+  }
+  for (const context of [bare, full]) {
+    if (compiled.auth.type === 'oauth2_client_credentials') {
+      tokenRequestWith(compiled.auth, templateData(context), placeholderSecrets, report);
+    }
+    renderWith(compiled, context, placeholderSecrets, report, placeholderToken);
+  }
+  return issues;
+}
+
+/** Secret names a connection reads with `{{secret 'NAME'}}`, sorted, for "is everything set?" checks. */
+export function referencedSecrets(connection: Connection): string[] {
+  const names = new Set<string>();
+  for (const { source, maxBytes } of templateSources(connection))
+    for (const name of secretNamesIn(source, { maxBytes })) names.add(name);
+  return [...names].sort();
+}

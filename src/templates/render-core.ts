@@ -1,0 +1,102 @@
+import { hasHeaderUnsafeChar, hasUrlUnsafeChar } from './chars.js';
+import type { CompiledField } from './compile-body.js';
+import type { SecretSource } from './context.js';
+import { escapeXml, formEncode } from './encoding.js';
+import { TemplateProblem, describeFailure } from './problem.js';
+import { newRenderState, type RenderOptions, type RenderState } from './render-state.js';
+
+/** Where a failure goes: thrown as a `TemplateError` when rendering, collected when checking. */
+export type Report = (field: string, reason: string) => void;
+export type Attempt = <T>(field: string, work: () => T) => T | undefined;
+
+/** One request being rendered: its data, render state, and the values that must be redacted. */
+export interface Rendering {
+  readonly data: object;
+  readonly state: RenderState;
+  /** Values that are secret without coming from `{{secret}}`: auth header values, tokens, keys. */
+  readonly sensitive: Set<string>;
+  /** Runs one field's work; a failure is reported under that field, with secrets scrubbed. */
+  readonly attempt: Attempt;
+  text(field: CompiledField): string;
+  /** Text that goes into a header: control characters are refused, never sent. */
+  header(field: CompiledField): string;
+  /** Everything to redact, in every encoding it may appear in. */
+  secrets(): string[];
+}
+
+export function startRendering(
+  data: object,
+  secrets: SecretSource,
+  options: RenderOptions | undefined,
+  report: Report,
+): Rendering {
+  const state = newRenderState(secrets, options);
+  const sensitive = new Set<string>();
+  const attempt: Attempt = (field, work) => {
+    try {
+      return work();
+    } catch (error) {
+      report(field, describeFailure(error, [...state.revealed, ...sensitive]));
+      return undefined;
+    }
+  };
+  const text = (compiled: CompiledField) => compiled.template.render(data, state);
+  return {
+    data,
+    state,
+    sensitive,
+    attempt,
+    text,
+    header(compiled) {
+      return checkedHeader(text(compiled));
+    },
+    secrets: () => secretVariants([...state.revealed, ...sensitive]),
+  };
+}
+
+export function checkedHeader(value: string, what = 'the value'): string {
+  if (hasHeaderUnsafeChar(value)) {
+    throw new TemplateProblem(`${what} contains a control character (CR, LF, NUL, ...); refusing to send it`);
+  }
+  return value;
+}
+
+export function checkedUrl(rendered: string): string {
+  // The URL parser quietly strips tabs, newlines and edge spaces; refuse them instead.
+  if (hasUrlUnsafeChar(rendered)) {
+    throw new TemplateProblem('the URL contains spaces or control characters outside {{...}}');
+  }
+  let url: URL;
+  try {
+    url = new URL(rendered);
+  } catch {
+    throw new TemplateProblem('the rendered URL is not a valid absolute URL');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new TemplateProblem(`the URL must be http or https, not ${url.protocol.replace(/:$/, '')}`);
+  }
+  // Sent as rendered rather than as `url.href`: normalising could re-encode a secret into a form
+  // the redaction list does not hold.
+  return rendered;
+}
+
+/**
+ * Each secret as written raw and in every encoding applied after its template rendered (inside a
+ * JSON string, percent-encoded, form-encoded, XML-escaped), so redaction finds all of them.
+ */
+export function secretVariants(values: Iterable<string>): string[] {
+  const out = new Set<string>();
+  for (const value of values) {
+    if (value === '') continue;
+    out.add(value);
+    out.add(JSON.stringify(value).slice(1, -1));
+    for (const encode of [encodeURIComponent, formEncode, escapeXml]) {
+      try {
+        out.add(encode(value));
+      } catch {
+        // lone surrogates or XML-illegal characters cannot appear encoded either
+      }
+    }
+  }
+  return [...out];
+}

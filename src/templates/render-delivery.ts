@@ -1,0 +1,58 @@
+import type { RenderedRequest } from '../domain/delivery.js';
+import type { CompiledConnection } from './compile-connection.js';
+import { templateData, type SecretSource, type TemplateContext } from './context.js';
+import { applyAuth, signRequest } from './render-auth.js';
+import { renderBody } from './render-body.js';
+import { checkedUrl, startRendering, type Report } from './render-core.js';
+import type { RenderOptions } from './render-state.js';
+
+/** An OAuth2 access token, fetched (and cached) by the caller before rendering. */
+export interface AccessToken {
+  accessToken: string;
+}
+
+/** Renders the delivery request, reporting each failing field; see `renderRequest`. */
+export function renderWith(
+  compiled: CompiledConnection,
+  context: TemplateContext,
+  secrets: SecretSource,
+  report: Report,
+  auth?: AccessToken,
+  options?: RenderOptions,
+): RenderedRequest {
+  const oauth2 = compiled.auth.type === 'oauth2_client_credentials';
+  const token = oauth2 && auth?.accessToken ? auth.accessToken : undefined;
+  if (oauth2 && token === undefined) {
+    report(
+      'request.auth',
+      'an oauth2_client_credentials connection renders with an access token; none was given',
+    );
+  }
+  // Only OAuth2 connections have `auth` in their data; compiling refuses it everywhere else.
+  const data =
+    token === undefined ? templateData(context) : { ...templateData(context), auth: { accessToken: token } };
+  const r = startRendering(data, secrets, options, report);
+  if (token !== undefined) {
+    // Revealed, not just sensitive: anything a helper derives from the token is then redacted too.
+    r.state.revealed.add(token);
+    r.sensitive.add(token);
+  }
+
+  const url = r.attempt(compiled.url.field, () => checkedUrl(r.text(compiled.url))) ?? '';
+  const headers: Record<string, string> = {};
+  for (const { name, value } of compiled.headers) {
+    const rendered = r.attempt(value.field, () => r.header(value));
+    if (rendered !== undefined) headers[name] = rendered;
+  }
+  applyAuth(compiled.auth, r, headers, token);
+
+  let body: string | undefined;
+  if (compiled.body) {
+    body = renderBody(compiled.body, r);
+    if (!Object.hasOwn(headers, 'content-type')) headers['content-type'] = compiled.body.contentType;
+  }
+  const request = { method: compiled.method, url, headers, ...(body !== undefined ? { body } : {}) };
+  if (compiled.auth.type === 'hmac') signRequest(compiled.auth, r, request, context.id);
+  // Read last: signing adds the HMAC secret.
+  return { ...request, secrets: r.secrets() };
+}
