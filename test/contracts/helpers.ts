@@ -25,6 +25,7 @@ import {
   renderRequest,
   templateContext,
   type CompiledConnection,
+  type RenderOptions,
   type SecretSource,
 } from '../../src/templates/render-request.js';
 
@@ -112,6 +113,18 @@ export function contextFor(example: Example, email: string, extra: Partial<Unsub
   return templateContext(unsubscribeFor(email, extra), example.connection, 1, engine);
 }
 
+/**
+ * Fixed clocks for rendering. The 50 ms render budget guards production workers against runaway
+ * templates (unit-tested in test/unit); measured here it made the first render of a file flaky on
+ * a loaded machine (Handlebars compiles lazily, and the specs load alongside), so the budget's
+ * timer stands still and the contract tests stay deterministic.
+ */
+export const RENDER_OPTIONS: RenderOptions = {
+  now: () => Date.parse(RECEIVED_AT),
+  timer: () => 0,
+  uuid: () => '00000000-0000-4000-8000-0000000000aa',
+};
+
 /** Renders the delivery request for one address (for OAuth2 connections, with a given access token). */
 export function render(
   example: Example,
@@ -119,7 +132,7 @@ export function render(
   email: string,
   auth?: { accessToken: string },
 ): RenderedRequest {
-  return renderRequest(example.compiled, contextFor(example, email), secrets, auth);
+  return renderRequest(example.compiled, contextFor(example, email), secrets, auth, RENDER_OPTIONS);
 }
 
 export function basicAuth(username: string, password: string): string {

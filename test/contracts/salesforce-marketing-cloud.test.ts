@@ -32,7 +32,7 @@ const TOKEN = 'eyJhbGciOiJIUzI1NiJ9.abc&def<ghi>"jkl\'';
 
 function deliveryFor(email: string, attributes: Record<string, string> = {}, token = TOKEN) {
   const context = contextFor(example, email, { attributes });
-  return renderRequest(example.compiled, context, secrets, { accessToken: token });
+  return renderRequest(example.compiled, context, secrets, { accessToken: token }, RENDER_OPTIONS);
 }
 
 /** Decodes the five predefined XML entities and numeric character references. */
@@ -109,7 +109,12 @@ describe('Salesforce Marketing Cloud example', () => {
   });
 
   it('asks for a client-credentials token as documented (JSON, with the account_id)', () => {
-    const token = renderTokenRequest(example.compiled, contextFor(example, EMAILS.apostrophePlus), secrets);
+    const token = renderTokenRequest(
+      example.compiled,
+      contextFor(example, EMAILS.apostrophePlus),
+      secrets,
+      RENDER_OPTIONS,
+    );
     expect(token).toEqual({
       method: 'POST',
       url: `https://${SUBDOMAIN}.auth.marketingcloudapis.com/v2/token`,
