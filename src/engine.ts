@@ -11,6 +11,7 @@ import { createProcessor } from './queue/processor.js';
 import { DeliveryProducer } from './queue/producer.js';
 import { createDeliveryQueue, createDeliveryWorker } from './queue/worker.js';
 import { ensureRedis, type RedisBootstrap } from './redis-bootstrap.js';
+import { shutdown, type Drainable, type Releasable } from './shutdown.js';
 import { ApiKeyStore } from './store/api-keys.js';
 import { AttemptStore } from './store/attempt-store.js';
 import { ConnectionIndex } from './store/connection-index.js';
@@ -18,7 +19,7 @@ import { ConnectionStore } from './store/connection-store.js';
 import { DeliveryRecords } from './store/delivery-records.js';
 import { keyspace } from './store/keys.js';
 import { createRedis, waitReady } from './store/redis.js';
-import { referencedSecrets } from './templates/render-request.js';
+import { applyConnections } from './config/apply-connections.js';
 import { loadSecrets } from './config/secrets.js';
 
 export interface Engine {
@@ -33,48 +34,42 @@ export interface Engine {
  * process never answers 201 before it can deliver.
  */
 export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
-  const closers: Array<{ name: string; close: () => Promise<unknown> }> = [];
+  // Drained together under SHUTDOWN_TIMEOUT, then released in order (the most dependent first).
+  const drainables: Drainable[] = [];
+  const closers: Releasable[] = [];
   const keys = keyspace(env.REDIS_PREFIX);
   const redisBootstrap: RedisBootstrap = await ensureRedis(env.REDIS_URL, logger);
-  closers.push({ name: 'private redis', close: () => redisBootstrap.stop() });
+  closers.push({ name: 'private redis', release: () => redisBootstrap.stop() });
 
   try {
     const redis = createRedis(env.REDIS_URL, 'request', 'commands');
     redis.on('error', (error) => logger.warn({ err: error }, 'redis connection error'));
-    closers.unshift({ name: 'redis', close: () => redis.quit() });
+    closers.unshift({ name: 'redis', release: () => redis.quit() });
     await waitReady(redis, 10_000);
 
     const store = new ConnectionStore(redis, keys);
     const attempts = new AttemptStore(redis, keys);
     const loaded = await loadConnections(env.CONNECTIONS_DIR);
     const secrets = loadSecrets();
-    for (const { connection, file } of loaded) {
-      const { version, changed } = await store.put(connection, file);
-      const missing = referencedSecrets(connection).filter((name) => secrets.get(name) === undefined);
-      const line = {
-        connectionId: connection.id,
-        account: connection.account,
-        version,
-        changed,
-        enabled: connection.enabled,
-        campaigns: connection.campaigns,
-        file,
-      };
-      const linked = connection.campaigns === '*' || connection.campaigns.length > 0;
-      if (missing.length > 0 && linked && connection.enabled) {
-        logger.warn(
-          { ...line, missingSecrets: missing },
-          `connection ${connection.id}: secrets ${missing.join(', ')} not set; its deliveries will fail until they are`,
+    await applyConnections(store, loaded, secrets, logger);
+    // If Redis comes back empty (restarted without persistence), put the connections back at once
+    // rather than accept unsubscribes that fan out to nothing.
+    // (The client is ready already, so any later 'ready' is a reconnect.)
+    redis.on('ready', () => {
+      void store
+        .list()
+        .then((stored) =>
+          stored.length < loaded.length ? applyConnections(store, loaded, secrets, logger) : undefined,
+        )
+        .catch((error: unknown) =>
+          logger.warn({ err: error }, 'could not re-apply connections after reconnect'),
         );
-      } else {
-        const note = linked ? '' : ' (linked to no campaign yet)';
-        logger.info(
-          { ...line, ...(missing.length ? { missingSecrets: missing } : {}) },
-          `connection ${connection.id} loaded: ${connection.name}${note}`,
-        );
-      }
-    }
+    });
 
+    const sandbox =
+      env.SANDBOX === 'auto'
+        ? loaded.some(({ connection }) => JSON.stringify(connection.request).includes('engine.sandboxUrl'))
+        : env.SANDBOX;
     const sandboxHost = `127.0.0.1:${env.PORT}`;
     const engineInfo = { sandboxUrl: `http://${sandboxHost}/sandbox/crm` };
     const retention = {
@@ -88,7 +83,7 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
     if (env.ROLES.has('worker')) {
       sender = createSender({
         allowPrivateTargets: env.ALLOW_PRIVATE_TARGETS,
-        allowedHosts: env.SANDBOX ? [sandboxHost] : [],
+        allowedHosts: sandbox ? [sandboxHost] : [],
       });
       const workerRedis = createRedis(env.REDIS_URL, 'worker', 'worker');
       workerRedis.on('error', (error) => logger.warn({ err: error }, 'worker redis connection error'));
@@ -112,11 +107,16 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
       void worker.run();
       const runningWorker = worker;
       const runningSender = sender;
-      closers.unshift({ name: 'sender', close: () => runningSender.close() });
-      closers.unshift({ name: 'worker redis', close: () => workerRedis.quit() });
-      closers.unshift({
+      closers.unshift({ name: 'sender', release: () => runningSender.close() });
+      closers.unshift({ name: 'worker redis', release: () => workerRedis.quit() });
+      drainables.push({
         name: 'delivery worker',
-        close: () => closeWorker(runningWorker, env.SHUTDOWN_TIMEOUT, logger),
+        drain: () => runningWorker.close(),
+        // Abort the CRM requests in flight; BullMQ hands their jobs to another worker.
+        force: async () => {
+          await runningSender.destroy();
+          await runningWorker.close(true);
+        },
       });
       logger.info({ concurrency: env.WORKER_CONCURRENCY }, 'delivery workers running');
     }
@@ -129,27 +129,31 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
       const index = new ConnectionIndex(store, subscriber, keys, logger);
       await index.start();
       const queue: Queue = createDeliveryQueue(redis, keys.bullPrefix);
-      closers.unshift({ name: 'queue', close: () => queue.close() });
-      closers.unshift({ name: 'connection index', close: () => index.stop() });
+      closers.unshift({ name: 'queue', release: () => queue.close() });
+      closers.unshift({ name: 'connection index', release: () => index.stop() });
       app = buildApp({
         logger,
         apiKeys: new ApiKeyStore(redis, keys),
         index,
         producer: new DeliveryProducer(redis, queue, keys, retention),
-        sandbox: env.SANDBOX,
+        sandbox,
         ...(env.ADMIN_TOKEN
           ? { admin: { adminToken: env.ADMIN_TOKEN, deliveries: new DeliveryRecords(queue, attempts) } }
           : {}),
-        readiness: () => readiness(redis, index, worker),
+        readiness: () => readiness(redis, store, loaded.length, index, worker),
       });
       const runningApp = app;
-      closers.unshift({ name: 'http', close: () => runningApp.close() });
+      drainables.push({
+        name: 'http',
+        drain: () => runningApp.close(),
+        force: () => runningApp.server.closeAllConnections(),
+      });
       url = await app.listen({ port: env.PORT, host: env.HOST });
       url = url.replace('0.0.0.0', '127.0.0.1');
       logger.info({ url }, `unsub-relay API listening on ${url}`);
-      if (env.SANDBOX) {
+      if (sandbox) {
         logger.warn(
-          'sandbox CRM receiver is on at /sandbox/crm (for the demo connection); set SANDBOX=off in production',
+          'sandbox CRM receiver is on at /sandbox/crm for the demo connection; remove connections/demo-sandbox.yaml in production',
         );
       }
       if (loaded.some(({ connection }) => connection.account === 'demo')) {
@@ -159,52 +163,36 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
       }
     }
 
-    return { ...(url ? { url } : {}), close: () => closeAll(closers, logger) };
+    return {
+      ...(url ? { url } : {}),
+      close: () => shutdown(drainables, closers, env.SHUTDOWN_TIMEOUT, logger),
+    };
   } catch (error) {
-    await closeAll(closers, logger);
+    await shutdown(drainables, closers, env.SHUTDOWN_TIMEOUT, logger);
     throw error;
   }
 }
 
-async function readiness(redis: Redis, index: ConnectionIndex, worker: Worker | undefined) {
+async function readiness(
+  redis: Redis,
+  store: ConnectionStore,
+  expected: number,
+  index: ConnectionIndex,
+  worker: Worker | undefined,
+) {
   const checks: Record<string, { ok: boolean; detail?: string }> = {};
   try {
     checks.redis = { ok: (await redis.ping()) === 'PONG' };
+    const stored = await store.count();
+    checks.connections = !index.isLoaded
+      ? { ok: false, detail: 'connections not loaded yet' }
+      : stored < expected
+        ? { ok: false, detail: `the store holds ${stored} of ${expected} connections (Redis lost data?)` }
+        : { ok: true };
   } catch (error) {
     checks.redis = { ok: false, detail: (error as Error).message };
   }
-  checks.connections = index.isLoaded ? { ok: true } : { ok: false, detail: 'connections not loaded yet' };
   if (worker)
     checks.workers = worker.isRunning() ? { ok: true } : { ok: false, detail: 'delivery worker stopped' };
   return checks;
-}
-
-/** Lets in-flight deliveries finish, up to `timeoutMs`; then stops anyway (BullMQ re-queues them as stalled). */
-async function closeWorker(worker: Worker, timeoutMs: number, logger: Logger): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<'timeout'>((resolve) => {
-    timer = setTimeout(() => resolve('timeout'), timeoutMs);
-  });
-  const result = await Promise.race([worker.close().then(() => 'closed' as const), timedOut]);
-  clearTimeout(timer);
-  if (result === 'timeout') {
-    logger.warn(
-      { timeoutMs },
-      'in-flight deliveries did not finish in time; they will be retried by another worker',
-    );
-    await worker.close(true);
-  }
-}
-
-async function closeAll(
-  closers: Array<{ name: string; close: () => Promise<unknown> }>,
-  logger: Logger,
-): Promise<void> {
-  for (const { name, close } of closers) {
-    try {
-      await close();
-    } catch (error) {
-      logger.warn({ err: error, component: name }, 'error while closing');
-    }
-  }
 }

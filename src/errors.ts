@@ -106,9 +106,19 @@ export class InputError extends UnsubRelayError {
   }
 }
 
-/** Redis did not answer in time. Nothing was stored; the caller should retry later. */
+/**
+ * Redis did not answer. The caller should retry later. `maybeStored` is true when the write was sent
+ * and its answer lost (a timeout): it may have happened, so retry idempotently.
+ */
 export class StoreUnavailableError extends UnsubRelayError {
   readonly code = 'STORE_UNAVAILABLE';
+  constructor(
+    message: string,
+    readonly maybeStored = false,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
 }
 
 /** The thing asked for does not exist (delivery id, API key id, connection id). */

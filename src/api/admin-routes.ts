@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { deliveryStatus } from '../domain/delivery.js';
 import { InputError, NotFoundError } from '../errors.js';
 import type { DeliveryRecords } from '../store/delivery-records.js';
+import { presentedCredential } from './credentials.js';
 import { sendError } from './errors.js';
 
 export interface AdminDeps {
@@ -57,7 +58,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
   app.register(
     async (admin) => {
       admin.addHook('onRequest', async (request, reply) => {
-        const presented = request.headers.authorization?.replace(/^Bearer\s+/i, '') ?? '';
+        const presented = presentedCredential(request.headers.authorization) ?? '';
         // Compare digests so the comparison takes the same time whatever the token's length.
         if (!presented || !timingSafeEqual(digest(presented), expected)) {
           return sendError(reply, 401, {

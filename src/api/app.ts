@@ -54,6 +54,27 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     // One line per accepted unsubscribe is logged by the route; per-request access logs would double it.
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
+    // A client that trickles its body cannot hold a connection (or a shutdown) open for long.
+    requestTimeout: 30_000,
+    connectionTimeout: 30_000,
+    // Errors raised before routing (a malformed URL) get the API's error shape too.
+    frameworkErrors: (error, _request, reply) => {
+      void sendError(reply, 400, { error: 'invalid_request', message: error.message });
+    },
+    // Errors Node raises before Fastify sees a request (headers too large, malformed HTTP).
+    clientErrorHandler: (error, socket) => {
+      const status = (error as { code?: string }).code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+      const body = JSON.stringify({
+        error: status === 431 ? 'headers_too_large' : 'invalid_request',
+        message: status === 431 ? 'request headers are too large' : 'malformed HTTP request',
+      });
+      if (socket.writable) {
+        socket.end(
+          `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
+            `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+        );
+      } else socket.destroy();
+    },
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {

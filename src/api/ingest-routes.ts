@@ -3,6 +3,7 @@ import { StoreUnavailableError } from '../errors.js';
 import type { DeliveryProducer } from '../queue/producer.js';
 import type { ApiKeyStore } from '../store/api-keys.js';
 import type { ConnectionIndex } from '../store/connection-index.js';
+import { presentedCredential } from './credentials.js';
 import { sendError } from './errors.js';
 import { checkUnsubscribeBody } from './unsubscribe-body.js';
 
@@ -20,19 +21,32 @@ declare module 'fastify' {
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 
-/** `Authorization: <key>` (as the Nurture contract has it) or `Authorization: Bearer <key>`. */
-function presentedKey(request: FastifyRequest): string | undefined {
-  const header = request.headers.authorization?.trim();
-  if (!header) return undefined;
-  return header.replace(/^Bearer\s+/i, '');
-}
-
+/** Does `Accept` allow JSON? A media range with `q=0` means "not this". */
 function acceptsJson(accept: string | undefined): boolean {
   if (!accept) return true;
-  return accept
-    .split(',')
-    .map((part) => part.split(';')[0]!.trim().toLowerCase())
-    .some((type) => type === 'application/json' || type === 'application/*' || type === '*/*');
+  return accept.split(',').some((part) => {
+    const [range, ...params] = part.split(';').map((p) => p.trim().toLowerCase());
+    const refused = params.some((param) => /^q=0(\.0{0,3})?$/.test(param.replace(/\s+/g, '')));
+    return !refused && (range === 'application/json' || range === 'application/*' || range === '*/*');
+  });
+}
+
+/** The body must be plain UTF-8 JSON: no other charset, no compression (we would parse it wrongly). */
+function contentProblem(request: FastifyRequest): string | undefined {
+  const [type, ...params] = (request.headers['content-type'] ?? '')
+    .split(';')
+    .map((p) => p.trim().toLowerCase());
+  if (type !== 'application/json') return 'send the body as JSON with Content-Type: application/json';
+  const charset = params
+    .find((p) => p.startsWith('charset='))
+    ?.slice(8)
+    .replace(/"/g, '');
+  if (charset && charset !== 'utf-8' && charset !== 'utf8')
+    return `send the body as UTF-8 (charset=${charset} is not accepted)`;
+  const encoding = request.headers['content-encoding']?.trim().toLowerCase();
+  if (encoding && encoding !== 'identity')
+    return `send the body uncompressed (Content-Encoding: ${encoding} is not accepted)`;
+  return undefined;
 }
 
 /**
@@ -41,11 +55,20 @@ function acceptsJson(accept: string | undefined): boolean {
  * the body itself (400). 201 only after Redis has the unsubscribe and its deliveries.
  */
 export function registerIngestRoutes(app: FastifyInstance, deps: IngestDeps): void {
+  app.route({
+    method: ['GET', 'HEAD', 'PUT', 'PATCH', 'DELETE'],
+    url: '/v1/unsubscribes',
+    handler: (_request, reply) =>
+      sendError(reply.header('allow', 'POST'), 405, {
+        error: 'method_not_allowed',
+        message: 'send unsubscribes with POST',
+      }),
+  });
   app.post(
     '/v1/unsubscribes',
     {
       onRequest: async (request, reply) => {
-        const key = presentedKey(request);
+        const key = presentedCredential(request.headers.authorization);
         if (!key) {
           return sendError(reply, 401, {
             error: 'unauthorized',
@@ -75,13 +98,8 @@ export function registerIngestRoutes(app: FastifyInstance, deps: IngestDeps): vo
             message: 'this API answers in JSON: send Accept: application/json or */*',
           });
         }
-        const type = request.headers['content-type']?.split(';')[0]?.trim().toLowerCase();
-        if (type !== 'application/json') {
-          return sendError(reply, 415, {
-            error: 'unsupported_media_type',
-            message: 'send the body as JSON with Content-Type: application/json',
-          });
-        }
+        const problem = contentProblem(request);
+        if (problem) return sendError(reply, 415, { error: 'unsupported_media_type', message: problem });
         return undefined;
       },
     },
@@ -126,11 +144,17 @@ export function registerIngestRoutes(app: FastifyInstance, deps: IngestDeps): vo
         return reply.code(201).send({ id: result.id });
       } catch (error) {
         if (!(error instanceof StoreUnavailableError)) throw error;
-        request.log.error({ err: error }, 'unsubscribe not stored: Redis unavailable');
+        request.log.error(
+          { err: error, maybeStored: error.maybeStored },
+          'unsubscribe not confirmed: Redis unavailable',
+        );
         reply.header('retry-after', '5');
         return sendError(reply, 503, {
           error: 'unavailable',
-          message: 'the unsubscribe was NOT stored; retry shortly',
+          // A lost answer cannot tell "not stored" from "stored": say so, and how to retry safely.
+          message: error.maybeStored
+            ? 'storage did not confirm the unsubscribe; retry shortly with the same Idempotency-Key'
+            : 'the unsubscribe was not stored; retry shortly',
         });
       }
     },

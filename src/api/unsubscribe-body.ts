@@ -1,3 +1,4 @@
+import { domainToASCII } from 'node:url';
 import { z } from 'zod';
 
 /** Limits of the ingest body; documented in README.md ("Ingest API"). */
@@ -13,6 +14,34 @@ export const INGEST_LIMITS = {
 
 const KNOWN_FIELDS = new Set(['email', 'campaign', 'occurredAt', 'source', 'attributes']);
 
+/** Control, format (e.g. U+202E right-to-left override), unpaired surrogate and private-use characters. */
+const CONTROL = /\p{C}/u;
+/** RFC 6531 atext: RFC 5322's ASCII specials plus any letter, mark or digit of any script. */
+const LOCAL_ATOM = /^[\p{L}\p{M}\p{N}!#$%&'*+/=?^_`{|}~-]+$/u;
+const DNS_LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/i;
+
+/**
+ * One deliverable address as CRMs take it: a dot-atom local part (Unicode allowed, no quoting, no
+ * comments, no display name) at a domain with at least two labels that is valid as IDNA. Stricter
+ * than RFC 5322's grammar on purpose: quoted or bracketed forms are not what any CRM will accept.
+ */
+export function isEmailAddress(value: string): boolean {
+  if (CONTROL.test(value)) return false;
+  const at = value.lastIndexOf('@');
+  if (at < 1 || at === value.length - 1) return false;
+  const local = value.slice(0, at);
+  if (local.length > 64 || !local.split('.').every((atom) => LOCAL_ATOM.test(atom))) return false;
+  const ascii = domainToASCII(value.slice(at + 1));
+  const labels = ascii.split('.');
+  return (
+    ascii.length > 0 &&
+    ascii.length <= 253 &&
+    labels.length >= 2 &&
+    labels.every((label) => DNS_LABEL.test(label)) &&
+    !/^\d+$/.test(labels.at(-1)!)
+  );
+}
+
 // One address, no display name, no list: what a CRM's unsubscribe endpoint will take.
 const required = (what: string) => (issue: { input?: unknown }) =>
   issue.input === undefined ? 'is required' : `must be ${what}`;
@@ -25,15 +54,15 @@ const emailSchema = z
       .string()
       .min(1, 'is required')
       .max(INGEST_LIMITS.emailLength, `must be at most ${INGEST_LIMITS.emailLength} characters`)
-      // Unicode local parts and domains (RFC 6531) are real addresses that CRMs accept.
-      .pipe(z.email({ pattern: z.regexes.unicodeEmail, error: 'must be a single valid email address' })),
+      .refine(isEmailAddress, 'must be a single valid email address'),
   );
 
 const shortText = z
   .string({ error: required('a string') })
   .trim()
   .min(1, 'must not be empty')
-  .max(INGEST_LIMITS.fieldLength, `must be at most ${INGEST_LIMITS.fieldLength} characters`);
+  .max(INGEST_LIMITS.fieldLength, `must be at most ${INGEST_LIMITS.fieldLength} characters`)
+  .refine((value) => !CONTROL.test(value), 'must not contain control characters');
 
 const attributesSchema = z
   .record(

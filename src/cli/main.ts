@@ -56,7 +56,11 @@ program
     const engine = await startEngine(env, logger);
     let stopping = false;
     const stop = (signal: string) => {
-      if (stopping) return;
+      if (stopping) {
+        // A second signal: the operator does not want to wait.
+        logger.warn({ signal }, 'second signal: exiting now');
+        process.exit(1);
+      }
       stopping = true;
       logger.info({ signal }, 'shutting down: no new requests, letting in-flight deliveries finish');
       void engine.close().then(() => {

@@ -82,7 +82,12 @@ function sampleUnsubscribe(connection: Connection, options: RenderOptions) {
 }
 
 /** The request as an HTTP message, the way a CRM's docs show one. */
-export function formatRequest(request: { method: string; url: string; headers: Record<string, string>; body?: string }): string {
+export function formatRequest(request: {
+  method: string;
+  url: string;
+  headers: Record<string, string>;
+  body?: string;
+}): string {
   const headers = Object.entries(request.headers).map(([name, value]) => `${name}: ${value}`);
   return [`${request.method} ${request.url}`, ...headers, '', ...(request.body ? [request.body] : [])].join(
     '\n',

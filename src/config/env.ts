@@ -43,8 +43,11 @@ export const envSchema = z.object({
   WORKER_LOCK_DURATION: durationMs.default(30_000),
   /** On SIGTERM, how long in-flight deliveries get to finish before the process exits anyway. */
   SHUTDOWN_TIMEOUT: durationMs.default(25_000),
-  /** The built-in sandbox CRM receiver used by the demo connection. */
-  SANDBOX: flag.default(true),
+  /**
+   * The built-in sandbox CRM receiver used by the demo connection: `auto` serves it only when a loaded
+   * connection delivers to it (`{{engine.sandboxUrl}}`), so removing the demo connection turns it off.
+   */
+  SANDBOX: z.union([z.literal('auto'), flag]).default('auto'),
   /** How long delivered jobs and their attempts are kept. */
   RETENTION_SUCCEEDED: durationMs.default(7 * 86_400_000),
   /** How long failed deliveries (and their attempts) are kept for replay. */

@@ -56,10 +56,23 @@ export type SendOutcome =
  */
 export type Verdict =
   | { verdict: 'success' | 'success_already_done'; reason: string; rule: number | 'default' }
-  | { verdict: 'retry' | 'rate_limited'; reason: string; rule: number | 'default'; code: string; retryAfterMs?: number }
+  | {
+      verdict: 'retry' | 'rate_limited';
+      reason: string;
+      rule: number | 'default';
+      code: string;
+      retryAfterMs?: number;
+    }
   | { verdict: 'refresh_auth' | 'fail'; reason: string; rule: number | 'default'; code: string };
 
-export const verdictNames = z.enum(['success', 'success_already_done', 'retry', 'rate_limited', 'refresh_auth', 'fail']);
+export const verdictNames = z.enum([
+  'success',
+  'success_already_done',
+  'retry',
+  'rate_limited',
+  'refresh_auth',
+  'fail',
+]);
 
 export const attemptSchema = z.object({
   deliveryId: z.string(),

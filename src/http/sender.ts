@@ -1,3 +1,4 @@
+import { scrubSecrets } from '../domain/scrub.js';
 import { performance } from 'node:perf_hooks';
 import { Agent } from 'undici';
 import type { Dispatcher } from 'undici';
@@ -22,6 +23,8 @@ export interface Sender {
   send(req: RenderedRequest, limits: SendLimits): Promise<SendOutcome>;
   /** Closes pooled sockets after in-flight requests finish. An injected dispatcher is left to its owner. */
   close(): Promise<void>;
+  /** Aborts requests in flight (their deliveries see a NETWORK error and are retried later). */
+  destroy(): Promise<void>;
 }
 
 type ErrorCode = Extract<SendOutcome, { kind: 'error' }>['code'];
@@ -69,6 +72,12 @@ class AgentsByConnectTimeout {
     const agents = [...this.agents.values()];
     this.agents.clear();
     await Promise.all(agents.map((a) => a.close()));
+  }
+
+  async destroy(): Promise<void> {
+    const agents = [...this.agents.values()];
+    this.agents.clear();
+    await Promise.all(agents.map((a) => a.destroy()));
   }
 }
 
@@ -151,6 +160,10 @@ export function createSender(opts: SenderOptions, dispatcher?: Dispatcher): Send
     async close() {
       closed = true;
       await agents?.close();
+    },
+    async destroy() {
+      closed = true;
+      await agents?.destroy();
     },
   };
 }
@@ -256,5 +269,5 @@ function describeMs(ms: number): string {
 
 /** Defence in depth: a secret that ended up in a host name must not reach the attempt record. */
 function redact(message: string, secrets: string[]): string {
-  return secrets.filter((s) => s.length > 0).reduce((m, s) => m.split(s).join('[redacted]'), message);
+  return scrubSecrets(message, secrets);
 }

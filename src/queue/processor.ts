@@ -9,6 +9,7 @@ import {
   type SendOutcome,
   type Verdict,
 } from '../domain/delivery.js';
+import { scrubSecrets } from '../domain/scrub.js';
 import { RetryableDeliveryError, UnsubRelayError } from '../errors.js';
 import type { Sender } from '../http/sender.js';
 import { maskEmail } from '../logging.js';
@@ -238,9 +239,11 @@ function attemptFields(request: RenderedRequest, outcome: SendOutcome, verdict: 
     ...('code' in verdict ? { errorCode: verdict.code } : {}),
   };
   if (outcome.kind === 'error') return fields;
-  let excerpt = outcome.body.slice(0, EXCERPT_BYTES);
-  // A CRM may echo the request (and so a key) back in an error body.
-  for (const secret of request.secrets) if (secret) excerpt = excerpt.split(secret).join('[redacted]');
+  // A CRM may echo the request (and so a key) back in an error body: scrub the whole body, then cut.
+  const excerpt = scrubSecrets(outcome.body, request.secrets, { truncated: outcome.bodyTruncated }).slice(
+    0,
+    EXCERPT_BYTES,
+  );
   return { ...fields, status: outcome.status, responseExcerpt: excerpt };
 }
 

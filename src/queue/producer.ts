@@ -2,6 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { Job, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Connection } from '../config/connection-schema.js';
+import { canonicalJson } from '../domain/canonical-json.js';
 import { deliveryId, type DeliveryJob } from '../domain/delivery.js';
 import type { Unsubscribe } from '../domain/unsubscribe.js';
 import { StoreUnavailableError } from '../errors.js';
@@ -18,7 +19,7 @@ export type AcceptResult =
   | { outcome: 'replayed'; id: string }
   | { outcome: 'conflict'; id: string };
 
-/** The ledger entry: the unsubscribe plus a fingerprint of what was asked, for Idempotency-Key checks. */
+/** The ledger entry: the unsubscribe, a fingerprint of what was asked, and where it was fanned out to. */
 interface LedgerRecord {
   unsubscribe: Unsubscribe;
   fingerprint: string;
@@ -35,8 +36,9 @@ export function idempotentId(account: string, idempotencyKey: string): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-5${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
 }
 
+/** Independent of key order: the same body sent again with its keys shuffled is the same request. */
 function fingerprint(request: UnsubscribeRequest): string {
-  return createHash('sha256').update(JSON.stringify(request)).digest('hex');
+  return createHash('sha256').update(canonicalJson(request)).digest('hex');
 }
 
 /**
@@ -61,50 +63,84 @@ export class DeliveryProducer {
   ): Promise<AcceptResult> {
     const print = fingerprint(request);
     const id = idempotencyKey ? idempotentId(request.account, idempotencyKey) : randomUUID();
-    const ledgerKey = this.keys.unsubscribe(id);
     // Not connected: say so now rather than wait for a reconnect the caller cannot see.
     if (this.redis.status !== 'ready') throw new StoreUnavailableError(`Redis is ${this.redis.status}`);
     try {
-      if (idempotencyKey) {
-        const existing = await this.redis.get(ledgerKey);
-        if (existing !== null) {
-          const record = JSON.parse(existing) as LedgerRecord;
-          return { outcome: record.fingerprint === print ? 'replayed' : 'conflict', id };
-        }
+      if (!idempotencyKey) {
+        await this.store(id, request, print, connections);
+        return { outcome: 'accepted', id, deliveries: connections.length };
       }
-      const now = this.clock();
-      const unsubscribe: Unsubscribe = { ...request, id, receivedAt: now.toISOString() };
-      const record: LedgerRecord = {
-        unsubscribe,
-        fingerprint: print,
-        connections: connections.map((c) => c.id),
-      };
-      const client = await this.queue.backend.client;
-      const multi = client.multi();
-      multi.runCommand('set', [ledgerKey, JSON.stringify(record), 'PX', this.retention.unsubscribesMs, 'NX']);
-      const index = this.keys.accountUnsubscribes(request.account);
-      multi.runCommand('zadd', [index, 'NX', now.getTime(), id]);
-      multi.runCommand('zremrangebyscore', [index, '-inf', now.getTime() - this.retention.unsubscribesMs]);
-      for (const connection of connections) {
-        const data: DeliveryJob = { unsubscribe, connectionId: connection.id };
-        const job = new Job(
-          this.queue,
-          connection.id,
-          data,
-          this.jobOptions(connection),
-          deliveryId(id, connection.id),
-        );
-        await job.addJob(multi);
+      // Claim the key with its body's fingerprint first, atomically: of concurrent requests with
+      // one key, exactly one claims it, and the others learn at once whether theirs is the same body.
+      const claimed = await this.redis.set(
+        this.keys.idempotency(id),
+        print,
+        'PX',
+        this.retention.unsubscribesMs,
+        'NX',
+        'GET',
+      );
+      if (claimed === null) {
+        await this.store(id, request, print, connections);
+        return { outcome: 'accepted', id, deliveries: connections.length };
       }
-      const results = await multi.exec();
-      if (results === null) throw new StoreUnavailableError('Redis aborted the transaction');
-      const failed = results.find(([error]) => error !== null);
-      if (failed) throw new StoreUnavailableError(`Redis refused the unsubscribe: ${failed[0]!.message}`);
-      return { outcome: 'accepted', id, deliveries: connections.length };
+      if (claimed !== print) return { outcome: 'conflict', id };
+      // The same request again. If the first one never got its transaction through (it crashed, or
+      // it is still in flight), store it now: the ledger write and the job ids make this a no-op
+      // when it did.
+      if ((await this.redis.exists(this.keys.unsubscribe(id))) === 0)
+        await this.store(id, request, print, connections);
+      return { outcome: 'replayed', id };
     } catch (error) {
       if (error instanceof StoreUnavailableError) throw error;
-      throw new StoreUnavailableError(`Redis is unavailable: ${(error as Error).message}`, { cause: error });
+      throw new StoreUnavailableError(`Redis is unavailable: ${(error as Error).message}`, true, {
+        cause: error,
+      });
     }
+  }
+
+  /** The ledger entry, the account index and every delivery job, in one MULTI/EXEC. */
+  private async store(
+    id: string,
+    request: UnsubscribeRequest,
+    print: string,
+    connections: readonly Connection[],
+  ): Promise<void> {
+    const now = this.clock();
+    const unsubscribe: Unsubscribe = { ...request, id, receivedAt: now.toISOString() };
+    const record: LedgerRecord = {
+      unsubscribe,
+      fingerprint: print,
+      connections: connections.map((c) => c.id),
+    };
+    const client = await this.queue.backend.client;
+    const multi = client.multi();
+    multi.runCommand('set', [
+      this.keys.unsubscribe(id),
+      JSON.stringify(record),
+      'PX',
+      this.retention.unsubscribesMs,
+      'NX',
+    ]);
+    const index = this.keys.accountUnsubscribes(request.account);
+    multi.runCommand('zadd', [index, 'NX', now.getTime(), id]);
+    multi.runCommand('zremrangebyscore', [index, '-inf', now.getTime() - this.retention.unsubscribesMs]);
+    for (const connection of connections) {
+      const data: DeliveryJob = { unsubscribe, connectionId: connection.id };
+      const job = new Job(
+        this.queue,
+        connection.id,
+        data,
+        this.jobOptions(connection),
+        deliveryId(id, connection.id),
+      );
+      await job.addJob(multi);
+    }
+    const results = await multi.exec();
+    if (results === null) throw new StoreUnavailableError('Redis aborted the transaction');
+    const failed = results.find(([error]) => error !== null);
+    // MULTI does not roll back: commands before the failing one may have applied.
+    if (failed) throw new StoreUnavailableError(`Redis refused the unsubscribe: ${failed[0]!.message}`, true);
   }
 
   private jobOptions(connection: Connection) {

@@ -5,6 +5,7 @@ import {
   type Connection,
   type StoredConnection,
 } from '../config/connection-schema.js';
+import { canonicalJson } from '../domain/canonical-json.js';
 import type { Keyspace } from './keys.js';
 
 /**
@@ -33,18 +34,6 @@ export function connectionHash(connection: Connection): string {
   return createHash('sha256').update(canonicalJson(connection)).digest('hex');
 }
 
-/** JSON with sorted keys, so the hash does not depend on the order keys were written in. */
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
-  }
-  return JSON.stringify(value);
-}
-
 export class ConnectionStore {
   constructor(
     private readonly redis: Redis,
@@ -71,6 +60,20 @@ export class ConnectionStore {
   async get(id: string): Promise<StoredConnection | undefined> {
     const raw = await this.redis.hget(this.keys.connections, id);
     return raw === null ? undefined : parseStored(raw);
+  }
+
+  /** Removes a connection and tells every process. */
+  async remove(id: string): Promise<boolean> {
+    const [[, removed]] = (await this.redis
+      .multi()
+      .hdel(this.keys.connections, id)
+      .publish(this.keys.connectionsChanged, id)
+      .exec()) as [[Error | null, number], [Error | null, number]];
+    return removed === 1;
+  }
+
+  async count(): Promise<number> {
+    return this.redis.hlen(this.keys.connections);
   }
 
   async list(): Promise<StoredConnection[]> {

@@ -10,6 +10,8 @@ export function keyspace(prefix: string) {
     connections: `${prefix}:connections`,
     connectionsChanged: `${prefix}:connections:changed`,
     unsubscribe: (id: string) => `${prefix}:unsub:${id}`,
+    /** Idempotency-Key claim: the fingerprint of the first body sent with it. */
+    idempotency: (id: string) => `${prefix}:idem:${id}`,
     accountUnsubscribes: (account: string) => `${prefix}:account:${account}:unsubs`,
     attempts: (deliveryId: string) => `${prefix}:attempts:${deliveryId}`,
   };

@@ -1,3 +1,4 @@
+import { scrubSecrets } from '../domain/scrub.js';
 import { UnsubRelayError } from '../errors.js';
 
 /**
@@ -9,15 +10,13 @@ export class TemplateProblem extends UnsubRelayError {
   readonly code = 'TEMPLATE_ERROR';
 }
 
-const REDACTED = '[redacted]';
-
 /**
  * The reason to show for anything thrown while compiling or rendering. Handlebars' strict
  * lookups print the object they searched (`"x" not defined in s3cret`), which can be an email or
  * a secret, so those messages are rewritten and any known secret is scrubbed from the rest.
  */
 export function describeFailure(error: unknown, secrets: Iterable<string> = []): string {
-  let message = error instanceof Error ? error.message : String(error);
+  const message = error instanceof Error ? error.message : String(error);
   const strictMiss = /^"([^"]*)" not defined in [\s\S]*?(?: - (\d+):(\d+))?$/.exec(message);
   if (strictMiss) {
     const where = strictMiss[2] ? ` (line ${strictMiss[2]}, column ${Number(strictMiss[3]) + 1})` : '';
@@ -25,7 +24,5 @@ export function describeFailure(error: unknown, secrets: Iterable<string> = []):
   }
   const inOperator = /^Cannot use 'in' operator to search for '([^']*)' in /.exec(message);
   if (inOperator) return `unknown variable "${inOperator[1]}" (its parent is not an object)`;
-  const ordered = [...new Set(secrets)].filter((s) => s.length > 0).sort((a, b) => b.length - a.length);
-  for (const secret of ordered) message = message.split(secret).join(REDACTED);
-  return message;
+  return scrubSecrets(message, secrets);
 }

@@ -1,6 +1,8 @@
 import type { RenderedRequest } from '../domain/delivery.js';
 
-export const REDACTED = '[redacted]';
+import { REDACTED, scrubSecrets } from '../domain/scrub.js';
+
+export { REDACTED };
 
 /** Headers whose whole value is a credential, whatever the connection says. */
 const SENSITIVE_HEADERS = new Set([
@@ -26,9 +28,7 @@ export interface RedactedRequest {
  * credential headers blanked, and a URL password removed.
  */
 export function redactRequest(req: RenderedRequest): RedactedRequest {
-  // Longest first, so a secret containing a shorter one is replaced whole.
-  const secrets = [...new Set(req.secrets)].filter((s) => s.length > 0).sort((a, b) => b.length - a.length);
-  const scrub = (text: string) => secrets.reduce((out, secret) => out.split(secret).join(REDACTED), text);
+  const scrub = (text: string) => scrubSecrets(text, req.secrets);
 
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(req.headers)) {

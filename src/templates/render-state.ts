@@ -7,7 +7,9 @@ import { TemplateProblem } from './problem.js';
  * Handlebars renders synchronously, so a slow template (nested `{{#each}}`, huge attribute lists)
  * would block the worker's event loop; every helper call and loop iteration checks this budget.
  */
-export const RENDER_BUDGET_MS = 50;
+// Generous on purpose: the budget stops runaway templates (huge #each), and must not fail a normal
+// render on a worker whose CPU is busy, which would turn load into permanent failures.
+export const RENDER_BUDGET_MS = 250;
 
 /** Clocks and randomness for one render; tests inject fixed ones, production takes the defaults. */
 export interface RenderOptions {

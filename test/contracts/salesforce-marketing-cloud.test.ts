@@ -20,7 +20,15 @@
  */
 import { describe, expect, it } from 'vitest';
 import { renderRequest, renderTokenRequest } from '../../src/templates/render-request.js';
-import { EMAILS, contextFor, expectSelfDocumented, fixedSecrets, loadExample, verdictOn } from './helpers.js';
+import {
+  EMAILS,
+  RENDER_OPTIONS,
+  contextFor,
+  expectSelfDocumented,
+  fixedSecrets,
+  loadExample,
+  verdictOn,
+} from './helpers.js';
 
 const CLIENT_ID = 'x7w4v1u8t5s2r9q6p3o0n7m4';
 const CLIENT_SECRET = 'K9j8H7g6F5e4D3c2B1a0Z9y8';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeCrm, type FakeCrm } from '../helpers/crm-server.js';
-import { writeConnections } from '../helpers/engine.js';
+import { deliveryRecords, writeConnections } from '../helpers/engine.js';
 import { cli, spawnEngine, type EngineProcess } from '../helpers/processes.js';
 import { cleanPrefix, eventually, uniquePrefix } from '../helpers/redis.js';
 
@@ -116,14 +116,14 @@ describe('the engine as a process, driven like an operator would', () => {
       body: JSON.stringify({ email: 'dora@example.com', campaign: 'archive' }),
     });
     const id = `${((await response.json()) as { id: string }).id}:acme-archive`;
-    const failed = await eventually('the delivery to fail', () => {
-      const list = cli(
-        ['deliveries', 'list', '--status', 'failed', '--connection', 'acme-archive', '--json'],
-        env,
-      );
-      const parsed = JSON.parse(list.stdout) as Array<{ id: string; failedReason: string }>;
-      return parsed.length === 1 ? parsed : undefined;
-    });
+    const { records, close } = deliveryRecords(prefix);
+    await eventually('the delivery to fail', async () => (await records.get(id)).status === 'failed');
+    const list = cli(
+      ['deliveries', 'list', '--status', 'failed', '--connection', 'acme-archive', '--json'],
+      env,
+    );
+    const failed = JSON.parse(list.stdout) as Array<{ id: string; failedReason: string }>;
+    expect(failed).toHaveLength(1);
     expect(failed[0]).toMatchObject({ id, failedReason: 'HTTP_STATUS: status 400 is permanent' });
 
     const shown = cli(['deliveries', 'show', id], env);
@@ -138,8 +138,13 @@ describe('the engine as a process, driven like an operator would', () => {
     expect(replay).toMatchObject({ status: 0, stdout: `replayed 1 delivery:\n${id}\n` });
     await eventually(
       'the replayed delivery to succeed',
-      () => JSON.parse(cli(['deliveries', 'show', id, '--json'], env).stdout).status === 'succeeded',
+      async () => (await records.get(id)).status === 'succeeded',
     );
+    await close();
+    expect(JSON.parse(cli(['deliveries', 'show', id, '--json'], env).stdout)).toMatchObject({
+      id,
+      status: 'succeeded',
+    });
     expect(cli(['replay', '--id', id], env)).toMatchObject({
       status: 1,
       stderr: expect.stringContaining('is succeeded, not failed'),
@@ -187,8 +192,8 @@ describe('unsub-relay validate', () => {
     const result = cli(['validate', dir], {});
     await rm(dir, { recursive: true, force: true });
     expect(result.status).toBe(1);
-    expect(result.stderr).toMatch(/broken\.yaml: id: use 1-63 lowercase letters/);
-    expect(result.stderr).toMatch(/broken\.yaml: request\.methd: unknown field/);
+    expect(result.stderr).toMatch(/broken\.yaml:1: id: use 1-63 lowercase letters/);
+    expect(result.stderr).toMatch(/broken\.yaml:6: request\.methd: unknown field/);
     expect(result.stderr).toContain('nothing was applied');
   });
 
@@ -206,7 +211,10 @@ describe('the newcomer\u2019s first minute (committed connections, built-in sand
     const env = { REDIS_PREFIX: prefix, CONNECTIONS_DIR: 'connections' };
     const engine = await spawnEngine(env);
     try {
-      expect(engine.logs()).toContain('try it: npx unsub-relay keys create --account demo');
+      // Logged just after the server starts listening, so possibly after /readyz first answers.
+      await eventually('the try-it hint', () =>
+        engine.logs().includes('try it: npx unsub-relay keys create --account demo'),
+      );
       const key = cli(['keys', 'create', '--account', 'demo'], env).stdout.trim().split('\n').at(-1)!;
       const response = await fetch(`${engine.url}/v1/unsubscribes`, {
         method: 'POST',

@@ -97,6 +97,20 @@ export async function startTestEngine(
   };
 }
 
+/** Delivery records of the install under `prefix`, read straight from Redis (no CLI start-up per poll). */
+export function deliveryRecords(prefix: string): { records: DeliveryRecords; close: () => Promise<void> } {
+  const redis = testRedis();
+  const keys = keyspace(prefix);
+  const queue = new Queue(DELIVERY_QUEUE, { connection: redis, prefix: keys.bullPrefix });
+  return {
+    records: new DeliveryRecords(queue, new AttemptStore(redis, keys)),
+    close: async () => {
+      await queue.close();
+      redis.disconnect();
+    },
+  };
+}
+
 /** A connection to a fake CRM at `url`, with fast retries for tests. */
 export function crmConnection(
   id: string,

@@ -260,6 +260,86 @@ describe('POST /v1/unsubscribes: refused', () => {
   });
 });
 
+describe('POST /v1/unsubscribes: protocol edges', () => {
+  it('answers other methods with 405 and Allow: POST', async () => {
+    for (const method of ['GET', 'PUT', 'DELETE']) {
+      const response = await fetch(`${engine.url}/v1/unsubscribes`, { method });
+      expect(response.status).toBe(405);
+      expect(response.headers.get('allow')).toBe('POST');
+    }
+    const head = await fetch(`${engine.url}/v1/unsubscribes`, { method: 'HEAD' });
+    expect(head.status).toBe(405);
+  });
+
+  it('refuses other charsets and compressed bodies with 415', async () => {
+    const latin1 = await post('{"email":"a@example.com"}', {
+      'content-type': 'application/json; charset=latin1',
+    });
+    expect(latin1.status).toBe(415);
+    expect(latin1.body.message).toContain('charset=latin1');
+    expect(
+      (await post('{"email":"a@example.com"}', { 'content-type': 'application/json; charset=UTF-8' })).status,
+    ).toBe(201);
+    const gzip = await post('{"email":"a@example.com"}', { 'content-encoding': 'gzip' });
+    expect(gzip.status).toBe(415);
+    expect(gzip.body.message).toContain('Content-Encoding: gzip');
+  });
+
+  it('honours q=0 in Accept', async () => {
+    expect(
+      (await post('{"email":"a@example.com"}', { accept: 'application/json;q=0, text/html' })).status,
+    ).toBe(406);
+    expect(
+      (await post('{"email":"a@example.com"}', { accept: 'text/html, application/json;q=0.5' })).status,
+    ).toBe(201);
+  });
+
+  it('answers a malformed URL and oversized headers in the API error shape', async () => {
+    const badUrl = await fetch(`${engine.url}/v1/unsubscribes%zz`, { method: 'POST' });
+    expect(badUrl.status).toBe(400);
+    expect(await badUrl.json()).toMatchObject({ error: 'invalid_request' });
+    const huge = await fetch(`${engine.url}/v1/unsubscribes`, {
+      method: 'POST',
+      headers: { 'x-filler': 'x'.repeat(20_000) },
+    });
+    expect(huge.status).toBe(431);
+    expect(await huge.json()).toEqual({
+      error: 'headers_too_large',
+      message: 'request headers are too large',
+    });
+  });
+
+  it('gives concurrent requests with one Idempotency-Key one unsubscribe, and refuses different bodies', async () => {
+    const same = JSON.stringify({ email: 'racer@example.com' });
+    const answers = await Promise.all([
+      ...Array.from({ length: 10 }, () => post(same, { 'idempotency-key': 'race-1' })),
+      ...Array.from({ length: 10 }, (_, i) =>
+        post(JSON.stringify({ email: `other${i}@example.com` }), { 'idempotency-key': 'race-1' }),
+      ),
+    ]);
+    const accepted = answers.filter((a) => a.status === 201);
+    expect(new Set(accepted.map((a) => a.body.id)).size).toBe(1);
+    const id = accepted[0]!.body.id as string;
+    const ledger = JSON.parse((await engine.redis.get(`${engine.prefix}:unsub:${id}`))!);
+    // Whichever body claimed the key first is the unsubscribe; every other body is refused.
+    const winnerSentTenTimes = ledger.unsubscribe.email === 'racer@example.com';
+    expect(accepted).toHaveLength(winnerSentTenTimes ? 10 : 1);
+    expect(answers.filter((a) => a.status === 422)).toHaveLength(winnerSentTenTimes ? 10 : 19);
+    expect(await engine.redis.zscore(`${engine.prefix}:account:acme:unsubs`, id)).not.toBeNull();
+  });
+
+  it('treats the same body with its keys in another order as the same request', async () => {
+    const a = await post(JSON.stringify({ email: 'order@example.com', attributes: { a: '1', b: '2' } }), {
+      'idempotency-key': 'order-1',
+    });
+    const b = await post(JSON.stringify({ attributes: { b: '2', a: '1' }, email: 'order@example.com' }), {
+      'idempotency-key': 'order-1',
+    });
+    expect([a.status, b.status]).toEqual([201, 201]);
+    expect(b.body.id).toBe(a.body.id);
+  });
+});
+
 describe('POST /v1/unsubscribes with Redis down', () => {
   it('answers 503, never 201, when the unsubscribe cannot be stored', async () => {
     const prefix = uniquePrefix('ingest-down');
@@ -291,7 +371,10 @@ describe('POST /v1/unsubscribes with Redis down', () => {
       payload: { email: 'a@example.com' },
     });
     expect(response.statusCode).toBe(503);
-    expect(response.json()).toMatchObject({ error: 'unavailable' });
+    expect(response.json()).toEqual({
+      error: 'unavailable',
+      message: 'the unsubscribe was not stored; retry shortly',
+    });
     expect(response.headers['retry-after']).toBe('5');
     await app.close();
     await queue.close().catch(() => undefined);

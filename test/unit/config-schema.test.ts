@@ -101,7 +101,7 @@ describe('environment', () => {
       REDIS_URL: 'redis://127.0.0.1:6379',
       CONNECTIONS_DIR: './connections',
       ALLOW_PRIVATE_TARGETS: false,
-      SANDBOX: true,
+      SANDBOX: 'auto',
     });
     expect([...env.ROLES]).toEqual(['api', 'worker']);
   });

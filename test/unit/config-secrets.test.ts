@@ -18,7 +18,11 @@ afterAll(() => rm(dir, { recursive: true, force: true }));
 
 describe('loadSecrets', () => {
   it('reads NAME=value lines, then falls back to the environment', () => {
-    const secrets = loadSecrets({ SECRETS_FILE: path.join(dir, 'secrets.env'), ENV_ONLY: 'from-env', ACME_KEY: 'from-env' });
+    const secrets = loadSecrets({
+      SECRETS_FILE: path.join(dir, 'secrets.env'),
+      ENV_ONLY: 'from-env',
+      ACME_KEY: 'from-env',
+    });
     expect(secrets.get('ACME_KEY')).toBe('from-file');
     expect(secrets.get('QUOTED')).toBe('a b=c');
     expect(secrets.get('ENV_ONLY')).toBe('from-env');
@@ -32,7 +36,10 @@ describe('loadSecrets', () => {
   });
 
   it('prefers a secrets directory, one file per secret, without the trailing newline', () => {
-    const secrets = loadSecrets({ SECRETS_DIR: path.join(dir, 'run'), SECRETS_FILE: path.join(dir, 'secrets.env') });
+    const secrets = loadSecrets({
+      SECRETS_DIR: path.join(dir, 'run'),
+      SECRETS_FILE: path.join(dir, 'secrets.env'),
+    });
     expect(secrets.get('ACME_KEY')).toBe('from-dir');
   });
 
@@ -44,9 +51,13 @@ describe('loadSecrets', () => {
   });
 
   it('refuses a missing file and reserved names', async () => {
-    expect(() => loadSecrets({ SECRETS_FILE: path.join(dir, 'nope.env') })).toThrow(/cannot read it \(ENOENT\)/);
+    expect(() => loadSecrets({ SECRETS_FILE: path.join(dir, 'nope.env') })).toThrow(
+      /cannot read it \(ENOENT\)/,
+    );
     await writeFile(path.join(dir, 'reserved.env'), 'ADMIN_TOKEN=x\n');
-    expect(() => loadSecrets({ SECRETS_FILE: path.join(dir, 'reserved.env') })).toThrow(/ADMIN_TOKEN is reserved/);
+    expect(() => loadSecrets({ SECRETS_FILE: path.join(dir, 'reserved.env') })).toThrow(
+      /ADMIN_TOKEN is reserved/,
+    );
     expect(loadSecrets({ ADMIN_TOKEN: 'x' }).get('ADMIN_TOKEN')).toBeUndefined();
   });
 });
