@@ -84,7 +84,7 @@ beforeAll(async () => {
       'deadline',
       { url: `${crm.url}/deadline`, body: { json: { email: '{{email}}' } } },
       {
-        retry: { deadline: '1500ms', backoff: 'fixed', delay: '200ms', jitter: false },
+        retry: { deadline: '2s', warnBefore: '1500ms', backoff: 'fixed', delay: '200ms', jitter: false },
       },
     ),
     base('signed', {
@@ -193,7 +193,7 @@ describe('response rules and retry policy', () => {
     const detail = await settled(await deliver('deadline', 'late@example.com'), 'failed');
     const last = detail.attempts.at(-1)!;
     expect(last).toMatchObject({ verdict: 'fail', errorCode: 'DEADLINE_PASSED' });
-    expect(last.reason).toMatch(/^gave up: kept trying for 1500ms/);
+    expect(last.reason).toMatch(/^gave up: kept trying for 2s/);
     expect(detail.attempts.some((a) => a.deadlineNear)).toBe(true);
     expect(detail.failedReason).toMatch(/^DEADLINE_PASSED: /);
   });
