@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { verdictNames } from '../domain/delivery.js';
 import { selectJson } from '../rules/json-match.js';
 import { durationMs } from './duration.js';
 
@@ -175,14 +176,7 @@ export type Matcher = z.infer<typeof matcherSchema>;
  * - `refresh_auth`: the credentials were refused; fetch a new OAuth2 token once and resend.
  * - `fail`: permanent; kept as failed until replayed.
  */
-export const verdictName = z.enum([
-  'success',
-  'success_already_done',
-  'retry',
-  'rate_limited',
-  'refresh_auth',
-  'fail',
-]);
+export const verdictName = verdictNames;
 export type VerdictName = z.infer<typeof verdictName>;
 
 /**
