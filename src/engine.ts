@@ -12,6 +12,7 @@ import { DeliveryProducer } from './queue/producer.js';
 import { createDeliveryQueue, createDeliveryWorker } from './queue/worker.js';
 import { ensureRedis, type RedisBootstrap } from './redis-bootstrap.js';
 import { shutdown, type Drainable, type Releasable } from './shutdown.js';
+import { resolveAdminToken } from './admin-token.js';
 import { ApiKeyStore } from './store/api-keys.js';
 import { AttemptStore } from './store/attempt-store.js';
 import { ConnectionIndex } from './store/connection-index.js';
@@ -129,17 +130,23 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
       const index = new ConnectionIndex(store, subscriber, keys, logger);
       await index.start();
       const queue: Queue = createDeliveryQueue(redis, keys.bullPrefix);
+      const apiKeys = new ApiKeyStore(redis, keys);
       closers.unshift({ name: 'queue', release: () => queue.close() });
       closers.unshift({ name: 'connection index', release: () => index.stop() });
-      app = buildApp({
+      const admin = resolveAdminToken(env.ADMIN_TOKEN);
+      if (admin.generated) {
+        logger.info(
+          { file: admin.generated },
+          `admin API token kept in ${admin.generated} (set ADMIN_TOKEN in production)`,
+        );
+      }
+      app = await buildApp({
         logger,
-        apiKeys: new ApiKeyStore(redis, keys),
+        apiKeys,
         index,
         producer: new DeliveryProducer(redis, queue, keys, retention),
         sandbox,
-        ...(env.ADMIN_TOKEN
-          ? { admin: { adminToken: env.ADMIN_TOKEN, deliveries: new DeliveryRecords(queue, attempts) } }
-          : {}),
+        admin: { adminToken: admin.token, deliveries: new DeliveryRecords(queue, attempts), apiKeys },
         readiness: () => readiness(redis, store, loaded.length, index, worker),
       });
       const runningApp = app;

@@ -121,6 +121,11 @@ export class StoreUnavailableError extends UnsubRelayError {
   }
 }
 
+/** The request is valid but the thing is not in a state that allows it (replaying a pending delivery). */
+export class ConflictError extends UnsubRelayError {
+  readonly code = 'CONFLICT';
+}
+
 /** The thing asked for does not exist (delivery id, API key id, connection id). */
 export class NotFoundError extends UnsubRelayError {
   readonly code = 'NOT_FOUND';

@@ -5,7 +5,13 @@ import Fastify, {
   type FastifyInstance,
 } from 'fastify';
 import type { Logger } from 'pino';
-import { registerAdminRoutes, type AdminDeps } from './admin-routes.js';
+import {
+  hasZodFastifySchemaValidationErrors,
+  serializerCompiler,
+  validatorCompiler,
+} from 'fastify-type-provider-zod';
+import { ConflictError, InputError, NotFoundError } from '../errors.js';
+import { registerAdmin, type AdminDeps } from './admin/index.js';
 import { sendError } from './errors.js';
 import { registerIngestRoutes, type IngestDeps } from './ingest-routes.js';
 import { registerSandboxRoutes } from './sandbox-routes.js';
@@ -47,7 +53,7 @@ const FRAMEWORK_ERRORS: Record<string, { status: number; error: string; message:
   },
 };
 
-export function buildApp(deps: AppDeps): FastifyInstance {
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     bodyLimit: BODY_LIMIT_BYTES,
@@ -77,7 +83,35 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     },
   });
 
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+
   app.setErrorHandler((error: FastifyError, request, reply) => {
+    if (hasZodFastifySchemaValidationErrors(error)) {
+      // Name the field itself (`status`, `attributes.a`), or the part of the request when it is whole.
+      const fields = Object.fromEntries(
+        error.validation.map((issue) => [
+          issue.instancePath.slice(1).replace(/\//g, '.') || (error.validationContext ?? 'body'),
+          issue.message ?? 'is not valid',
+        ]),
+      );
+      return sendError(reply, 400, {
+        error: 'invalid_request',
+        message: `fix these fields: ${Object.keys(fields).join(', ')}`,
+        fields,
+      });
+    }
+    if (error instanceof NotFoundError)
+      return sendError(reply, 404, { error: 'not_found', message: error.message });
+    if (error instanceof ConflictError)
+      return sendError(reply, 409, { error: 'conflict', message: error.message });
+    if (error instanceof InputError) {
+      return sendError(reply, 400, {
+        error: 'invalid_request',
+        message: error.message,
+        ...(Object.keys(error.fields).length ? { fields: error.fields } : {}),
+      });
+    }
     const known = error.code ? FRAMEWORK_ERRORS[error.code] : undefined;
     if (known) return sendError(reply, known.status, { error: known.error, message: known.message });
     if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
@@ -103,6 +137,6 @@ export function buildApp(deps: AppDeps): FastifyInstance {
 
   registerIngestRoutes(app, deps);
   if (deps.sandbox) registerSandboxRoutes(app);
-  if (deps.admin) registerAdminRoutes(app, deps.admin);
+  if (deps.admin) await registerAdmin(app, deps.admin);
   return app;
 }

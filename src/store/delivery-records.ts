@@ -1,6 +1,6 @@
 import type { Job, JobType, Queue } from 'bullmq';
 import { deliveryJobSchema, type Attempt, type DeliveryStatus } from '../domain/delivery.js';
-import { InputError, NotFoundError } from '../errors.js';
+import { ConflictError, NotFoundError } from '../errors.js';
 import type { AttemptStore } from './attempt-store.js';
 
 export interface DeliverySummary {
@@ -88,7 +88,7 @@ export class DeliveryRecords {
     if (!job) throw new NotFoundError(`no delivery ${id} (it may have expired; see RETENTION_* in README)`);
     const state = await job.getState();
     if (state !== 'failed')
-      throw new InputError(
+      throw new ConflictError(
         `delivery ${id} is ${statusOf(state)}, not failed: only failed deliveries are replayed`,
       );
     await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
@@ -104,7 +104,7 @@ export class DeliveryRecords {
         replayed.push(delivery.id);
       } catch (error) {
         // Replayed by someone else meanwhile, or expired: not an error for a bulk replay.
-        if (!(error instanceof InputError || error instanceof NotFoundError)) throw error;
+        if (!(error instanceof ConflictError || error instanceof NotFoundError)) throw error;
       }
     }
     return replayed;

@@ -11,6 +11,7 @@ const prefix = uniquePrefix('crash');
 const CONCURRENCY = 4;
 const env = {
   REDIS_PREFIX: prefix,
+  ADMIN_TOKEN: 'e2e-admin-token-0123456789',
   ALLOW_PRIVATE_TARGETS: 'true',
   SANDBOX: 'off',
   WORKER_CONCURRENCY: String(CONCURRENCY),
@@ -37,7 +38,10 @@ afterAll(async () => {
 
 it('delivers every accepted unsubscribe after the worker is killed with SIGKILL mid-flight', async () => {
   const first = await spawnEngine({ ...env, CONNECTIONS_DIR: dir });
-  const key = cli(['keys', 'create', '--account', 'acme'], env).stdout.trim().split('\n').at(-1)!;
+  const key = cli(['keys', 'create', '--account', 'acme'], { ...env, ADMIN_URL: first.url })
+    .stdout.trim()
+    .split('\n')
+    .at(-1)!;
   const emails = Array.from({ length: 40 }, (_, i) => `user${i}@example.com`);
   for (const email of emails) {
     const response = await fetch(`${first.url}/v1/unsubscribes`, {

@@ -11,7 +11,13 @@ const SECRET = 'e2e-crm-secret-0f9a8b7c';
 
 describe('the engine as a process, driven like an operator would', () => {
   const prefix = uniquePrefix('e2e');
-  const env = { REDIS_PREFIX: prefix, ALLOW_PRIVATE_TARGETS: 'true', SANDBOX: 'off', E2E_CRM_KEY: SECRET };
+  const env = {
+    REDIS_PREFIX: prefix,
+    ALLOW_PRIVATE_TARGETS: 'true',
+    SANDBOX: 'off',
+    E2E_CRM_KEY: SECRET,
+    ADMIN_TOKEN: 'e2e-admin-token-0123456789',
+  };
   let crm: FakeCrm;
   let dir: string;
   let engine: EngineProcess;
@@ -48,7 +54,7 @@ describe('the engine as a process, driven like an operator would', () => {
       },
     ]);
     engine = await spawnEngine({ ...env, CONNECTIONS_DIR: dir });
-    const created = cli(['keys', 'create', '--account', 'acme'], env);
+    const created = cli(['keys', 'create', '--account', 'acme'], { ...env, ADMIN_URL: engine.url });
     expect(created.status).toBe(0);
     key = created.stdout.trim().split('\n').at(-1)!;
   });
@@ -66,7 +72,7 @@ describe('the engine as a process, driven like an operator would', () => {
 
   it('creates a key once and lists only its id and prefix', () => {
     expect(key).toMatch(/^urk_[a-z0-9]{12}_[A-Za-z0-9_-]{43}$/);
-    const list = cli(['keys', 'list', '--json'], env);
+    const list = cli(['keys', 'list', '--json'], { ...env, ADMIN_URL: engine.url });
     expect(list.status).toBe(0);
     const keys = JSON.parse(list.stdout) as Array<Record<string, string>>;
     expect(keys).toHaveLength(1);
@@ -104,7 +110,10 @@ describe('the engine as a process, driven like an operator would', () => {
       expected.sort((a, b) => a.path.localeCompare(b.path)),
     );
 
-    const listed = cli(['deliveries', 'list', '--status', 'succeeded', '--json'], env);
+    const listed = cli(['deliveries', 'list', '--status', 'succeeded', '--json'], {
+      ...env,
+      ADMIN_URL: engine.url,
+    });
     expect(listed.status).toBe(0);
     expect(JSON.parse(listed.stdout)).toHaveLength(3);
   });
@@ -120,13 +129,13 @@ describe('the engine as a process, driven like an operator would', () => {
     await eventually('the delivery to fail', async () => (await records.get(id)).status === 'failed');
     const list = cli(
       ['deliveries', 'list', '--status', 'failed', '--connection', 'acme-archive', '--json'],
-      env,
+      { ...env, ADMIN_URL: engine.url },
     );
     const failed = JSON.parse(list.stdout) as Array<{ id: string; failedReason: string }>;
     expect(failed).toHaveLength(1);
     expect(failed[0]).toMatchObject({ id, failedReason: 'HTTP_STATUS: status 400 is permanent' });
 
-    const shown = cli(['deliveries', 'show', id], env);
+    const shown = cli(['deliveries', 'show', id], { ...env, ADMIN_URL: engine.url });
     expect(shown.status).toBe(0);
     expect(shown.stdout).toContain('status: failed');
     expect(shown.stdout).toMatch(
@@ -134,22 +143,24 @@ describe('the engine as a process, driven like an operator would', () => {
     );
 
     rejecting = false;
-    const replay = cli(['replay', '--connection', 'acme-archive'], env);
+    const replay = cli(['replay', '--connection', 'acme-archive'], { ...env, ADMIN_URL: engine.url });
     expect(replay).toMatchObject({ status: 0, stdout: `replayed 1 delivery:\n${id}\n` });
     await eventually(
       'the replayed delivery to succeed',
       async () => (await records.get(id)).status === 'succeeded',
     );
     await close();
-    expect(JSON.parse(cli(['deliveries', 'show', id, '--json'], env).stdout)).toMatchObject({
+    expect(
+      JSON.parse(cli(['deliveries', 'show', id, '--json'], { ...env, ADMIN_URL: engine.url }).stdout),
+    ).toMatchObject({
       id,
       status: 'succeeded',
     });
-    expect(cli(['replay', '--id', id], env)).toMatchObject({
+    expect(cli(['replay', '--id', id], { ...env, ADMIN_URL: engine.url })).toMatchObject({
       status: 1,
       stderr: expect.stringContaining('is succeeded, not failed'),
     });
-    expect(cli(['replay'], env)).toMatchObject({
+    expect(cli(['replay'], { ...env, ADMIN_URL: engine.url })).toMatchObject({
       status: 1,
       stderr: expect.stringContaining('give exactly one of --id'),
     });
@@ -162,14 +173,14 @@ describe('the engine as a process, driven like an operator would', () => {
 
   it('refuses a revoked key at once', async () => {
     const id = key.slice(4, 16);
-    expect(cli(['keys', 'revoke', id], env).status).toBe(0);
+    expect(cli(['keys', 'revoke', id], { ...env, ADMIN_URL: engine.url }).status).toBe(0);
     const response = await fetch(`${engine.url}/v1/unsubscribes`, {
       method: 'POST',
       headers: { authorization: key, 'content-type': 'application/json' },
       body: '{"email":"late@example.com"}',
     });
     expect(response.status).toBe(401);
-    expect(cli(['keys', 'revoke', id], env)).toMatchObject({
+    expect(cli(['keys', 'revoke', id], { ...env, ADMIN_URL: engine.url })).toMatchObject({
       status: 1,
       stderr: expect.stringContaining(`no API key ${id}`),
     });
@@ -208,14 +219,21 @@ describe('unsub-relay validate', () => {
 describe('the newcomer\u2019s first minute (committed connections, built-in sandbox)', () => {
   it('delivers a curl-style unsubscribe to the sandbox receiver with private targets still refused', async () => {
     const prefix = uniquePrefix('demo');
-    const env = { REDIS_PREFIX: prefix, CONNECTIONS_DIR: 'connections' };
+    const env = {
+      REDIS_PREFIX: prefix,
+      CONNECTIONS_DIR: 'connections',
+      ADMIN_TOKEN: 'demo-admin-token-0123456789',
+    };
     const engine = await spawnEngine(env);
     try {
       // Logged just after the server starts listening, so possibly after /readyz first answers.
       await eventually('the try-it hint', () =>
         engine.logs().includes('try it: npx unsub-relay keys create --account demo'),
       );
-      const key = cli(['keys', 'create', '--account', 'demo'], env).stdout.trim().split('\n').at(-1)!;
+      const key = cli(['keys', 'create', '--account', 'demo'], { ...env, ADMIN_URL: engine.url })
+        .stdout.trim()
+        .split('\n')
+        .at(-1)!;
       const response = await fetch(`${engine.url}/v1/unsubscribes`, {
         method: 'POST',
         headers: { authorization: key, 'content-type': 'application/json' },

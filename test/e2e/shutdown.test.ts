@@ -11,6 +11,7 @@ import { cleanPrefix, eventually, uniquePrefix } from '../helpers/redis.js';
 const prefix = uniquePrefix('shutdown');
 const env = {
   REDIS_PREFIX: prefix,
+  ADMIN_TOKEN: 'e2e-admin-token-0123456789',
   ALLOW_PRIVATE_TARGETS: 'true',
   SHUTDOWN_TIMEOUT: '1s',
   WORKER_LOCK_DURATION: '2s',
@@ -38,7 +39,10 @@ afterAll(async () => {
 
 it('stops within its shutdown bound despite a hung CRM and a trickling client, and loses nothing', async () => {
   const engine = await spawnEngine({ ...env, CONNECTIONS_DIR: dir });
-  const key = cli(['keys', 'create', '--account', 'acme'], env).stdout.trim().split('\n').at(-1)!;
+  const key = cli(['keys', 'create', '--account', 'acme'], { ...env, ADMIN_URL: engine.url })
+    .stdout.trim()
+    .split('\n')
+    .at(-1)!;
   const response = await fetch(`${engine.url}/v1/unsubscribes`, {
     method: 'POST',
     headers: { authorization: key, 'content-type': 'application/json' },

@@ -55,6 +55,7 @@ export async function startTestEngine(
       SANDBOX: 'off',
       WORKER_LOCK_DURATION: '5s',
       SHUTDOWN_TIMEOUT: '2s',
+      ADMIN_TOKEN: 'test-admin-token-0123456789',
       LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
       ...env,
     }),

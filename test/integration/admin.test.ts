@@ -45,7 +45,7 @@ describe('admin API', () => {
     expect(response.status).toBe(401);
     expect(await response.json()).toEqual({
       error: 'unauthorized',
-      message: 'send Authorization: Bearer <ADMIN_TOKEN>',
+      message: 'send Authorization: Bearer <admin token>',
     });
   });
 

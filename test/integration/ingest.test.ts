@@ -352,7 +352,7 @@ describe('POST /v1/unsubscribes with Redis down', () => {
     const { key: liveKey } = await apiKeys.create('acme');
     const queue = new Queue('deliveries', { connection: dead, prefix: keys.bullPrefix });
     queue.on('error', () => undefined);
-    const app = buildApp({
+    const app = await buildApp({
       logger: createLogger('silent'),
       apiKeys,
       index: { linked: () => [] } as never,

@@ -1,0 +1,74 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import swagger from '@fastify/swagger';
+import type {
+  FastifyBaseLogger,
+  FastifyInstance,
+  RawReplyDefaultExpression,
+  RawRequestDefaultExpression,
+  RawServerDefault,
+} from 'fastify';
+import { jsonSchemaTransform, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { ApiKeyStore } from '../../store/api-keys.js';
+import type { DeliveryRecords } from '../../store/delivery-records.js';
+import { presentedCredential } from '../credentials.js';
+import { sendError } from '../errors.js';
+import { registerDeliveryRoutes } from './deliveries.js';
+import { registerKeyRoutes } from './keys.js';
+
+export interface AdminDeps {
+  adminToken: string;
+  deliveries: DeliveryRecords;
+  apiKeys: ApiKeyStore;
+}
+
+/** A Fastify instance whose routes take zod schemas (validation, types and OpenAPI from one place). */
+export type AdminApp = FastifyInstance<
+  RawServerDefault,
+  RawRequestDefaultExpression,
+  RawReplyDefaultExpression,
+  FastifyBaseLogger,
+  ZodTypeProvider
+>;
+
+const digest = (value: string) => createHash('sha256').update(value).digest();
+
+/**
+ * The operators' API under `/admin/v1`, behind `Authorization: Bearer <admin token>`. Routes are
+ * declared with zod schemas: the same schemas validate requests (400 naming each bad field) and
+ * produce the OpenAPI document served at `/admin/v1/openapi.json`.
+ */
+export async function registerAdmin(app: FastifyInstance, deps: AdminDeps): Promise<void> {
+  await app.register(swagger, {
+    openapi: {
+      info: {
+        title: 'unsub-relay admin API',
+        version: '1',
+        description: 'Connections, deliveries, replay and API keys.',
+      },
+      components: { securitySchemes: { adminToken: { type: 'http', scheme: 'bearer' } } },
+      security: [{ adminToken: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+  const expected = digest(deps.adminToken);
+  await app.register(
+    async (admin) => {
+      admin.addHook('onRequest', async (request, reply) => {
+        const presented = presentedCredential(request.headers.authorization) ?? '';
+        // Compare digests so the comparison takes the same time whatever the token's length.
+        if (!presented || !timingSafeEqual(digest(presented), expected)) {
+          return sendError(reply, 401, {
+            error: 'unauthorized',
+            message: 'send Authorization: Bearer <admin token>',
+          });
+        }
+        return undefined;
+      });
+      const typed = admin.withTypeProvider<ZodTypeProvider>();
+      typed.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+      registerDeliveryRoutes(typed, deps);
+      registerKeyRoutes(typed, deps);
+    },
+    { prefix: '/admin/v1' },
+  );
+}

@@ -1,0 +1,106 @@
+import type { Command } from 'commander';
+import { parseEnv } from '../../config/env.js';
+import { connectionJsonSchemaText } from '../../config/json-schema.js';
+import { loadConnections } from '../../config/load-connections.js';
+import { startEngine } from '../../engine.js';
+import { createLogger } from '../../logging.js';
+import { formatRequest, renderPreview } from '../render-command.js';
+import { print } from '../shared.js';
+
+/** Commands that work on this machine's files or run the engine; they need no running engine. */
+export function registerLocalCommands(program: Command): void {
+  program
+    .command('start')
+    .description('run the engine: ingest API and delivery workers (configured by environment, see README)')
+    .action(async () => {
+      const env = parseEnv();
+      const logger = createLogger(env.LOG_LEVEL, env.LOG_FORMAT);
+      const engine = await startEngine(env, logger);
+      let stopping = false;
+      const stop = (signal: string) => {
+        if (stopping) {
+          // A second signal: the operator does not want to wait.
+          logger.warn({ signal }, 'second signal: exiting now');
+          process.exit(1);
+        }
+        stopping = true;
+        logger.info({ signal }, 'shutting down: no new requests, letting in-flight deliveries finish');
+        void engine.close().then(() => {
+          logger.info('stopped cleanly');
+          process.exit(0);
+        });
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+    });
+
+  program
+    .command('validate')
+    .description('check every connection file; lists each problem with file, field and reason')
+    .argument('[dir]', 'directory of connection files', process.env.CONNECTIONS_DIR ?? './connections')
+    .option('--json', 'machine-readable output')
+    .action(async (dir: string, options: { json?: boolean }) => {
+      const loaded = await loadConnections(dir);
+      print(
+        { ok: true, connections: loaded.map(({ connection, file }) => ({ id: connection.id, file })) },
+        !!options.json,
+        () =>
+          [
+            ...loaded.map(({ connection, file }) => `ok  ${connection.id}  (${file})`),
+            `${loaded.length} connection(s) valid`,
+          ].join('\n'),
+      );
+    });
+
+  program
+    .command('render')
+    .description(
+      'print the exact request a connection would send for an unsubscribe (secrets redacted); sends nothing',
+    )
+    .argument('<connection>', 'connection id')
+    .requiredOption('--email <email>', 'the unsubscribed address')
+    .option('--campaign <campaign>', 'campaign of the unsubscribe')
+    .option('--source <source>', 'source of the unsubscribe')
+    .option('--attempt <n>', 'attempt number', (v) => Number.parseInt(v, 10), 1)
+    .option('--dir <dir>', 'directory of connection files', process.env.CONNECTIONS_DIR ?? './connections')
+    .option('--json', 'machine-readable output')
+    .action(
+      async (
+        id: string,
+        options: {
+          email: string;
+          campaign?: string;
+          source?: string;
+          attempt: number;
+          dir: string;
+          json?: boolean;
+        },
+      ) => {
+        const preview = await renderPreview(id, options);
+        print(preview, !!options.json, () =>
+          [
+            ...(preview.tokenRequest
+              ? [
+                  '# token request (OAuth2 client credentials, sent first and cached)',
+                  formatRequest(preview.tokenRequest),
+                  '',
+                ]
+              : []),
+            formatRequest(preview.request),
+            ...(preview.missingSecrets.length
+              ? ['', `# secrets not set here (placeholders used): ${preview.missingSecrets.join(', ')}`]
+              : []),
+          ].join('\n'),
+        );
+      },
+    );
+
+  program
+    .command('schema')
+    .description(
+      'print the JSON Schema of connection files (for editors; committed as schema/connection.schema.json)',
+    )
+    .action(() => {
+      process.stdout.write(connectionJsonSchemaText());
+    });
+}
