@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { StartupError } from './errors.js';
 
 /** Where a locally generated admin token is kept, for the CLI on the same machine to find. */
 export const LOCAL_ADMIN_TOKEN_FILE = path.join('.unsub-relay', 'admin-token');
@@ -17,8 +18,14 @@ export function resolveAdminToken(
   if (configured) return { token: configured };
   const existing = readLocalAdminToken(file);
   if (existing) return { token: existing, generated: file };
-  mkdirSync(path.dirname(file), { recursive: true });
   const token = randomBytes(24).toString('base64url');
+  try {
+    mkdirSync(path.dirname(file), { recursive: true });
+  } catch (error) {
+    throw new StartupError(
+      `cannot create ${path.dirname(file)} for a local admin token (${(error as NodeJS.ErrnoException).code}): set ADMIN_TOKEN`,
+    );
+  }
   try {
     writeFileSync(file, `${token}\n`, { mode: 0o600, flag: 'wx' });
     return { token, generated: file };
