@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { UnsubscribeOrigin } from '../domain/unsubscribe.js';
 import { StoreUnavailableError } from '../errors.js';
 import type { DeliveryProducer } from '../queue/producer.js';
 import type { ApiKeyStore } from '../store/api-keys.js';
@@ -15,7 +16,7 @@ export interface IngestDeps {
 
 declare module 'fastify' {
   interface FastifyRequest {
-    account?: string;
+    caller?: { account: string; origin: UnsubscribeOrigin };
   }
 }
 
@@ -75,9 +76,9 @@ export function registerIngestRoutes(app: FastifyInstance, deps: IngestDeps): vo
             message: 'send your account API key in the Authorization header',
           });
         }
-        let account: string | undefined;
+        let caller: { account: string; origin: UnsubscribeOrigin } | undefined;
         try {
-          account = await deps.apiKeys.verify(key);
+          caller = await deps.apiKeys.verify(key);
         } catch (error) {
           request.log.error({ err: error }, 'API key lookup failed');
           return sendError(reply, 503, {
@@ -85,13 +86,13 @@ export function registerIngestRoutes(app: FastifyInstance, deps: IngestDeps): vo
             message: 'storage is unavailable; retry shortly',
           });
         }
-        if (!account) {
+        if (!caller) {
           return sendError(reply, 401, {
             error: 'unauthorized',
             message: 'the API key is unknown or revoked',
           });
         }
-        request.account = account;
+        request.caller = caller;
         if (!acceptsJson(request.headers.accept)) {
           return sendError(reply, 406, {
             error: 'not_acceptable',
@@ -123,11 +124,19 @@ export function registerIngestRoutes(app: FastifyInstance, deps: IngestDeps): vo
           fields: { 'Idempotency-Key': 'must be 1-255 printable ASCII characters' },
         });
       }
-      const account = request.account!;
+      const { account, origin } = request.caller!;
       const { body } = checked;
-      const linked = deps.index.linked(account, body.campaign).map((stored) => stored.connection);
+      // An advertiser's own unsubscribes go to its connections only where they ask for them (echo).
+      const linked = deps.index
+        .linked(account, body.campaign)
+        .map((stored) => stored.connection)
+        .filter((connection) => origin !== 'advertiser' || connection.echo);
       try {
-        const result = await deps.producer.accept({ account, ...body }, linked, idempotencyKey);
+        const result = await deps.producer.accept(
+          { account, ...body, ...(origin === 'advertiser' ? { origin } : {}) },
+          linked,
+          idempotencyKey,
+        );
         if (result.outcome === 'conflict') {
           return sendError(reply, 422, {
             error: 'idempotency_conflict',

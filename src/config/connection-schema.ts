@@ -351,6 +351,22 @@ export const connectionSchema = z
     enabled: z.boolean().default(true),
     /** Linked campaigns, or "*" for every campaign of the account (and unsubscribes with none). */
     campaigns: z.union([z.literal('*'), z.array(slug)]).default([]),
+    /**
+     * Deliver unsubscribes that came in from this account's own systems (a key created with
+     * `--origin advertiser`) back to this connection too. Off by default: sending an advertiser its own
+     * unsubscribes back starts echo loops between two systems that sync each other.
+     */
+    echo: z.boolean().default(false),
+    /** What `unsub-relay test` sends: a test address (and campaign, source, attributes) that is safe to unsubscribe. */
+    testing: z
+      .object({
+        email: z.string().min(3).max(254),
+        campaign: slug.optional(),
+        source: z.string().min(1).max(256).optional(),
+        attributes: z.record(z.string(), z.string()).default({}),
+      })
+      .strict()
+      .optional(),
     /** Per-connection values for templates (`{{settings.listId}}`), e.g. list ids. Not secrets. */
     settings: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
     request: requestSchema,

@@ -10,5 +10,8 @@ export const unsubscribeSchema = z.object({
   receivedAt: z.string(),
   source: z.string().optional(),
   attributes: z.record(z.string(), z.string()),
+  /** `advertiser` when it came in with a key of the advertiser's own systems (see connection `echo`). */
+  origin: z.enum(['platform', 'advertiser']).optional(),
 });
+export type UnsubscribeOrigin = NonNullable<Unsubscribe['origin']>;
 export type Unsubscribe = z.infer<typeof unsubscribeSchema>;

@@ -16,6 +16,8 @@ export const apiKeyRecordSchema = z.object({
   prefix: z.string(),
   hash: z.string(),
   createdAt: z.string(),
+  /** Whose systems use the key: the platform's, or the advertiser's own (their unsubscribes are not echoed back). */
+  origin: z.enum(['platform', 'advertiser']).default('platform'),
 });
 export type ApiKeyRecord = z.infer<typeof apiKeyRecordSchema>;
 export type ApiKeyInfo = Omit<ApiKeyRecord, 'hash'>;
@@ -29,7 +31,10 @@ export class ApiKeyStore {
     private readonly clock: () => Date = () => new Date(),
   ) {}
 
-  async create(account: string): Promise<{ info: ApiKeyInfo; key: string }> {
+  async create(
+    account: string,
+    origin: ApiKeyRecord['origin'] = 'platform',
+  ): Promise<{ info: ApiKeyInfo; key: string }> {
     const id = randomBytes(6).toString('hex');
     const secret = randomBytes(32).toString('base64url');
     const record: ApiKeyRecord = {
@@ -38,21 +43,24 @@ export class ApiKeyStore {
       prefix: `urk_${id}`,
       hash: sha256(secret).toString('hex'),
       createdAt: this.clock().toISOString(),
+      origin,
     };
     await this.redis.hset(this.keys.apiKeys, id, JSON.stringify(record));
     const { hash: _hash, ...info } = record;
     return { info, key: `urk_${id}_${secret}` };
   }
 
-  /** The account the key belongs to, or undefined for a malformed, unknown or revoked key. */
-  async verify(key: string): Promise<string | undefined> {
+  /** The key's account and origin, or undefined for a malformed, unknown or revoked key. */
+  async verify(key: string): Promise<Pick<ApiKeyRecord, 'account' | 'origin'> | undefined> {
     const match = KEY_FORMAT.exec(key);
     if (!match) return undefined;
     const raw = await this.redis.hget(this.keys.apiKeys, match[1]!);
     if (raw === null) return undefined;
     const record = apiKeyRecordSchema.parse(JSON.parse(raw));
     const expected = Buffer.from(record.hash, 'hex');
-    return timingSafeEqual(sha256(match[2]!), expected) ? record.account : undefined;
+    return timingSafeEqual(sha256(match[2]!), expected)
+      ? { account: record.account, origin: record.origin }
+      : undefined;
   }
 
   async list(): Promise<ApiKeyInfo[]> {

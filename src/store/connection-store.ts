@@ -14,18 +14,20 @@ import type { Keyspace } from './keys.js';
  * indexes (the ingest fan-out) refresh at once.
  */
 
-// Compare-and-bump in one script: re-applying an unchanged file keeps its version, any change
-// makes version + 1, and two processes applying at once cannot both claim the same version.
+// Compare-and-bump in one script: re-applying an unchanged file keeps its version, any change makes
+// a new version (numbered by the history, which outlives a delete, so a recreated connection never
+// reuses a number), and two processes applying at once cannot both claim the same version.
 const PUT_SCRIPT = `
 local current = redis.call('HGET', KEYS[1], ARGV[1])
-local version = 1
 if current then
   local stored = cjson.decode(current)
   if stored.hash == ARGV[2] then return {stored.version, 0} end
-  version = stored.version + 1
 end
+local version = redis.call('HLEN', KEYS[3]) + 1
 -- Splice the version in as text: re-encoding with cjson would turn [] into {} and round numbers.
-redis.call('HSET', KEYS[1], ARGV[1], '{"version":' .. version .. ',' .. string.sub(ARGV[3], 2))
+local record = '{"version":' .. version .. ',' .. string.sub(ARGV[3], 2)
+redis.call('HSET', KEYS[1], ARGV[1], record)
+redis.call('HSET', KEYS[3], version, record)
 redis.call('PUBLISH', KEYS[2], ARGV[1])
 return {version, 1}
 `;
@@ -47,9 +49,10 @@ export class ConnectionStore {
     const record = { connection, hash, updatedAt: this.clock().toISOString(), ...(source ? { source } : {}) };
     const [version, changed] = (await this.redis.eval(
       PUT_SCRIPT,
-      2,
+      3,
       this.keys.connections,
       this.keys.connectionsChanged,
+      this.keys.connectionVersions(connection.id),
       connection.id,
       hash,
       JSON.stringify(record),
@@ -60,6 +63,18 @@ export class ConnectionStore {
   async get(id: string): Promise<StoredConnection | undefined> {
     const raw = await this.redis.hget(this.keys.connections, id);
     return raw === null ? undefined : parseStored(raw);
+  }
+
+  /** One version as it was stored (the current one, or any earlier one: history outlives changes). */
+  async getVersion(id: string, version: number): Promise<StoredConnection | undefined> {
+    const raw = await this.redis.hget(this.keys.connectionVersions(id), String(version));
+    return raw === null ? undefined : parseStored(raw);
+  }
+
+  /** Every stored version of a connection, oldest first. */
+  async versions(id: string): Promise<StoredConnection[]> {
+    const all = await this.redis.hvals(this.keys.connectionVersions(id));
+    return all.map(parseStored).sort((a, b) => a.version - b.version);
   }
 
   /** Removes a connection and tells every process. */

@@ -9,6 +9,8 @@ export function keyspace(prefix: string) {
     apiKeys: `${prefix}:api-keys`,
     connections: `${prefix}:connections`,
     connectionsChanged: `${prefix}:connections:changed`,
+    /** Every version of a connection ever stored: version → record. */
+    connectionVersions: (id: string) => `${prefix}:connection-versions:${id}`,
     unsubscribe: (id: string) => `${prefix}:unsub:${id}`,
     /** Idempotency-Key claim: the fingerprint of the first body sent with it. */
     idempotency: (id: string) => `${prefix}:idem:${id}`,

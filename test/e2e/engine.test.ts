@@ -127,10 +127,10 @@ describe('the engine as a process, driven like an operator would', () => {
     const id = `${((await response.json()) as { id: string }).id}:acme-archive`;
     const { records, close } = deliveryRecords(prefix);
     await eventually('the delivery to fail', async () => (await records.get(id)).status === 'failed');
-    const list = cli(
-      ['deliveries', 'list', '--status', 'failed', '--connection', 'acme-archive', '--json'],
-      { ...env, ADMIN_URL: engine.url },
-    );
+    const list = cli(['deliveries', 'list', '--status', 'failed', '--connection', 'acme-archive', '--json'], {
+      ...env,
+      ADMIN_URL: engine.url,
+    });
     const failed = JSON.parse(list.stdout) as Array<{ id: string; failedReason: string }>;
     expect(failed).toHaveLength(1);
     expect(failed[0]).toMatchObject({ id, failedReason: 'HTTP_STATUS: status 400 is permanent' });

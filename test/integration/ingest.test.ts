@@ -22,6 +22,7 @@ beforeAll(async () => {
     crmConnection('acme-all', crm.url),
     crmConnection('acme-spring', crm.url, { campaigns: ['spring-sale'] }),
     crmConnection('other-account', crm.url, { account: 'globex' }),
+    crmConnection('acme-echo', crm.url, { campaigns: ['echo-campaign'], echo: true }),
   ]);
   key = (await engine.apiKeys.create('acme')).key;
 });
@@ -79,6 +80,21 @@ describe('POST /v1/unsubscribes: accepted', () => {
       (await engine.redis.get(`${engine.prefix}:unsub:${response.body.id as string}`))!,
     );
     expect(ledger.connections).toEqual(['acme-all']);
+  });
+
+  it("does not send an advertiser's own unsubscribes back to its connections unless they ask (echo)", async () => {
+    const { key: advertiserKey } = await engine.apiKeys.create('acme', 'advertiser');
+    const body = JSON.stringify({ email: 'echo@example.com', campaign: 'echo-campaign' });
+    const fromAdvertiser = await post(body, { authorization: advertiserKey });
+    const fromPlatform = await post(body);
+    const fannedOut = async (id: unknown) =>
+      (
+        JSON.parse((await engine.redis.get(`${engine.prefix}:unsub:${id as string}`))!) as {
+          connections: string[];
+        }
+      ).connections.sort();
+    expect(await fannedOut(fromAdvertiser.body.id)).toEqual(['acme-echo']);
+    expect(await fannedOut(fromPlatform.body.id)).toEqual(['acme-all', 'acme-echo']);
   });
 
   it('takes the key as "Bearer <key>" too, and Accept: */*', async () => {

@@ -4,7 +4,14 @@ import type { AdminApp, AdminDeps } from './index.js';
 import { errorBody } from './schemas.js';
 
 const slug = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'use 1-63 lowercase letters, digits, "-" or "_"');
-const keyInfo = z.object({ id: z.string(), account: z.string(), prefix: z.string(), createdAt: z.string() });
+const origin = z.enum(['platform', 'advertiser']);
+const keyInfo = z.object({
+  id: z.string(),
+  account: z.string(),
+  prefix: z.string(),
+  createdAt: z.string(),
+  origin,
+});
 
 /** Account API keys for the ingest API. A new key is shown once, in the creation answer only. */
 export function registerKeyRoutes(admin: AdminApp, deps: Pick<AdminDeps, 'apiKeys'>): void {
@@ -14,12 +21,12 @@ export function registerKeyRoutes(admin: AdminApp, deps: Pick<AdminDeps, 'apiKey
       schema: {
         summary: 'Create an API key for an account (the key is in this answer only)',
         tags: ['keys'],
-        body: z.object({ account: slug }).strict(),
+        body: z.object({ account: slug, origin: origin.default('platform') }).strict(),
         response: { 201: keyInfo.extend({ key: z.string() }), 400: errorBody },
       },
     },
     async (request, reply) => {
-      const { info, key } = await deps.apiKeys.create(request.body.account);
+      const { info, key } = await deps.apiKeys.create(request.body.account, request.body.origin);
       request.log.info({ keyId: info.id, account: info.account }, 'API key created');
       return reply.code(201).send({ ...info, key });
     },

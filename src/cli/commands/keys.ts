@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { admin, print } from '../shared.js';
 import { table } from '../table.js';
 
@@ -7,6 +7,7 @@ interface KeyInfo {
   account: string;
   prefix: string;
   createdAt: string;
+  origin: string;
 }
 
 export function registerKeyCommands(program: Command): void {
@@ -34,7 +35,7 @@ export function registerKeyCommands(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(async (options: { json?: boolean }, command: Command) => {
       const { keys: list } = await admin(command).request<{ keys: KeyInfo[] }>('GET', '/keys');
-      print(list, options.json, () => table(list, ['id', 'account', 'prefix', 'createdAt']));
+      print(list, options.json, () => table(list, ['id', 'account', 'origin', 'prefix', 'createdAt']));
     });
 
   keys
