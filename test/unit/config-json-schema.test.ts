@@ -24,6 +24,8 @@ describe('schema/connection.schema.json', () => {
       'name',
       'enabled',
       'campaigns',
+      'echo',
+      'testing',
       'settings',
       'request',
       'response',
