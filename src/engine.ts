@@ -13,12 +13,16 @@ import { createDeliveryQueue, createDeliveryWorker } from './queue/worker.js';
 import { ensureRedis, type RedisBootstrap } from './redis-bootstrap.js';
 import { shutdown, type Drainable, type Releasable } from './shutdown.js';
 import { resolveAdminToken } from './admin-token.js';
+import { CampaignStore } from './store/campaigns.js'; // issue 5
 import { ApiKeyStore } from './store/api-keys.js';
 import { AttemptStore } from './store/attempt-store.js';
 import { ConnectionIndex } from './store/connection-index.js';
 import { ConnectionStore } from './store/connection-store.js';
 import { DeliveryRecords } from './store/delivery-records.js';
 import { keyspace } from './store/keys.js';
+import { UnsubscribeLedger } from './store/unsubscribes.js';
+import { ReplayStore } from './store/replays.js';
+import { TestRunStore } from './store/test-runs.js';
 import { createRedis, waitReady } from './store/redis.js';
 import { applyConnections } from './config/apply-connections.js';
 import { loadSecrets } from './config/secrets.js';
@@ -140,13 +144,44 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
           `admin API token kept in ${admin.generated} (set ADMIN_TOKEN in production)`,
         );
       }
+      // Connection test runs (issue 5) send through the same guarded sender and token cache as
+      // workers; an API-only process gets its own sender.
+      let testSender = sender;
+      if (!testSender) {
+        const own = createSender({
+          allowPrivateTargets: env.ALLOW_PRIVATE_TARGETS,
+          allowedHosts: sandbox ? [sandboxHost] : [],
+        });
+        closers.unshift({ name: 'test sender', release: () => own.close() });
+        testSender = own;
+      }
+      const producer = new DeliveryProducer(redis, queue, keys, retention); // shared with campaign backfill (issue 5)
       app = await buildApp({
         logger,
         apiKeys,
         index,
-        producer: new DeliveryProducer(redis, queue, keys, retention),
+        producer,
         sandbox,
-        admin: { adminToken: admin.token, deliveries: new DeliveryRecords(queue, attempts), apiKeys },
+        admin: {
+          adminToken: admin.token,
+          deliveries: new DeliveryRecords(queue, attempts),
+          apiKeys,
+          // Unsubscribes view, suppressions and audit export (issue 5).
+          unsubscribes: new UnsubscribeLedger(redis, queue, keys, attempts),
+          // Connection test runs and bulk replay records (issue 5).
+          testing: {
+            connections: store,
+            runs: new TestRunStore(redis, keys.prefix),
+            sender: testSender,
+            tokens: new OAuth2Tokens(redis, keys.prefix, testSender, { logger }),
+            secrets,
+            clock: Date.now,
+            engine: engineInfo,
+          },
+          replays: new ReplayStore(redis, keys.prefix),
+          // Connections, apply, accounts, campaigns and links (issue 5).
+          connectionAdmin: { store, campaigns: new CampaignStore(redis, keys), producer, redis, keys },
+        },
         readiness: () => readiness(redis, store, loaded.length, index, worker),
       });
       const runningApp = app;

@@ -1,9 +1,13 @@
 import { Command, Option } from 'commander';
 import { ConnectionConfigError, formatConfigIssue, UnsubRelayError } from '../errors.js';
 import { AdminApiError } from './admin-client.js';
+import { registerConnectionCommands } from './commands/connections.js'; // issue 5
 import { registerDeliveryCommands } from './commands/deliveries.js';
 import { registerKeyCommands } from './commands/keys.js';
 import { registerLocalCommands } from './commands/local.js';
+import { registerReplayCommands } from './commands/replay.js';
+import { registerTestingCommands } from './commands/testing.js';
+import { registerUnsubscribeCommands } from './commands/unsubscribes.js';
 
 const program = new Command('unsub-relay')
   .description('Exports unsubscribes to advertisers\u2019 CRMs in real time.')
@@ -24,6 +28,10 @@ const program = new Command('unsub-relay')
 registerLocalCommands(program);
 registerKeyCommands(program);
 registerDeliveryCommands(program);
+registerUnsubscribeCommands(program); // unsubscribes list, suppressions check, audit (issue 5)
+registerTestingCommands(program); // test <connection> (issue 5)
+registerReplayCommands(program); // replay by id or filter, replays (issue 5)
+registerConnectionCommands(program); // connections, apply, link/unlink, campaigns, accounts (issue 5)
 
 try {
   await program.parseAsync(process.argv);

@@ -5,6 +5,8 @@ import { unsubscribeSchema } from './unsubscribe.js';
 export const deliveryJobSchema = z.object({
   unsubscribe: unsubscribeSchema,
   connectionId: z.string(),
+  /** Replay of the original request (issue 5): render with this stored connection version, not the current one. */
+  pinVersion: z.number().int().min(1).optional(),
 });
 export type DeliveryJob = z.infer<typeof deliveryJobSchema>;
 

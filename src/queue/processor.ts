@@ -67,7 +67,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
   };
 
   return async function processDelivery(job: Job, token?: string): Promise<void> {
-    const { unsubscribe, connectionId } = deliveryJobSchema.parse(job.data);
+    const { unsubscribe, connectionId, pinVersion } = deliveryJobSchema.parse(job.data);
     const id = job.id!;
     const log = deps.logger.child({ deliveryId: id, unsubscribeId: unsubscribe.id, connectionId });
     const startedAt = clock();
@@ -93,8 +93,18 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
       throw new UnrecoverableError(`${code}: ${reason}`);
     };
 
-    const stored = await deps.connections.get(connectionId);
-    if (!stored) return failNow('CONNECTION_MISSING', `connection ${connectionId} no longer exists`);
+    // A replay of the original request (issue 5) pins the version its first attempt used.
+    const stored =
+      pinVersion === undefined
+        ? await deps.connections.get(connectionId)
+        : await deps.connections.getVersion(connectionId, pinVersion);
+    if (!stored)
+      return failNow(
+        'CONNECTION_MISSING',
+        pinVersion === undefined
+          ? `connection ${connectionId} no longer exists`
+          : `connection ${connectionId} has no version ${pinVersion}`,
+      );
     version = stored.version;
     const { connection } = stored;
     if (!connection.enabled) return failNow('CONNECTION_DISABLED', `connection ${connectionId} is disabled`);

@@ -7,6 +7,8 @@ import { deliveryId, type DeliveryJob } from '../domain/delivery.js';
 import type { Unsubscribe } from '../domain/unsubscribe.js';
 import { StoreUnavailableError } from '../errors.js';
 import type { Keyspace } from '../store/keys.js';
+import { emailUnsubscribesKey } from '../store/unsubscribes.js';
+import { accountsKey, campaignsKey, seenCampaignValue } from '../store/campaigns.js';
 
 export interface Retention {
   succeededMs: number;
@@ -125,6 +127,20 @@ export class DeliveryProducer {
     const index = this.keys.accountUnsubscribes(request.account);
     multi.runCommand('zadd', [index, 'NX', now.getTime(), id]);
     multi.runCommand('zremrangebyscore', [index, '-inf', now.getTime() - this.retention.unsubscribesMs]);
+    // Suppression lookup index (issue 5): this email's unsubscribe ids by receivedAt, trimmed and
+    // expiring with RETENTION_UNSUBSCRIBES so it stays bounded (see src/store/unsubscribes.ts).
+    const byEmail = emailUnsubscribesKey(this.keys, request.account, request.email);
+    multi.runCommand('zadd', [byEmail, 'NX', now.getTime(), id]);
+    multi.runCommand('zremrangebyscore', [byEmail, '-inf', now.getTime() - this.retention.unsubscribesMs]);
+    multi.runCommand('pexpire', [byEmail, this.retention.unsubscribesMs]);
+    // Accounts and campaigns seen on unsubscribes (issue 5, src/store/campaigns.ts), in this same MULTI.
+    multi.runCommand('sadd', [accountsKey(this.keys), request.account]);
+    if (request.campaign)
+      multi.runCommand('hsetnx', [
+        campaignsKey(this.keys, request.account),
+        request.campaign,
+        seenCampaignValue(now),
+      ]);
     for (const connection of connections) {
       const data: DeliveryJob = { unsubscribe, connectionId: connection.id };
       const job = new Job(
@@ -141,6 +157,27 @@ export class DeliveryProducer {
     const failed = results.find(([error]) => error !== null);
     // MULTI does not roll back: commands before the failing one may have applied.
     if (failed) throw new StoreUnavailableError(`Redis refused the unsubscribe: ${failed[0]!.message}`, true);
+  }
+
+  /**
+   * Queues one delivery of an already stored unsubscribe (campaign backfill, issue 5) with the same
+   * job id and options as `accept`: returns false when that delivery already exists (nothing queued twice).
+   */
+  async enqueueExisting(unsubscribe: Unsubscribe, connection: Connection): Promise<boolean> {
+    const id = deliveryId(unsubscribe.id, connection.id);
+    if (await this.queue.getJob(id)) return false;
+    const data: DeliveryJob = { unsubscribe, connectionId: connection.id };
+    // Added like `store` does (Job.addJob), which takes our `<unsubscribe>:<connection>` ids.
+    const multi = (await this.queue.backend.client).multi();
+    await new Job(this.queue, connection.id, data, this.jobOptions(connection), id).addJob(multi);
+    const results = await multi.exec();
+    const failed = results?.find(([error]) => error !== null);
+    if (!results || failed)
+      throw new StoreUnavailableError(
+        `Redis refused the delivery: ${failed?.[0]?.message ?? 'aborted'}`,
+        true,
+      );
+    return true;
   }
 
   private jobOptions(connection: Connection) {

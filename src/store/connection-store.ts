@@ -100,3 +100,22 @@ export class ConnectionStore {
 function parseStored(raw: string): StoredConnection {
   return storedConnectionSchema.parse(JSON.parse(raw));
 }
+
+/** One changed leaf between two versions of a connection. */
+export interface FieldChange {
+  path: string;
+  from?: unknown;
+  to?: unknown;
+}
+
+/** A per-field diff of two connection objects (leaves and arrays compared whole at their path). */
+export function diffConnections(from: unknown, to: unknown, path = ''): FieldChange[] {
+  const isObject = (v: unknown): v is Record<string, unknown> =>
+    typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (isObject(from) && isObject(to)) {
+    const keys = [...new Set([...Object.keys(from), ...Object.keys(to)])].sort();
+    return keys.flatMap((key) => diffConnections(from[key], to[key], path ? `${path}.${key}` : key));
+  }
+  if (canonicalJson(from ?? null) === canonicalJson(to ?? null)) return [];
+  return [{ path, ...(from === undefined ? {} : { from }), ...(to === undefined ? {} : { to }) }];
+}

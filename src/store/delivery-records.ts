@@ -25,6 +25,12 @@ export interface DeliveryFilter {
   connection?: string;
   /** Only deliveries created (accepted) at or after this time. */
   since?: Date;
+  /** Only deliveries created (accepted) at or before this time. */
+  until?: Date;
+  /** Only deliveries of unsubscribes for this campaign. */
+  campaign?: string;
+  /** Only deliveries whose failure reason carries this code (`HTTP_STATUS`, `NETWORK`, ...). */
+  errorCode?: string;
   limit?: number;
 }
 
@@ -61,6 +67,10 @@ export class DeliveryRecords {
           const summary = await summarize(job, status);
           if (filter.connection && summary.connectionId !== filter.connection) continue;
           if (filter.since && new Date(summary.createdAt) < filter.since) continue;
+          if (filter.until && new Date(summary.createdAt) > filter.until) continue;
+          if (filter.campaign !== undefined && summary.campaign !== filter.campaign) continue;
+          if (filter.errorCode !== undefined && errorCodeOf(summary.failedReason) !== filter.errorCode)
+            continue;
           found.push(summary);
           if (found.length >= limit) break;
         }
@@ -109,6 +119,40 @@ export class DeliveryRecords {
     }
     return replayed;
   }
+
+  // --- Replay modes (issue 5, bulk replay): re-render with the current version, or resend the original.
+
+  /**
+   * Replays one failed delivery. `original` pins the job to the connection version its first
+   * attempt used (`pinVersion` on the job data, which the processor honours); `rerender` (the
+   * default) clears any pin so the current version renders it.
+   */
+  async replayWithMode(id: string, mode: 'rerender' | 'original'): Promise<void> {
+    const job = await this.queue.getJob(id);
+    if (!job) throw new NotFoundError(`no delivery ${id} (it may have expired; see RETENTION_* in README)`);
+    const state = await job.getState();
+    if (state !== 'failed')
+      throw new ConflictError(
+        `delivery ${id} is ${statusOf(state)}, not failed: only failed deliveries are replayed`,
+      );
+    const data = deliveryJobSchema.parse(job.data);
+    if (mode === 'original') {
+      const attempts = await this.attempts.list(id);
+      const first = [...attempts].sort((a, b) => a.startedAt.localeCompare(b.startedAt))[0];
+      if (!first)
+        throw new ConflictError(`delivery ${id} has no recorded attempt: its original version is unknown`);
+      await job.updateData({ ...data, pinVersion: first.connectionVersion });
+    } else if (data.pinVersion !== undefined) {
+      const { pinVersion: _pin, ...rest } = data;
+      await job.updateData(rest);
+    }
+    await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
+  }
+}
+
+/** The stable code a failure reason starts with: `HTTP_STATUS: status 404 is permanent` → `HTTP_STATUS`. */
+export function errorCodeOf(failedReason: string | undefined): string | undefined {
+  return failedReason ? /^([A-Z][A-Z0-9_]*):/.exec(failedReason)?.[1] : undefined;
 }
 
 function statusOf(state: string): DeliveryStatus {

@@ -143,7 +143,10 @@ describe('the engine as a process, driven like an operator would', () => {
     );
 
     rejecting = false;
-    const replay = cli(['replay', '--connection', 'acme-archive'], { ...env, ADMIN_URL: engine.url });
+    const replay = cli(['replay', '--connection', 'acme-archive', '--yes'], {
+      ...env,
+      ADMIN_URL: engine.url,
+    });
     expect(replay).toMatchObject({ status: 0, stdout: `replayed 1 delivery:\n${id}\n` });
     await eventually(
       'the replayed delivery to succeed',

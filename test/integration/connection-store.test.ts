@@ -78,6 +78,23 @@ describe('the shared connection store', () => {
     expect((await store.get('a'))?.version).toBe(2);
   });
 
+  it('keeps what operators changed through the admin API when an unchanged file is applied again', async () => {
+    const file = connection('kept', ['spring']);
+    await applyConnections(store, loaded(file), noSecrets, logger);
+    // An operator links a campaign through the admin API.
+    await store.put({ ...file, campaigns: ['spring', 'summer'] }, 'admin-api');
+    const apiOnly = connection('api-only', '*');
+    await store.put(apiOnly, 'admin-api');
+    // Restart with the same file: the link and the API-created connection survive.
+    await applyConnections(store, loaded(file), noSecrets, logger);
+    expect((await store.get('kept'))?.connection.campaigns).toEqual(['spring', 'summer']);
+    expect(await store.get('api-only')).toBeDefined();
+    // A changed file wins again.
+    await applyConnections(store, loaded(connection('kept', ['winter'])), noSecrets, logger);
+    expect((await store.get('kept'))?.connection.campaigns).toEqual(['winter']);
+    await store.remove('api-only');
+  });
+
   it('links by campaign, "*" and account', async () => {
     await applyConnections(
       store,
@@ -86,6 +103,7 @@ describe('the shared connection store', () => {
       logger,
     );
     await eventually('index reloaded', () => index.linked('acme', 'spring').length === 2);
+    await eventually('index drops the removed file connection', () => index.linked('acme', 'winter').length === 1);
     expect(index.linked('acme', 'winter').map((s) => s.connection.id)).toEqual(['all']);
     expect(index.linked('acme', undefined).map((s) => s.connection.id)).toEqual(['all']);
     expect(index.linked('globex', 'spring')).toEqual([]);

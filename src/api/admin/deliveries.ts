@@ -21,6 +21,12 @@ const listQuery = z
     status: deliveryStatus.optional(),
     connection: z.string().min(1).optional(),
     since: isoTime.optional(),
+    until: isoTime.optional(),
+    campaign: z.string().min(1).optional(),
+    errorCode: z
+      .string()
+      .regex(/^[A-Z][A-Z0-9_]*$/, 'use an error code such as HTTP_STATUS, NETWORK or DEADLINE_PASSED')
+      .optional(),
     limit: z.coerce.number().int().min(1).max(1_000).default(100),
   })
   .strict();
@@ -47,9 +53,13 @@ export function registerDeliveryRoutes(admin: AdminApp, deps: Pick<AdminDeps, 'd
       },
     },
     async (request) => {
-      const { since, ...rest } = request.query;
+      const { since, until, ...rest } = request.query;
       return {
-        deliveries: await deps.deliveries.list({ ...rest, ...(since ? { since: new Date(since) } : {}) }),
+        deliveries: await deps.deliveries.list({
+          ...rest,
+          ...(since ? { since: new Date(since) } : {}),
+          ...(until ? { until: new Date(until) } : {}),
+        }),
       };
     },
   );

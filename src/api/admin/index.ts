@@ -10,15 +10,31 @@ import type {
 import { jsonSchemaTransform, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { ApiKeyStore } from '../../store/api-keys.js';
 import type { DeliveryRecords } from '../../store/delivery-records.js';
+import type { UnsubscribeLedger } from '../../store/unsubscribes.js';
+import type { ReplayStore } from '../../store/replays.js';
+import type { TestRunnerDeps } from '../../testing/run-test.js';
 import { presentedCredential } from '../credentials.js';
 import { sendError } from '../errors.js';
+import { registerAccountRoutes } from './accounts.js'; // issue 5: accounts and campaigns
+import { registerConnectionRoutes, type ConnectionAdminDeps } from './connections.js'; // issue 5
 import { registerDeliveryRoutes } from './deliveries.js';
 import { registerKeyRoutes } from './keys.js';
+import { registerReplayRoutes } from './replays.js';
+import { registerTestingRoutes } from './testing.js';
+import { registerUnsubscribeRoutes } from './unsubscribes.js';
 
 export interface AdminDeps {
   adminToken: string;
   deliveries: DeliveryRecords;
   apiKeys: ApiKeyStore;
+  /** Unsubscribes view, suppression lookup and audit export (issue 5). */
+  unsubscribes: UnsubscribeLedger;
+  /** Connection test runs (issue 5): the same exchange as deliveries, recorded apart. */
+  testing: TestRunnerDeps;
+  /** Recorded bulk replays (issue 5). */
+  replays: ReplayStore;
+  /** Connections, versions, apply, accounts, campaigns and links (issue 5). */
+  connectionAdmin: ConnectionAdminDeps;
 }
 
 /** A Fastify instance whose routes take zod schemas (validation, types and OpenAPI from one place). */
@@ -68,6 +84,11 @@ export async function registerAdmin(app: FastifyInstance, deps: AdminDeps): Prom
       typed.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
       registerDeliveryRoutes(typed, deps);
       registerKeyRoutes(typed, deps);
+      registerUnsubscribeRoutes(typed, deps);
+      registerTestingRoutes(typed, deps); // connection test runs (issue 5)
+      registerReplayRoutes(typed, deps); // bulk replay by filter (issue 5)
+      registerConnectionRoutes(typed, deps.connectionAdmin); // connections, apply, links (issue 5)
+      registerAccountRoutes(typed, deps.connectionAdmin); // accounts and campaigns (issue 5)
     },
     { prefix: '/admin/v1' },
   );

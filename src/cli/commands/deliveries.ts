@@ -1,7 +1,6 @@
 import { Option, type Command } from 'commander';
 import type { Attempt } from '../../domain/delivery.js';
 import { deliveryStatus } from '../../domain/delivery.js';
-import { InputError } from '../../errors.js';
 import type { DeliverySummary } from '../../store/delivery-records.js';
 import { admin, parseCount, parseTime, print, query } from '../shared.js';
 import { table } from '../table.js';
@@ -17,16 +16,36 @@ export function registerDeliveryCommands(program: Command): void {
     .addOption(new Option('--status <status>', 'only this status').choices(deliveryStatus.options))
     .option('--connection <id>', 'only this connection')
     .option('--since <time>', 'accepted at or after (ISO time, or 30m / 6h / 2d ago)', parseTime)
+    .option('--until <time>', 'accepted at or before (ISO time, or 30m / 6h / 2d ago)', parseTime)
+    .option('--campaign <campaign>', 'only unsubscribes for this campaign')
+    .option('--error-code <code>', 'only failures with this code (HTTP_STATUS, NETWORK, DEADLINE_PASSED...)')
     .option('--limit <n>', 'at most this many', parseCount, 100)
     .option('--json', 'machine-readable output')
     .action(
       async (
-        options: { status?: string; connection?: string; since?: string; limit: number; json?: boolean },
+        options: {
+          status?: string;
+          connection?: string;
+          since?: string;
+          until?: string;
+          campaign?: string;
+          errorCode?: string;
+          limit: number;
+          json?: boolean;
+        },
         command: Command,
       ) => {
         const { deliveries: list } = await admin(command).request<{ deliveries: DeliverySummary[] }>(
           'GET',
-          `/deliveries${query({ status: options.status, connection: options.connection, since: options.since, limit: options.limit })}`,
+          `/deliveries${query({
+            status: options.status,
+            connection: options.connection,
+            since: options.since,
+            until: options.until,
+            campaign: options.campaign,
+            errorCode: options.errorCode,
+            limit: options.limit,
+          })}`,
         );
         print(list, options.json, () =>
           table(list, ['id', 'status', 'connectionId', 'attemptsMade', 'createdAt', 'failedReason']),
@@ -67,43 +86,5 @@ export function registerDeliveryCommands(program: Command): void {
         ].join('\n');
       });
     });
-
-  program
-    .command('replay')
-    .description(
-      'put failed deliveries back on the queue (re-rendered with the connection\u2019s current version)',
-    )
-    .option('--id <delivery>', 'one delivery')
-    .option('--connection <id>', 'every failed delivery of this connection')
-    .option(
-      '--since <time>',
-      'with --connection: accepted at or after (ISO time, or 30m / 6h / 2d ago)',
-      parseTime,
-    )
-    .option('--json', 'machine-readable output')
-    .action(
-      async (
-        options: { id?: string; connection?: string; since?: string; json?: boolean },
-        command: Command,
-      ) => {
-        if (!options.id === !options.connection)
-          throw new InputError('give exactly one of --id <delivery> or --connection <id>');
-        const client = admin(command);
-        const { replayed } = options.id
-          ? await client.request<{ replayed: string[] }>(
-              'POST',
-              `/deliveries/${encodeURIComponent(options.id)}/replay`,
-            )
-          : await client.request<{ replayed: string[] }>('POST', '/replay', {
-              connection: options.connection,
-              ...(options.since ? { since: options.since } : {}),
-            });
-        print(
-          { replayed },
-          options.json,
-          () =>
-            `replayed ${replayed.length} deliver${replayed.length === 1 ? 'y' : 'ies'}${replayed.length ? `:\n${replayed.join('\n')}` : ''}`,
-        );
-      },
-    );
+  // `replay` lives in ./replay.ts (issue 5: bulk replay by filter).
 }

@@ -17,10 +17,19 @@ export function registerKeyCommands(program: Command): void {
     .command('create')
     .description('create an API key; the key is printed once, on the last line of stdout')
     .requiredOption('--account <id>', 'account the key belongs to')
+    .addOption(
+      new Option(
+        '--origin <origin>',
+        "whose systems use it: an advertiser's own unsubscribes are not echoed back to it",
+      )
+        .choices(['platform', 'advertiser'])
+        .default('platform'),
+    )
     .option('--json', 'machine-readable output')
-    .action(async (options: { account: string; json?: boolean }, command: Command) => {
+    .action(async (options: { account: string; origin: string; json?: boolean }, command: Command) => {
       const created = await admin(command).request<KeyInfo & { key: string }>('POST', '/keys', {
         account: options.account,
+        origin: options.origin,
       });
       if (options.json) return print(created, true, () => '');
       process.stderr.write(
