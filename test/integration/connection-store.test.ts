@@ -103,7 +103,10 @@ describe('the shared connection store', () => {
       logger,
     );
     await eventually('index reloaded', () => index.linked('acme', 'spring').length === 2);
-    await eventually('index drops the removed file connection', () => index.linked('acme', 'winter').length === 1);
+    await eventually(
+      'index drops the removed file connection',
+      () => index.linked('acme', 'winter').length === 1,
+    );
     expect(index.linked('acme', 'winter').map((s) => s.connection.id)).toEqual(['all']);
     expect(index.linked('acme', undefined).map((s) => s.connection.id)).toEqual(['all']);
     expect(index.linked('globex', 'spring')).toEqual([]);
