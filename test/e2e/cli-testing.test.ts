@@ -119,10 +119,11 @@ describe('test and replay from the CLI', () => {
     try {
       await eventually('both failed', async () => (await records.list({ status: 'failed' })).length === 2);
 
-      // The fix: a new version of the connection file, applied when the engine starts.
-      await stop();
+      // The fix: a new version of the connection file, applied to the running engine.
       await writeConnections(dir, [connection('v2')]);
-      await start();
+      const applied = run(['apply', dir]);
+      expect(applied.stderr).toBe('');
+      expect(applied.stdout).toContain('changed    cli-crm (version 1 → 2)');
 
       const preview = run(['replay', '--connection', 'cli-crm']);
       expect(preview.status).toBe(1);
@@ -140,6 +141,19 @@ describe('test and replay from the CLI', () => {
         'both delivered',
         async () => (await records.list({ status: 'succeeded' })).length === 2,
       );
+
+      // The audit export shows when the CRM acknowledged each, after one refused attempt.
+      const audit = run(['audit', '--account', 'acme', '--email', 'a@example.com', '--format', 'json']);
+      expect(audit.status).toBe(0);
+      const [row, ...others] = JSON.parse(audit.stdout) as Array<Record<string, unknown>>;
+      expect(others).toEqual([]);
+      expect(row).toMatchObject({
+        email: 'a@example.com',
+        connectionId: 'cli-crm',
+        status: 'succeeded',
+        attempts: 2,
+      });
+      expect(typeof row!.acknowledgedAt).toBe('string');
 
       const listed = run(['replays', '--json']);
       expect(listed.status).toBe(0);
