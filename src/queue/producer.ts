@@ -127,6 +127,8 @@ export class DeliveryProducer {
     const index = this.keys.accountUnsubscribes(request.account);
     multi.runCommand('zadd', [index, 'NX', now.getTime(), id]);
     multi.runCommand('zremrangebyscore', [index, '-inf', now.getTime() - this.retention.unsubscribesMs]);
+    // A quiet account's index goes too, once its newest unsubscribe is past retention.
+    multi.runCommand('pexpire', [index, this.retention.unsubscribesMs]);
     // Suppression lookup index (issue 5): this email's unsubscribe ids by receivedAt, trimmed and
     // expiring with RETENTION_UNSUBSCRIBES so it stays bounded (see src/store/unsubscribes.ts).
     const byEmail = emailUnsubscribesKey(this.keys, request.account, request.email);

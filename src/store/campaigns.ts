@@ -9,9 +9,8 @@ import type { Keyspace } from './keys.js';
  * Keys: `<prefix>:accounts` (set of account ids) and `<prefix>:account:<account>:campaigns`
  * (hash campaign id → JSON {name?, registeredAt, via}).
  */
-export const accountsKey = (keys: Pick<Keyspace, 'prefix'>) => `${keys.prefix}:accounts`;
-export const campaignsKey = (keys: Pick<Keyspace, 'prefix'>, account: string) =>
-  `${keys.prefix}:account:${account}:campaigns`;
+export const accountsKey = (keys: Keyspace) => keys.accounts;
+export const campaignsKey = (keys: Keyspace, account: string) => keys.accountCampaigns(account);
 
 export interface Campaign {
   id: string;

@@ -16,6 +16,18 @@ export function keyspace(prefix: string) {
     idempotency: (id: string) => `${prefix}:idem:${id}`,
     accountUnsubscribes: (account: string) => `${prefix}:account:${account}:unsubs`,
     attempts: (deliveryId: string) => `${prefix}:attempts:${deliveryId}`,
+    /** Set of every account seen or registered. */
+    accounts: `${prefix}:accounts`,
+    /** Hash campaign id → JSON {name?, registeredAt, via}. */
+    accountCampaigns: (account: string) => `${prefix}:account:${account}:campaigns`,
+    /** Sorted set of one email's unsubscribe ids by receivedAt (suppression lookup). */
+    emailUnsubscribes: (account: string, email: string) =>
+      `${prefix}:account:${account}:email:${email.trim().toLowerCase()}`,
+    /** List of a connection's last test runs. */
+    testRuns: (connectionId: string) => `${prefix}:test-runs:${connectionId}`,
+    /** Hash id → bulk replay record, and the list of ids newest first. */
+    replays: `${prefix}:replays`,
+    replaysOrder: `${prefix}:replays:order`,
   };
 }
 export type Keyspace = ReturnType<typeof keyspace>;

@@ -1,3 +1,4 @@
+import { keyspace } from './keys.js';
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 
@@ -40,8 +41,8 @@ export class ReplayStore {
 
   async record(fields: Omit<ReplayRecord, 'id'>): Promise<ReplayRecord> {
     const record: ReplayRecord = { id: randomUUID(), ...fields };
-    const hash = `${this.prefix}:replays`;
-    const order = `${this.prefix}:replays:order`;
+    const hash = keyspace(this.prefix).replays;
+    const order = keyspace(this.prefix).replaysOrder;
     await this.redis.multi().hset(hash, record.id, JSON.stringify(record)).lpush(order, record.id).exec();
     // Drop the records of ids trimmed off the list.
     const dropped = await this.redis.lrange(order, KEPT, -1);
@@ -55,9 +56,9 @@ export class ReplayStore {
   }
 
   async list(limit = 100): Promise<ReplayRecord[]> {
-    const ids = await this.redis.lrange(`${this.prefix}:replays:order`, 0, limit - 1);
+    const ids = await this.redis.lrange(keyspace(this.prefix).replaysOrder, 0, limit - 1);
     if (!ids.length) return [];
-    const raw = await this.redis.hmget(`${this.prefix}:replays`, ...ids);
+    const raw = await this.redis.hmget(keyspace(this.prefix).replays, ...ids);
     return raw
       .filter((item): item is string => item !== null)
       .map((item) => JSON.parse(item) as ReplayRecord);

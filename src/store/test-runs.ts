@@ -1,3 +1,4 @@
+import { keyspace } from './keys.js';
 import type { Redis } from 'ioredis';
 import type { TestRun } from '../testing/run-test.js';
 
@@ -16,7 +17,7 @@ export class TestRunStore {
   ) {}
 
   private key(connectionId: string): string {
-    return `${this.prefix}:test-runs:${connectionId}`;
+    return keyspace(this.prefix).testRuns(connectionId);
   }
 
   async add(run: TestRun): Promise<void> {

@@ -13,7 +13,7 @@ import type { Keyspace } from './keys.js';
  * RETENTION_UNSUBSCRIBES without a sweeper. Emails are lowercased (lookups are case-insensitive).
  */
 export function emailUnsubscribesKey(keys: Keyspace, account: string, email: string): string {
-  return `${keys.prefix}:account:${account}:email:${email.trim().toLowerCase()}`;
+  return keys.emailUnsubscribes(account, email);
 }
 
 /** A delivery's status as seen from its unsubscribe: `expired` once its job was removed by retention. */
