@@ -94,14 +94,7 @@ export class DeliveryRecords {
    * Only a failed delivery can be replayed, so a replay never runs beside a pending copy of itself.
    */
   async replay(id: string): Promise<void> {
-    const job = await this.queue.getJob(id);
-    if (!job) throw new NotFoundError(`no delivery ${id} (it may have expired; see RETENTION_* in README)`);
-    const state = await job.getState();
-    if (state !== 'failed')
-      throw new ConflictError(
-        `delivery ${id} is ${statusOf(state)}, not failed: only failed deliveries are replayed`,
-      );
-    await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
+    await this.replayWithMode(id, 'rerender');
   }
 
   /** Replays every failed delivery that matches; returns the ids replayed. */
@@ -119,8 +112,6 @@ export class DeliveryRecords {
     }
     return replayed;
   }
-
-  // --- Replay modes (issue 5, bulk replay): re-render with the current version, or resend the original.
 
   /**
    * Replays one failed delivery. `original` pins the job to the connection version its first
