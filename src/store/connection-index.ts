@@ -14,6 +14,8 @@ export class ConnectionIndex {
   private loaded = false;
   private timer: NodeJS.Timeout | undefined;
   private reloading: Promise<void> | undefined;
+  private stale = false;
+  private stopped = false;
 
   constructor(
     private readonly store: ConnectionStore,
@@ -58,17 +60,28 @@ export class ConnectionIndex {
     this.loaded = true;
   }
 
+  /**
+   * One reload at a time. A change announced while a reload is running may not be in what that
+   * reload read, so it asks for one more reload after it rather than being folded into it.
+   */
   private scheduleReload(): void {
-    this.reloading ??= this.reload()
+    if (this.reloading) {
+      this.stale = true;
+      return;
+    }
+    this.stale = false;
+    this.reloading = this.reload()
       .catch((error: unknown) =>
         this.logger.warn({ err: error }, 'connection index reload failed; keeping the last one'),
       )
       .finally(() => {
         this.reloading = undefined;
+        if (this.stale && !this.stopped) this.scheduleReload();
       });
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     await this.reloading;
     await this.subscriber.quit().catch(() => undefined);
