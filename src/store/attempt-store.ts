@@ -18,24 +18,28 @@ return n
 `;
 
 /** Attempt records, one Redis list per delivery, expiring with the delivery's retention. */
+// Registered as a command so ioredis sends the script once and EVALSHA after: this runs for every
+// attempt, on the delivery hot path.
+interface WithAppendAttempt {
+  urAppendAttempt(key: string, counter: string, record: string, keep: number, ttlMs: number): Promise<number>;
+}
+
 export class AttemptStore {
+  private readonly scripted: WithAppendAttempt;
+
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keyspace,
-  ) {}
+  ) {
+    if (!('urAppendAttempt' in redis))
+      redis.defineCommand('urAppendAttempt', { numberOfKeys: 2, lua: APPEND_SCRIPT });
+    this.scripted = redis as unknown as WithAppendAttempt;
+  }
 
   /** Appends the attempt and returns its number (1-based, counting replays too). */
   async append(attempt: Omit<Attempt, 'number'>, ttlMs: number): Promise<number> {
     const key = this.keys.attempts(attempt.deliveryId);
-    return (await this.redis.eval(
-      APPEND_SCRIPT,
-      2,
-      key,
-      `${key}:n`,
-      JSON.stringify(attempt),
-      MAX_ATTEMPTS_KEPT,
-      ttlMs,
-    )) as number;
+    return this.scripted.urAppendAttempt(key, `${key}:n`, JSON.stringify(attempt), MAX_ATTEMPTS_KEPT, ttlMs);
   }
 
   /** Every kept attempt, oldest first, numbered. */

@@ -5,7 +5,6 @@ import {
   type ConnectionInput,
 } from '../../src/config/connection-schema.js';
 import type { Unsubscribe } from '../../src/domain/unsubscribe.js';
-import { TemplateError } from '../../src/errors.js';
 import { redactRequest } from '../../src/templates/redact.js';
 import {
   checkTemplates,
@@ -15,6 +14,7 @@ import {
   templateContext,
   type SecretSource,
 } from '../../src/templates/render-request.js';
+import { templateError } from '../helpers/template-error.js';
 
 const unsubscribe: Unsubscribe = {
   id: '6f1c7d9e-8a7b-4c2d-9e0f-1a2b3c4d5e6f',
@@ -44,16 +44,6 @@ function render(conn: Connection, unsub: Unsubscribe = unsubscribe) {
     templateContext(unsub, conn, 1, { sandboxUrl: 'http://x' }),
     secrets,
   );
-}
-
-function templateError(work: () => unknown): TemplateError {
-  try {
-    work();
-  } catch (error) {
-    expect(error).toBeInstanceOf(TemplateError);
-    return error as TemplateError;
-  }
-  throw new Error('expected a TemplateError');
 }
 
 describe('form bodies', () => {

@@ -5,7 +5,6 @@ import {
   type ConnectionInput,
 } from '../../src/config/connection-schema.js';
 import type { Unsubscribe } from '../../src/domain/unsubscribe.js';
-import { TemplateError } from '../../src/errors.js';
 import {
   checkTemplates,
   compileConnection,
@@ -15,6 +14,7 @@ import {
   templateContext,
   type SecretSource,
 } from '../../src/templates/render-request.js';
+import { templateError } from '../helpers/template-error.js';
 
 const unsubscribe: Unsubscribe = {
   id: '6f1c7d9e-8a7b-4c2d-9e0f-1a2b3c4d5e6f',
@@ -42,16 +42,6 @@ function connection(
 
 function render(conn: Connection, unsub: Unsubscribe = unsubscribe, source: SecretSource = secrets) {
   return renderRequest(compileConnection(conn), templateContext(unsub, conn, 1, engine), source);
-}
-
-function templateError(work: () => unknown): TemplateError {
-  try {
-    work();
-  } catch (error) {
-    expect(error).toBeInstanceOf(TemplateError);
-    return error as TemplateError;
-  }
-  throw new Error('expected a TemplateError');
 }
 
 describe('templateContext', () => {
