@@ -1,5 +1,4 @@
 import type { FastifyInstance } from 'fastify';
-import type { Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { buildApp } from './api/app.js';
@@ -9,7 +8,14 @@ import { OAuth2Tokens } from './auth/oauth2.js';
 import { createSender, type Sender } from './http/sender.js';
 import { createProcessor } from './queue/processor.js';
 import { DeliveryProducer } from './queue/producer.js';
-import { createDeliveryQueue, createDeliveryWorker } from './queue/worker.js';
+import { DeliveryWorkers } from './queue/delivery-workers.js';
+import { DeliveryQueues } from './queue/queues.js';
+import { ConnectionOperations } from './queue/connection-operations.js';
+import { Metrics } from './observe/metrics.js';
+import { Backlogs, type Backlog } from './store/backlogs.js';
+import { ConnectionControl } from './store/connection-control.js';
+import { EventLog } from './events/event-log.js';
+import { EventWebhookRelay } from './events/webhook-relay.js';
 import { ensureRedis, type RedisBootstrap } from './redis-bootstrap.js';
 import { shutdown, type Drainable, type Releasable } from './shutdown.js';
 import { resolveAdminToken } from './admin-token.js';
@@ -54,6 +60,27 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
 
     const store = new ConnectionStore(redis, keys);
     const attempts = new AttemptStore(redis, keys);
+    const queues = new DeliveryQueues(redis, keys);
+    closers.unshift({ name: 'queues', release: () => queues.close() });
+    const control = new ConnectionControl(redis, keys);
+    const backlogs = new Backlogs(queues, store, control);
+    const metrics = new Metrics(backlogs);
+    const events = new EventLog(redis, keys, logger);
+    if (env.EVENTS_WEBHOOK_URL) {
+      // Every process runs the relay; its consumer group sends each event once per install. It
+      // blocks on its own client, which it disconnects on stop.
+      const relayRedis = createRedis(env.REDIS_URL, 'worker', 'events-relay');
+      relayRedis.on('error', (error) => logger.warn({ err: error }, 'events relay redis connection error'));
+      const relay = new EventWebhookRelay({
+        connection: relayRedis,
+        keys,
+        url: env.EVENTS_WEBHOOK_URL,
+        secret: env.EVENTS_WEBHOOK_SECRET,
+        logger,
+      });
+      await relay.start();
+      closers.unshift({ name: 'events webhook relay', release: () => relay.stop() });
+    }
     const loaded = await loadConnections(env.CONNECTIONS_DIR);
     const secrets = loadSecrets();
     await applyConnections(store, loaded, secrets, logger);
@@ -83,7 +110,7 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
       unsubscribesMs: env.RETENTION_UNSUBSCRIBES,
     };
 
-    let worker: Worker | undefined;
+    let workers: DeliveryWorkers | undefined;
     let sender: Sender | undefined;
     if (env.ROLES.has('worker')) {
       sender = createSender({
@@ -92,6 +119,10 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
       });
       const workerRedis = createRedis(env.REDIS_URL, 'worker', 'worker');
       workerRedis.on('error', (error) => logger.warn({ err: error }, 'worker redis connection error'));
+      const workerSubscriber = createRedis(env.REDIS_URL, 'worker', 'subscriber');
+      workerSubscriber.on('error', (error) =>
+        logger.warn({ err: error }, 'worker subscriber redis connection error'),
+      );
       const processor = createProcessor({
         connections: store,
         attempts,
@@ -101,28 +132,42 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
         engine: engineInfo,
         retention,
         logger,
+        control,
+        events,
+        metrics,
+        slowDown: (connectionId, ms) => queues.slowDown(connectionId, ms),
+        // The pool is built below with this processor; holds only happen once it runs.
+        hold: (connectionId, reason) => pool.hold(connectionId, reason),
       });
-      worker = createDeliveryWorker(processor, {
+      const pool = new DeliveryWorkers({
+        store,
+        queues,
+        control,
+        events,
         connection: workerRedis,
-        bullPrefix: keys.bullPrefix,
+        subscriber: workerSubscriber,
+        keys,
+        processor,
         concurrency: env.WORKER_CONCURRENCY,
         lockDurationMs: env.WORKER_LOCK_DURATION,
+        logger,
       });
-      worker.on('error', (error) => logger.error({ err: error }, 'delivery worker error'));
-      void worker.run();
-      const runningWorker = worker;
+      workers = pool;
+      const runningWorkers = pool;
       const runningSender = sender;
       closers.unshift({ name: 'sender', release: () => runningSender.close() });
       closers.unshift({ name: 'worker redis', release: () => workerRedis.quit() });
+      closers.unshift({ name: 'worker subscriber', release: () => workerSubscriber.quit() });
       drainables.push({
-        name: 'delivery worker',
-        drain: () => runningWorker.close(),
+        name: 'delivery workers',
+        drain: () => runningWorkers.close(),
         // Abort the CRM requests in flight; BullMQ hands their jobs to another worker.
         force: async () => {
           await runningSender.destroy();
-          await runningWorker.close(true);
+          await runningWorkers.close(true);
         },
       });
+      await pool.start();
       logger.info({ concurrency: env.WORKER_CONCURRENCY }, 'delivery workers running');
     }
 
@@ -133,9 +178,7 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
       subscriber.on('error', (error) => logger.warn({ err: error }, 'subscriber redis connection error'));
       const index = new ConnectionIndex(store, subscriber, keys, logger);
       await index.start();
-      const queue: Queue = createDeliveryQueue(redis, keys.bullPrefix);
       const apiKeys = new ApiKeyStore(redis, keys);
-      closers.unshift({ name: 'queue', release: () => queue.close() });
       closers.unshift({ name: 'connection index', release: () => index.stop() });
       const admin = resolveAdminToken(env.ADMIN_TOKEN);
       if (admin.generated) {
@@ -155,7 +198,7 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
         closers.unshift({ name: 'test sender', release: () => own.close() });
         testSender = own;
       }
-      const producer = new DeliveryProducer(redis, queue, keys, retention); // shared with campaign backfill (issue 5)
+      const producer = new DeliveryProducer(redis, queues, keys, retention); // shared with campaign backfill (issue 5)
       app = await buildApp({
         logger,
         apiKeys,
@@ -164,10 +207,10 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
         sandbox,
         admin: {
           adminToken: admin.token,
-          deliveries: new DeliveryRecords(queue, attempts),
+          deliveries: new DeliveryRecords(queues, attempts),
           apiKeys,
           // Unsubscribes view, suppressions and audit export (issue 5).
-          unsubscribes: new UnsubscribeLedger(redis, queue, keys, attempts),
+          unsubscribes: new UnsubscribeLedger(redis, queues, keys, attempts),
           // Connection test runs and bulk replay records (issue 5).
           testing: {
             connections: store,
@@ -181,8 +224,24 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
           replays: new ReplayStore(redis, keys.prefix),
           // Connections, apply, accounts, campaigns and links (issue 5).
           connectionAdmin: { store, campaigns: new CampaignStore(redis, keys), producer, redis, keys },
+          // Delivery control, operational events and the queue dashboard (issue 6).
+          events,
+          deliveryControl: {
+            backlogs,
+            operations: new ConnectionOperations({
+              queues,
+              store,
+              control,
+              attempts,
+              producer,
+              events,
+              retention,
+            }),
+          },
+          queues: () => queues.all(),
         },
-        readiness: () => readiness(redis, store, loaded.length, index, worker),
+        metrics,
+        readiness: () => readiness(redis, store, loaded.length, index, workers, backlogs),
       });
       const runningApp = app;
       drainables.push({
@@ -220,9 +279,11 @@ async function readiness(
   store: ConnectionStore,
   expected: number,
   index: ConnectionIndex,
-  worker: Worker | undefined,
+  workers: DeliveryWorkers | undefined,
+  backlogs: Backlogs,
 ) {
   const checks: Record<string, { ok: boolean; detail?: string }> = {};
+  let connections: Record<string, ConnectionHealth> | undefined;
   try {
     checks.redis = { ok: (await redis.ping()) === 'PONG' };
     const stored = await store.count();
@@ -234,7 +295,50 @@ async function readiness(
   } catch (error) {
     checks.redis = { ok: false, detail: (error as Error).message };
   }
-  if (worker)
-    checks.workers = worker.isRunning() ? { ok: true } : { ok: false, detail: 'delivery worker stopped' };
-  return checks;
+  if (workers)
+    checks.workers = workers.isRunning()
+      ? { ok: true, detail: `${workers.running.length} connection workers` }
+      : { ok: false, detail: 'a delivery worker stopped' };
+  try {
+    connections = Object.fromEntries((await backlogs.backlogs()).map((b) => [b.connectionId, health(b)]));
+  } catch (error) {
+    checks.connectionHealth = { ok: false, detail: (error as Error).message };
+  }
+  return { checks, ...(connections ? { connections } : {}) };
+}
+
+/** One connection's health for /readyz: informative, never failing readiness (one CRM's trouble is not this process's). */
+export interface ConnectionHealth {
+  status: 'healthy' | 'failing' | 'circuit_open' | 'probing' | 'paused' | 'disabled' | 'deleted';
+  circuit: Backlog['control']['circuit'];
+  consecutiveFailures: number;
+  pending: number;
+  failed: number;
+  oldestPendingAgeSeconds: number;
+  paused?: { by: string; at: string; reason: string };
+}
+
+function health(backlog: Backlog): ConnectionHealth {
+  const { control, counts } = backlog;
+  const status: ConnectionHealth['status'] =
+    backlog.connection !== 'active'
+      ? backlog.connection
+      : backlog.queuePaused
+        ? 'paused'
+        : control.circuit === 'open'
+          ? 'circuit_open'
+          : control.circuit === 'half_open'
+            ? 'probing'
+            : control.failing
+              ? 'failing'
+              : 'healthy';
+  return {
+    status,
+    circuit: control.circuit,
+    consecutiveFailures: control.consecutiveFailures,
+    pending: counts.waiting + counts.paused + counts.delayed + counts.active,
+    failed: counts.failed,
+    oldestPendingAgeSeconds: Math.round(backlog.oldestPendingAgeSeconds),
+    ...(control.paused ? { paused: control.paused } : {}),
+  };
 }

@@ -15,14 +15,23 @@ import { registerAdmin, type AdminDeps } from './admin/index.js';
 import { sendError } from './errors.js';
 import { registerIngestRoutes, type IngestDeps } from './ingest-routes.js';
 import { registerSandboxRoutes } from './sandbox-routes.js';
+import type { Metrics } from '../observe/metrics.js';
 
 /** The ingest body limit from the API contract; bigger bodies get 413 before they are parsed. */
 export const BODY_LIMIT_BYTES = 16 * 1024;
 
 export interface AppDeps extends IngestDeps {
   logger: Logger;
-  /** Is the process able to take unsubscribes? Used by /readyz. */
-  readiness: () => Promise<Record<string, { ok: boolean; detail?: string }>>;
+  /**
+   * Is the process able to take unsubscribes (checks), and how is each connection doing (shown, but
+   * one CRM's trouble never makes this process unready). Used by /readyz.
+   */
+  readiness: () => Promise<{
+    checks: Record<string, { ok: boolean; detail?: string }>;
+    connections?: Record<string, unknown>;
+  }>;
+  /** Served at /metrics in the Prometheus text format. */
+  metrics?: Metrics;
   sandbox: boolean;
   /** Present when ADMIN_TOKEN is set. */
   admin?: AdminDeps;
@@ -130,10 +139,24 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   app.get('/healthz', async () => ({ ok: true }));
   app.get('/readyz', async (_request, reply) => {
-    const checks = await deps.readiness();
+    const { checks, connections } = await deps.readiness();
     const ok = Object.values(checks).every((check) => check.ok);
-    return reply.code(ok ? 200 : 503).send({ ok, checks });
+    return reply.code(ok ? 200 : 503).send({ ok, checks, ...(connections ? { connections } : {}) });
   });
+  const metrics = deps.metrics;
+  if (metrics) {
+    app.get('/metrics', async (_request, reply) =>
+      reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+    );
+    // Counted from the answer, so every way an ingest request ends (auth, body, Redis) is covered.
+    app.addHook('onResponse', async (request, reply) => {
+      if (request.routeOptions.url !== '/v1/unsubscribes' || request.method !== 'POST') return;
+      if (reply.statusCode === 201) {
+        // An idempotent retry answers 201 again for an unsubscribe already counted.
+        if (!reply.getHeader('idempotent-replayed')) metrics.unsubscribesAccepted.inc();
+      } else metrics.unsubscribesRejected.inc({ status: String(reply.statusCode) });
+    });
+  }
 
   registerIngestRoutes(app, deps);
   if (deps.sandbox) registerSandboxRoutes(app);

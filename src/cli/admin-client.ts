@@ -1,3 +1,4 @@
+import { userInfo } from 'node:os';
 import { readLocalAdminToken } from '../admin-token.js';
 import { UnsubRelayError } from '../errors.js';
 
@@ -41,6 +42,8 @@ export class AdminClient {
         headers: {
           authorization: `Bearer ${this.token}`,
           accept: 'application/json',
+          // Who did it, for the records of pauses, discards and replays (the admin token is shared).
+          'x-operator': operatorName(),
           ...(body === undefined ? {} : { 'content-type': 'application/json' }),
         },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
@@ -63,5 +66,15 @@ export class AdminClient {
       throw new AdminApiError(response.status, `${error?.message ?? `HTTP ${response.status}`}${fields}`);
     }
     return parsed as T;
+  }
+}
+
+/** `UNSUB_RELAY_OPERATOR`, else the login name: what records show as who acted. */
+function operatorName(): string {
+  if (process.env.UNSUB_RELAY_OPERATOR) return process.env.UNSUB_RELAY_OPERATOR;
+  try {
+    return `${userInfo().username}@cli`;
+  } catch {
+    return 'cli';
   }
 }

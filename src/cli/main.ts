@@ -2,7 +2,9 @@ import { Command, Option } from 'commander';
 import { ConnectionConfigError, formatConfigIssue, UnsubRelayError } from '../errors.js';
 import { AdminApiError } from './admin-client.js';
 import { registerConnectionCommands } from './commands/connections.js'; // issue 5
+import { registerControlCommands } from './commands/control.js';
 import { registerDeliveryCommands } from './commands/deliveries.js';
+import { registerEventCommands } from './commands/events.js';
 import { registerKeyCommands } from './commands/keys.js';
 import { registerLocalCommands } from './commands/local.js';
 import { registerReplayCommands } from './commands/replay.js';
@@ -32,6 +34,8 @@ registerUnsubscribeCommands(program); // unsubscribes list, suppressions check, 
 registerTestingCommands(program); // test <connection> (issue 5)
 registerReplayCommands(program); // replay by id or filter, replays (issue 5)
 registerConnectionCommands(program); // connections, apply, link/unlink, campaigns, accounts (issue 5)
+registerEventCommands(program); // events: the operational event log
+registerControlCommands(program); // pause, resume, circuits, held backlogs (issue 6)
 
 try {
   await program.parseAsync(process.argv);

@@ -280,6 +280,51 @@ export const timeoutsSchema = z
   .strict();
 export type Timeouts = z.infer<typeof timeoutsSchema>;
 
+/**
+ * How hard this connection's CRM may be hit, enforced across every worker process through Redis:
+ * `perSecond` (GCRA, with `burst` requests allowed at once) and `concurrency` (requests in flight).
+ */
+export const limitsSchema = z
+  .object({
+    perSecond: z.number().positive().max(10_000).optional(),
+    /** Requests that may go at once after a quiet spell (default: one second's worth, at least 1). */
+    burst: z.number().int().min(1).max(10_000).optional(),
+    concurrency: z.number().int().min(1).max(1_000).optional(),
+  })
+  .strict()
+  .superRefine((limits, ctx) => {
+    if (limits.burst !== undefined && limits.perSecond === undefined)
+      ctx.addIssue({ code: 'custom', path: ['burst'], message: 'burst needs perSecond' });
+  });
+export type Limits = z.infer<typeof limitsSchema>;
+
+/**
+ * The circuit breaker. Retryable failures (network errors, timeouts, 5xx: the CRM is not answering
+ * properly) count; definite answers (success, or a permanent refusal of one request) mean the CRM
+ * is up. Open, deliveries wait (nothing is dropped, no attempt is spent); after `cooldown` one probe
+ * goes through, and its success closes the circuit.
+ */
+export const circuitSchema = z
+  .object({
+    enabled: z.boolean().default(true),
+    /** Consecutive retryable failures that open the circuit. */
+    failures: z.number().int().min(1).max(10_000).default(10),
+    /** Also open when at least this share of the outcomes in `window` failed (with `minRequests` of them). */
+    failureRatio: z.number().gt(0).max(1).optional(),
+    window: durationMs.default(60_000),
+    minRequests: z.number().int().min(1).max(100_000).default(20),
+    /** How long the circuit stays open before a probe. */
+    cooldown: durationMs.default(30_000),
+    /** Consecutive retryable failures that raise `connection_failing` (before the circuit opens). */
+    warnAfter: z.number().int().min(1).max(10_000).default(3),
+  })
+  .strict();
+export type CircuitPolicy = z.infer<typeof circuitSchema>;
+
+/** The same email to the same connection within `window` is delivered once; later ones are merged into it. `0` turns it off. */
+export const dedupeSchema = z.object({ window: durationMs.default(600_000) }).strict();
+export type DedupePolicy = z.infer<typeof dedupeSchema>;
+
 /** JSON values allowed in a body template: string leaves are templates, the structure stays JSON. */
 export type JsonTemplate =
   string | number | boolean | null | JsonTemplate[] | { [key: string]: JsonTemplate };
@@ -376,6 +421,9 @@ export const connectionSchema = z
       .default({ rules: [] }),
     // prefault: the empty policy is parsed, so the defaults above (and the attempts rule) apply.
     retry: retrySchema.prefault({}),
+    limits: limitsSchema.default({}),
+    circuit: circuitSchema.prefault({}),
+    dedupe: dedupeSchema.prefault({}),
   })
   .strict();
 

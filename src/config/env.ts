@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { durationMs } from './duration.js';
 import { InputError } from '../errors.js';
+import { standardWebhookKey } from '../auth/hmac.js';
 
 const flag = z
   .union([z.boolean(), z.string()])
@@ -54,8 +55,27 @@ export const envSchema = z.object({
   RETENTION_FAILED: durationMs.default(30 * 86_400_000),
   /** How long accepted unsubscribes (and idempotency keys) are kept in the ledger. */
   RETENTION_UNSUBSCRIBES: durationMs.default(90 * 86_400_000),
+  /** Where operational events are POSTed (JSON), each once per install. Without it they are logged, not sent. */
+  EVENTS_WEBHOOK_URL: z.url({ protocol: /^https?$/, error: 'use an http:// or https:// URL' }).optional(),
+  /** Signs the events webhook (Standard Webhooks); `whsec_<base64>` is decoded, any other value used as is. */
+  EVENTS_WEBHOOK_SECRET: z
+    .string()
+    .min(16, 'use at least 16 characters')
+    .refine((secret) => !secret.startsWith('whsec_') || isStandardWebhookKey(secret), {
+      message: 'a whsec_ secret must be followed by base64 text',
+    })
+    .optional(),
 });
 export type Env = z.infer<typeof envSchema>;
+
+function isStandardWebhookKey(secret: string): boolean {
+  try {
+    standardWebhookKey(secret);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 export function parseEnv(source: NodeJS.ProcessEnv = process.env): Env {
   const result = envSchema.safeParse(source);

@@ -96,6 +96,8 @@ export const attemptSchema = z.object({
   reason: z.string(),
   /** When the next attempt is due, for a retry verdict. */
   nextAttemptAt: z.string().optional(),
+  /** Set when this delivery was a duplicate (same email, same connection, within the window): the delivery that carried it. */
+  mergedInto: z.string().optional(),
 });
 export type Attempt = z.infer<typeof attemptSchema>;
 

@@ -1,4 +1,4 @@
-import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import type { OAuth2Tokens } from '../auth/oauth2.js';
 import type { StoredConnection } from '../config/connection-schema.js';
@@ -16,6 +16,9 @@ import { maskEmail } from '../logging.js';
 import { planRetry } from '../rules/retry-plan.js';
 import type { AttemptStore } from '../store/attempt-store.js';
 import type { ConnectionStore } from '../store/connection-store.js';
+import type { EventSink, OperationalEventInput } from '../events/operational-event.js';
+import type { Metrics } from '../observe/metrics.js';
+import type { ConnectionControl, HealthOutcome } from '../store/connection-control.js';
 import { redactRequest } from '../templates/redact.js';
 import {
   compileConnection,
@@ -38,9 +41,23 @@ export interface ProcessorDeps {
   engine: { sandboxUrl: string };
   retention: { succeededMs: number; failedMs: number };
   logger: Logger;
+  /** Rate limit, circuit breaker and duplicate window, shared by every worker process. */
+  control: ConnectionControl;
+  /** Holds a whole connection back: every worker of its queue, in every process, waits `ms`. */
+  slowDown: (connectionId: string, ms: number) => Promise<void>;
+  /** Takes a connection's queue out of service (it was disabled or deleted while deliveries waited). */
+  hold: (connectionId: string, reason: 'disabled' | 'deleted') => Promise<void>;
+  events: EventSink;
+  metrics?: Metrics;
   clock?: () => number;
   random?: () => number;
+  sleep?: (ms: number) => Promise<void>;
 }
+
+/** How long a connection whose backlog is held (disabled or deleted) keeps its workers off the queue. */
+const HOLD_RECHECK_MS = 5_000;
+/** At most one `rate_limited` event per connection in this window: a 429 storm is one piece of news. */
+const RATE_LIMITED_EVENT_EVERY_MS = 60_000;
 
 type AttemptFields = Omit<
   Attempt,
@@ -54,8 +71,11 @@ type AttemptFields = Omit<
  * see `connectionBackoff`); `DelayedError` after moving the job (rate limited: waits without spending
  * an attempt); `UnrecoverableError` (failed now, kept for replay).
  */
-export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string) => Promise<void> {
+export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string) => Promise<unknown> {
   const clock = deps.clock ?? Date.now;
+  const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  const lastRateLimitedEvent = new Map<string, number>();
+  const emit = (event: OperationalEventInput) => deps.events.emit(event);
   // Templates are compiled once per connection version, not per delivery.
   const compiled = new Map<string, { version: number; compiled: CompiledConnection }>();
   const compile = (stored: StoredConnection): CompiledConnection => {
@@ -66,7 +86,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
     return fresh;
   };
 
-  return async function processDelivery(job: Job, token?: string): Promise<void> {
+  return async function processDelivery(job: Job, token?: string): Promise<unknown> {
     const { unsubscribe, connectionId, pinVersion } = deliveryJobSchema.parse(job.data);
     const id = job.id!;
     const log = deps.logger.child({ deliveryId: id, unsubscribeId: unsubscribe.id, connectionId });
@@ -98,16 +118,77 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
       pinVersion === undefined
         ? await deps.connections.get(connectionId)
         : await deps.connections.getVersion(connectionId, pinVersion);
-    if (!stored)
-      return failNow(
-        'CONNECTION_MISSING',
-        pinVersion === undefined
-          ? `connection ${connectionId} no longer exists`
-          : `connection ${connectionId} has no version ${pinVersion}`,
+    if (!stored && pinVersion !== undefined)
+      return failNow('CONNECTION_MISSING', `connection ${connectionId} has no version ${pinVersion}`);
+    // A deleted or disabled connection's deliveries are not failed or dropped: they go back to its
+    // queue, which is held, and stay there as a visible backlog an operator moves or discards.
+    const current = pinVersion === undefined ? stored : await deps.connections.get(connectionId);
+    if (!current || !current.connection.enabled) {
+      const reason = current ? 'disabled' : 'deleted';
+      log.warn({ reason }, 'delivery held: its connection is %s', reason);
+      await deps.hold(connectionId, reason);
+      await deps.slowDown(connectionId, HOLD_RECHECK_MS);
+      throw Worker.RateLimitError();
+    }
+    // Unpinned, `stored` is `current`; pinned, it was checked above.
+    const used = stored ?? current;
+    version = used.version;
+    const { connection } = used;
+    // Limits, circuit and duplicates follow the connection as it is now, even for a pinned replay.
+    const control = current.connection;
+
+    const admission = await deps.control.admit(control, id, unsubscribe.email, clock());
+    if (admission.kind === 'merged') {
+      await record(
+        {
+          verdict: 'success_already_done',
+          reason: `merged into delivery ${admission.into}: the same email went to this connection within ${Math.round(control.dedupe.window / 1000)}s`,
+          mergedInto: admission.into,
+        },
+        0,
       );
-    version = stored.version;
-    const { connection } = stored;
-    if (!connection.enabled) return failNow('CONNECTION_DISABLED', `connection ${connectionId} is disabled`);
+      deps.metrics?.deliveries.inc({ connection: connectionId, verdict: 'merged' });
+      log.info(
+        { mergedInto: admission.into, email: maskEmail(unsubscribe.email) },
+        'delivery merged into a duplicate',
+      );
+      return { mergedInto: admission.into };
+    }
+    if (admission.halfOpened)
+      emit({
+        type: 'circuit_half_open',
+        connectionId,
+        message: `circuit of ${connectionId} is half-open: one probe delivery goes through`,
+      });
+    if (admission.kind === 'wait') {
+      // Not an attempt: the job goes back to the front of the queue and the whole connection waits.
+      deps.metrics?.rateLimitWaits.inc({ connection: connectionId, reason: admission.reason });
+      await deps.slowDown(connectionId, admission.waitMs);
+      throw Worker.RateLimitError();
+    }
+    if (admission.waitMs > 0) await sleep(admission.waitMs);
+    const health = async (outcome: HealthOutcome, final: boolean) => {
+      const settled = await deps.control.settle(
+        control,
+        id,
+        unsubscribe.email,
+        outcome,
+        { releaseClaim: final },
+        clock(),
+      );
+      for (const type of settled.events) {
+        deps.metrics?.circuitTransitions.inc({ connection: connectionId, to: type });
+        emit({
+          type,
+          connectionId,
+          deliveryId: id,
+          unsubscribeId: unsubscribe.id,
+          message: eventMessage(type, connectionId, settled.consecutiveFailures, control.circuit.cooldown),
+          details: { consecutiveFailures: settled.consecutiveFailures },
+        });
+        if (type === 'circuit_opened') await deps.slowDown(connectionId, control.circuit.cooldown);
+      }
+    };
 
     const context = templateContext(unsubscribe, connection, attemptNumber, deps.engine);
     let result: Exchange;
@@ -115,7 +196,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
       result = await exchange(
         { sender: deps.sender, tokens: deps.tokens, secrets: deps.secrets, clock },
         connection,
-        compile(stored),
+        compile(used),
         context,
         ruleValueResolver(context),
       );
@@ -132,7 +213,8 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
               ...(error.retryAfterMs === undefined ? {} : { retryAfterMs: error.retryAfterMs }),
             }
           : { verdict: 'fail', rule: 'default', code: error.code, reason: error.message };
-      return settle(verdict, undefined, undefined, clock() - startedAt);
+      // Nothing reached the CRM, so this says nothing about its health (but frees the probe).
+      return settle(verdict, undefined, undefined, clock() - startedAt, 'neutral');
     }
     if (result.refused) {
       await record(
@@ -149,13 +231,21 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
         reason: `${verdict.reason} (no OAuth2 token to refresh: check the credentials)`,
       };
     }
-    return settle(verdict, result.request, result.outcome, result.outcome.durationMs);
+    deps.metrics?.attemptSeconds.observe({ connection: connectionId }, result.outcome.durationMs / 1000);
+    return settle(
+      verdict,
+      result.request,
+      result.outcome,
+      result.outcome.durationMs,
+      healthOf(verdict, result.outcome),
+    );
 
     async function settle(
       verdict: Verdict,
       request: RenderedRequest | undefined,
       outcome: SendOutcome | undefined,
       durationMs: number,
+      healthOutcome: HealthOutcome,
     ) {
       const base =
         request && outcome
@@ -173,8 +263,16 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
         durationMs: Math.round(durationMs),
         verdict: verdict.verdict,
       };
+      const count = (name: string) =>
+        deps.metrics?.deliveries.inc({ connection: connectionId, verdict: name });
       if (verdict.verdict === 'success' || verdict.verdict === 'success_already_done') {
         await record(base, durationMs);
+        await health(healthOutcome, false);
+        count(verdict.verdict);
+        deps.metrics?.endToEndSeconds.observe(
+          { connection: connectionId },
+          Math.max(0, clock() - Date.parse(unsubscribe.receivedAt)) / 1000,
+        );
         log.info(
           logFields,
           verdict.verdict === 'success' ? 'delivered' : 'delivered (the CRM had it already)',
@@ -183,6 +281,8 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
       }
       if (verdict.verdict === 'fail' || verdict.verdict === 'refresh_auth') {
         await record(base, durationMs);
+        await health(healthOutcome, true);
+        count('fail');
         log.warn({ ...logFields, code: verdict.code }, 'delivery failed: %s', verdict.reason);
         throw new UnrecoverableError(`${verdict.code}: ${verdict.reason}`);
       }
@@ -206,6 +306,16 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
         const code = plan.code === 'DEADLINE_PASSED' ? plan.code : waiting.code;
         const reason = `gave up: ${plan.reason}; last answer: ${waiting.reason}`;
         await record({ ...base, verdict: 'fail', errorCode: code, reason }, durationMs);
+        await health(healthOutcome, true);
+        count('exhausted');
+        emit({
+          type: 'delivery_exhausted',
+          connectionId,
+          deliveryId: id,
+          unsubscribeId: unsubscribe.id,
+          message: `delivery ${id} failed for good (${code}): ${plan.reason}; replay it once ${connectionId} is fixed`,
+          details: { code, attempts: attemptNumber },
+        });
         log.warn({ ...logFields, code }, 'delivery failed: %s', reason);
         throw new UnrecoverableError(`${code}: ${reason}`);
       }
@@ -218,25 +328,72 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
         },
         durationMs,
       );
-      if (plan.deadlineNear)
+      await health(healthOutcome, false);
+      count(waiting.verdict);
+      if (plan.deadlineNear) {
+        emit({
+          type: 'deadline_near',
+          connectionId,
+          deliveryId: id,
+          unsubscribeId: unsubscribe.id,
+          message: `delivery ${id} is still failing close to its deadline; next attempt ${new Date(nextAttemptAt).toISOString()}`,
+          details: { code: waiting.code, nextAttemptAt: new Date(nextAttemptAt).toISOString() },
+        });
         log.warn(
           { ...logFields, code: waiting.code, nextAttemptAt },
           'delivery still failing close to its deadline',
         );
-      else
+      } else
         log.info(
           { ...logFields, code: waiting.code, delayMs: plan.delayMs },
           'delivery will retry: %s',
           verdict.reason,
         );
       if (waiting.verdict === 'rate_limited' && token) {
-        // Waiting out a rate limit is not a failed attempt: move the job without spending one.
-        await job.moveToDelayed(nextAttemptAt, token);
-        throw new DelayedError();
+        // The CRM throttles the connection, not this one delivery: hold the whole connection back
+        // until its window passes, and put this delivery back without spending an attempt.
+        deps.metrics?.rateLimitWaits.inc({ connection: connectionId, reason: 'crm_rate_limited' });
+        await deps.slowDown(connectionId, plan.delayMs);
+        const last = lastRateLimitedEvent.get(connectionId) ?? 0;
+        if (now - last >= RATE_LIMITED_EVENT_EVERY_MS) {
+          lastRateLimitedEvent.set(connectionId, now);
+          emit({
+            type: 'rate_limited',
+            connectionId,
+            deliveryId: id,
+            message: `${connectionId}'s CRM asked us to slow down; the connection waits ${plan.delayMs} ms`,
+            details: { waitMs: plan.delayMs },
+          });
+        }
+        throw Worker.RateLimitError();
       }
       throw new RetryableDeliveryError(waiting.code, verdict.reason, plan.delayMs);
     }
   };
+}
+
+/**
+ * What an answer says about the CRM's health, for the circuit breaker: transport failures and 5xx
+ * mean it is not coping; a 429 says nothing; any other answer means it is up (even a refusal).
+ */
+function healthOf(verdict: Verdict, outcome: SendOutcome): HealthOutcome {
+  if (verdict.verdict === 'rate_limited') return 'neutral';
+  if (verdict.verdict === 'success' || verdict.verdict === 'success_already_done') return 'up';
+  if (outcome.kind === 'error') return outcome.code === 'TARGET_REFUSED' ? 'neutral' : 'down';
+  return outcome.status >= 500 ? 'down' : 'up';
+}
+
+function eventMessage(type: string, connectionId: string, failures: number, cooldownMs: number): string {
+  switch (type) {
+    case 'circuit_opened':
+      return `circuit of ${connectionId} opened after ${failures} consecutive failures: its deliveries wait (nothing is dropped) and one probe goes in ${Math.round(cooldownMs / 1000)}s`;
+    case 'circuit_closed':
+      return `circuit of ${connectionId} closed: its CRM answers again and deliveries flow`;
+    case 'connection_failing':
+      return `deliveries to ${connectionId} are failing (${failures} in a row): check its CRM and its attempts`;
+    default:
+      return `deliveries to ${connectionId} succeed again`;
+  }
 }
 
 /** The attempt record of one exchange: redacted request, status, bounded secret-free excerpt. */

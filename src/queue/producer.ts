@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { Job, type Queue } from 'bullmq';
+import { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Connection } from '../config/connection-schema.js';
 import { canonicalJson } from '../domain/canonical-json.js';
@@ -9,6 +9,7 @@ import { StoreUnavailableError } from '../errors.js';
 import type { Keyspace } from '../store/keys.js';
 import { emailUnsubscribesKey } from '../store/unsubscribes.js';
 import { accountsKey, campaignsKey, seenCampaignValue } from '../store/campaigns.js';
+import type { DeliveryQueues } from './queues.js';
 
 export interface Retention {
   succeededMs: number;
@@ -52,7 +53,7 @@ function fingerprint(request: UnsubscribeRequest): string {
 export class DeliveryProducer {
   constructor(
     private readonly redis: Redis,
-    private readonly queue: Queue,
+    private readonly queues: DeliveryQueues,
     private readonly keys: Keyspace,
     private readonly retention: Retention,
     private readonly clock: () => Date = () => new Date(),
@@ -115,8 +116,8 @@ export class DeliveryProducer {
       fingerprint: print,
       connections: connections.map((c) => c.id),
     };
-    const client = await this.queue.backend.client;
-    const multi = client.multi();
+    // Every queue shares this one client, so one MULTI can add jobs to several connections' queues.
+    const multi = this.queues.client().multi();
     multi.runCommand('set', [
       this.keys.unsubscribe(id),
       JSON.stringify(record),
@@ -145,8 +146,12 @@ export class DeliveryProducer {
       ]);
     for (const connection of connections) {
       const data: DeliveryJob = { unsubscribe, connectionId: connection.id };
+      multi.runCommand('sadd', [this.keys.deliveryQueues, connection.id]);
+      const queue = this.queues.for(connection.id);
+      // BullMQ loads its scripts on the shared client when a queue first connects.
+      await queue.waitUntilReady();
       const job = new Job(
-        this.queue,
+        queue,
         connection.id,
         data,
         this.jobOptions(connection),
@@ -167,11 +172,14 @@ export class DeliveryProducer {
    */
   async enqueueExisting(unsubscribe: Unsubscribe, connection: Connection): Promise<boolean> {
     const id = deliveryId(unsubscribe.id, connection.id);
-    if (await this.queue.getJob(id)) return false;
+    const queue = this.queues.for(connection.id);
+    await queue.waitUntilReady();
+    if (await queue.getJob(id)) return false;
     const data: DeliveryJob = { unsubscribe, connectionId: connection.id };
     // Added like `store` does (Job.addJob), which takes our `<unsubscribe>:<connection>` ids.
-    const multi = (await this.queue.backend.client).multi();
-    await new Job(this.queue, connection.id, data, this.jobOptions(connection), id).addJob(multi);
+    const multi = this.queues.client().multi();
+    multi.runCommand('sadd', [this.keys.deliveryQueues, connection.id]);
+    await new Job(queue, connection.id, data, this.jobOptions(connection), id).addJob(multi);
     const results = await multi.exec();
     const failed = results?.find(([error]) => error !== null);
     if (!results || failed)

@@ -1,4 +1,5 @@
-import type { Job, JobType, Queue } from 'bullmq';
+import type { Job, JobType } from 'bullmq';
+import type { DeliveryQueues } from '../queue/queues.js';
 import { deliveryJobSchema, type Attempt, type DeliveryStatus } from '../domain/delivery.js';
 import { ConflictError, NotFoundError } from '../errors.js';
 import type { AttemptStore } from './attempt-store.js';
@@ -14,6 +15,8 @@ export interface DeliverySummary {
   createdAt: string;
   finishedAt?: string;
   failedReason?: string;
+  /** A duplicate merged into this other delivery (same email, same connection, within the window). */
+  mergedInto?: string;
 }
 
 export interface DeliveryDetail extends DeliverySummary {
@@ -51,17 +54,26 @@ const MAX_SCANNED = 50_000;
  */
 export class DeliveryRecords {
   constructor(
-    private readonly queue: Queue,
+    private readonly queues: DeliveryQueues,
     private readonly attempts: AttemptStore,
   ) {}
 
+  /** Newest first, across every connection's queue (or only the filtered connection's). */
   async list(filter: DeliveryFilter = {}): Promise<DeliverySummary[]> {
     const limit = filter.limit ?? 100;
+    const connections = filter.connection ? [filter.connection] : await this.queues.connectionIds();
+    const found: DeliverySummary[] = [];
+    for (const connection of connections) found.push(...(await this.listQueue(connection, filter, limit)));
+    return found.sort((a, b) => b.createdAt.localeCompare(a.createdAt)).slice(0, limit);
+  }
+
+  private async listQueue(connection: string, filter: DeliveryFilter, limit: number) {
+    const queue = this.queues.for(connection);
     const statuses = filter.status ? [filter.status] : (Object.keys(STATES) as DeliveryStatus[]);
     const found: DeliverySummary[] = [];
     for (const status of statuses) {
       for (let start = 0; start < MAX_SCANNED && found.length < limit; start += PAGE) {
-        const jobs = await this.queue.getJobs(STATES[status], start, start + PAGE - 1, false);
+        const jobs = await queue.getJobs(STATES[status], start, start + PAGE - 1, false);
         for (const job of jobs) {
           if (!job) continue;
           const summary = await summarize(job, status);
@@ -77,12 +89,18 @@ export class DeliveryRecords {
         if (jobs.length < PAGE) break;
       }
     }
-    return found.sort((a, b) => b.createdAt.localeCompare(a.createdAt)).slice(0, limit);
+    return found;
   }
 
   async get(id: string): Promise<DeliveryDetail> {
-    const job = await this.queue.getJob(id);
-    if (!job) throw new NotFoundError(`no delivery ${id} (it may have expired; see RETENTION_* in README)`);
+    const job = await this.queues.ofDelivery(id).getJob(id);
+    if (!job) {
+      // A delivery an operator moved or discarded keeps its attempt list, ending with why.
+      const last = (await this.attempts.list(id)).at(-1);
+      if (last && (last.errorCode === 'MOVED' || last.errorCode === 'DISCARDED'))
+        throw new NotFoundError(`delivery ${id} is gone: ${last.reason} at ${last.startedAt}`);
+      throw new NotFoundError(`no delivery ${id} (it may have expired; see RETENTION_* in README)`);
+    }
     const state = await job.getState();
     const summary = await summarize(job, statusOf(state));
     return { ...summary, attempts: await this.attempts.list(id) };
@@ -119,7 +137,7 @@ export class DeliveryRecords {
    * default) clears any pin so the current version renders it.
    */
   async replayWithMode(id: string, mode: 'rerender' | 'original'): Promise<void> {
-    const job = await this.queue.getJob(id);
+    const job = await this.queues.ofDelivery(id).getJob(id);
     if (!job) throw new NotFoundError(`no delivery ${id} (it may have expired; see RETENTION_* in README)`);
     const state = await job.getState();
     if (state !== 'failed')
@@ -165,5 +183,8 @@ async function summarize(job: Job, status: DeliveryStatus): Promise<DeliverySumm
     createdAt: new Date(job.timestamp).toISOString(),
     ...(job.finishedOn ? { finishedAt: new Date(job.finishedOn).toISOString() } : {}),
     ...(job.failedReason ? { failedReason: job.failedReason } : {}),
+    ...(typeof (job.returnvalue as { mergedInto?: unknown } | null)?.mergedInto === 'string'
+      ? { mergedInto: (job.returnvalue as { mergedInto: string }).mergedInto }
+      : {}),
   };
 }

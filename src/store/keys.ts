@@ -28,8 +28,16 @@ export function keyspace(prefix: string) {
     /** Hash id → bulk replay record, and the list of ids newest first. */
     replays: `${prefix}:replays`,
     replaysOrder: `${prefix}:replays:order`,
+    /** Set of every connection id that has (or had) a delivery queue (`deliveries.<id>`). */
+    deliveryQueues: `${prefix}:delivery-queues`,
+    /** Hash of one connection's delivery control: circuit, failure counts, rate-limit schedule, pause. */
+    control: (connectionId: string) => `${prefix}:control:${connectionId}`,
+    /** The half-open circuit's one probe in flight (a lease). */
+    controlProbe: (connectionId: string) => `${prefix}:control:${connectionId}:probe`,
+    /** Duplicate window: the delivery that claimed (connection, email hash). */
+    dedupe: (connectionId: string, emailHash: string) => `${prefix}:dedupe:${connectionId}:${emailHash}`,
+    /** Stream of operational events (circuit, failing, exhausted...), capped. */
+    events: `${prefix}:events`,
   };
 }
 export type Keyspace = ReturnType<typeof keyspace>;
-
-export const DELIVERY_QUEUE = 'deliveries';

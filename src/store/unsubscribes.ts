@@ -1,8 +1,8 @@
-import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { deliveryId, type Attempt, type DeliveryStatus } from '../domain/delivery.js';
 import { unsubscribeSchema, type Unsubscribe } from '../domain/unsubscribe.js';
 import { InputError, NotFoundError } from '../errors.js';
+import type { DeliveryQueues } from '../queue/queues.js';
 import type { AttemptStore } from './attempt-store.js';
 import type { Keyspace } from './keys.js';
 
@@ -98,7 +98,7 @@ const STATE_STATUS: Record<string, LedgerDeliveryStatus> = {
 export class UnsubscribeLedger {
   constructor(
     private readonly redis: Redis,
-    private readonly queue: Queue,
+    private readonly queues: DeliveryQueues,
     private readonly keys: Keyspace,
     private readonly attempts: AttemptStore,
   ) {}
@@ -240,7 +240,7 @@ export class UnsubscribeLedger {
 
   /** Job states, all requests issued at once (ioredis sends them back to back on one connection). */
   private async states(ids: string[]): Promise<LedgerDeliveryStatus[]> {
-    const states = await Promise.all(ids.map((id) => this.queue.getJobState(id)));
+    const states = await Promise.all(ids.map((id) => this.queues.ofDelivery(id).getJobState(id)));
     return states.map((state) => STATE_STATUS[state] ?? 'pending');
   }
 }

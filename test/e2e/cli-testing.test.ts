@@ -36,6 +36,7 @@ describe('test and replay from the CLI', () => {
     SANDBOX: 'off',
     TEST_CRM_TOKEN: 'e2e-testing-crm-token',
     ADMIN_TOKEN: 'test-admin-token-0123456789',
+    UNSUB_RELAY_OPERATOR: 'jo@on-call',
   };
   let crm: FakeCrm;
   let dir: string;
@@ -135,7 +136,7 @@ describe('test and replay from the CLI', () => {
       expect(done.stderr).toBe('');
       expect(done.status).toBe(0);
       const record = JSON.parse(done.stdout) as { count: number; ids: string[]; who: string; mode: string };
-      expect(record).toMatchObject({ count: 2, who: 'admin-api', mode: 'rerender' });
+      expect(record).toMatchObject({ count: 2, who: 'jo@on-call', mode: 'rerender' });
       expect(record.ids.sort()).toEqual([...ids].sort());
       await eventually(
         'both delivered',

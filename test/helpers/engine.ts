@@ -1,7 +1,6 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { stringify } from 'yaml';
 import type { ConnectionInput } from '../../src/config/connection-schema.js';
@@ -11,7 +10,8 @@ import { createLogger } from '../../src/logging.js';
 import { ApiKeyStore } from '../../src/store/api-keys.js';
 import { AttemptStore } from '../../src/store/attempt-store.js';
 import { DeliveryRecords } from '../../src/store/delivery-records.js';
-import { DELIVERY_QUEUE, keyspace } from '../../src/store/keys.js';
+import { DeliveryQueues } from '../../src/queue/queues.js';
+import { keyspace } from '../../src/store/keys.js';
 import { cleanPrefix, REDIS_URL, testRedis } from './redis.js';
 
 export interface TestEngine {
@@ -20,6 +20,8 @@ export interface TestEngine {
   connectionsDir: string;
   redis: Redis;
   records: DeliveryRecords;
+  /** Every connection's delivery queue under this prefix. */
+  queues: DeliveryQueues;
   apiKeys: ApiKeyStore;
   engine: Engine;
   /** POST /v1/unsubscribes with a key of `account` (created on first use). */
@@ -63,8 +65,8 @@ export async function startTestEngine(
   );
   const redis = testRedis();
   const keys = keyspace(prefix);
-  const queue = new Queue(DELIVERY_QUEUE, { connection: redis, prefix: keys.bullPrefix });
-  const records = new DeliveryRecords(queue, new AttemptStore(redis, keys));
+  const queues = new DeliveryQueues(redis, keys);
+  const records = new DeliveryRecords(queues, new AttemptStore(redis, keys));
   const apiKeys = new ApiKeyStore(redis, keys);
   const accountKeys = new Map<string, string>();
   return {
@@ -73,6 +75,7 @@ export async function startTestEngine(
     connectionsDir,
     redis,
     records,
+    queues,
     apiKeys,
     engine,
     async unsubscribe(account, body, headers = {}) {
@@ -90,7 +93,7 @@ export async function startTestEngine(
     },
     async close() {
       await engine.close();
-      await queue.close();
+      await queues.close();
       redis.disconnect();
       await rm(connectionsDir, { recursive: true, force: true });
       await cleanPrefix(prefix);
@@ -102,11 +105,11 @@ export async function startTestEngine(
 export function deliveryRecords(prefix: string): { records: DeliveryRecords; close: () => Promise<void> } {
   const redis = testRedis();
   const keys = keyspace(prefix);
-  const queue = new Queue(DELIVERY_QUEUE, { connection: redis, prefix: keys.bullPrefix });
+  const queues = new DeliveryQueues(redis, keys);
   return {
-    records: new DeliveryRecords(queue, new AttemptStore(redis, keys)),
+    records: new DeliveryRecords(queues, new AttemptStore(redis, keys)),
     close: async () => {
-      await queue.close();
+      await queues.close();
       redis.disconnect();
     },
   };

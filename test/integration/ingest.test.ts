@@ -1,4 +1,4 @@
-import { Queue } from 'bullmq';
+import { DeliveryQueues } from '../../src/queue/queues.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/api/app.js';
 import { createLogger } from '../../src/logging.js';
@@ -66,11 +66,12 @@ describe('POST /v1/unsubscribes: accepted', () => {
     });
     expect(ledger.connections.sort()).toEqual(['acme-all', 'acme-spring']);
     // Fan-out: one delivery per linked connection of the account, never another account's.
-    const queue = new Queue('deliveries', { connection: engine.redis, prefix: `${engine.prefix}:bull` });
-    expect(await queue.getJob(`${id}:acme-all`)).toBeDefined();
-    expect(await queue.getJob(`${id}:acme-spring`)).toBeDefined();
-    expect(await queue.getJob(`${id}:other-account`)).toBeUndefined();
-    await queue.close();
+    // Each delivery sits in its own connection's queue.
+    expect(await engine.queues.for('acme-all').getJob(`${id}:acme-all`)).toBeDefined();
+    expect(await engine.queues.for('acme-spring').getJob(`${id}:acme-spring`)).toBeDefined();
+    expect(await engine.queues.for('acme-all').getJob(`${id}:acme-spring`)).toBeUndefined();
+    expect(await engine.queues.connectionIds()).toEqual(expect.arrayContaining(['acme-all', 'acme-spring']));
+    expect(await engine.queues.connectionIds()).not.toContain('other-account');
   });
 
   it('fans an unsubscribe without a campaign out only to connections linked to every campaign', async () => {
@@ -366,19 +367,18 @@ describe('POST /v1/unsubscribes with Redis down', () => {
     await waitReady(live, 5_000);
     const apiKeys = new ApiKeyStore(live, keys);
     const { key: liveKey } = await apiKeys.create('acme');
-    const queue = new Queue('deliveries', { connection: dead, prefix: keys.bullPrefix });
-    queue.on('error', () => undefined);
+    const queues = new DeliveryQueues(dead, keys);
     const app = await buildApp({
       logger: createLogger('silent'),
       apiKeys,
       index: { linked: () => [] } as never,
-      producer: new DeliveryProducer(dead, queue, keys, {
+      producer: new DeliveryProducer(dead, queues, keys, {
         succeededMs: 1000,
         failedMs: 1000,
         unsubscribesMs: 1000,
       }),
       sandbox: false,
-      readiness: async () => ({}),
+      readiness: async () => ({ checks: {} }),
     });
     const response = await app.inject({
       method: 'POST',
@@ -397,6 +397,6 @@ describe('POST /v1/unsubscribes with Redis down', () => {
     live.disconnect();
     dead.disconnect();
     await app.close();
-    void queue.close().catch(() => undefined);
+    void queues.close().catch(() => undefined);
   });
 });

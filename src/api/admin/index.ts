@@ -8,7 +8,9 @@ import type {
   RawServerDefault,
 } from 'fastify';
 import { jsonSchemaTransform, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { Queue } from 'bullmq';
 import type { ApiKeyStore } from '../../store/api-keys.js';
+import type { EventLog } from '../../events/event-log.js';
 import type { DeliveryRecords } from '../../store/delivery-records.js';
 import type { UnsubscribeLedger } from '../../store/unsubscribes.js';
 import type { ReplayStore } from '../../store/replays.js';
@@ -18,6 +20,9 @@ import { sendError } from '../errors.js';
 import { registerAccountRoutes } from './accounts.js'; // issue 5: accounts and campaigns
 import { registerConnectionRoutes, type ConnectionAdminDeps } from './connections.js'; // issue 5
 import { registerDeliveryRoutes } from './deliveries.js';
+import { registerDeliveryControlRoutes, type DeliveryControlDeps } from './delivery-control.js';
+import { registerQueueDashboard } from './queue-dashboard.js';
+import { registerEventRoutes } from './events.js';
 import { registerKeyRoutes } from './keys.js';
 import { registerReplayRoutes } from './replays.js';
 import { registerTestingRoutes } from './testing.js';
@@ -35,6 +40,12 @@ export interface AdminDeps {
   replays: ReplayStore;
   /** Connections, versions, apply, accounts, campaigns and links (issue 5). */
   connectionAdmin: ConnectionAdminDeps;
+  /** The operational event log; `GET /events` is served only when it is given. */
+  events?: Pick<EventLog, 'list'>;
+  /** Pause, resume, circuits and held backlogs (issue 6). */
+  deliveryControl?: DeliveryControlDeps;
+  /** The BullMQ queues shown in the queue dashboard at /admin/queues (issue 6). */
+  queues?: () => Promise<Queue[]>;
 }
 
 /** A Fastify instance whose routes take zod schemas (validation, types and OpenAPI from one place). */
@@ -89,7 +100,10 @@ export async function registerAdmin(app: FastifyInstance, deps: AdminDeps): Prom
       registerReplayRoutes(typed, deps); // bulk replay by filter (issue 5)
       registerConnectionRoutes(typed, deps.connectionAdmin); // connections, apply, links (issue 5)
       registerAccountRoutes(typed, deps.connectionAdmin); // accounts and campaigns (issue 5)
+      if (deps.events) registerEventRoutes(typed, { events: deps.events }); // operational events
+      if (deps.deliveryControl) registerDeliveryControlRoutes(typed, deps.deliveryControl);
     },
     { prefix: '/admin/v1' },
   );
+  if (deps.queues) await registerQueueDashboard(app, { adminToken: deps.adminToken, queues: deps.queues });
 }

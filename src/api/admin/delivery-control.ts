@@ -1,0 +1,201 @@
+import type { FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import type { ConnectionOperations } from '../../queue/connection-operations.js';
+import type { Backlogs } from '../../store/backlogs.js';
+import type { AdminApp } from './index.js';
+import { errorBody } from './schemas.js';
+
+/** What the delivery-control routes need (issue 6). */
+export interface DeliveryControlDeps {
+  backlogs: Backlogs;
+  operations: ConnectionOperations;
+}
+
+const idParams = z.object({ id: z.string().min(1) });
+const counts = z.object({
+  waiting: z.number(),
+  delayed: z.number(),
+  active: z.number(),
+  paused: z.number(),
+  failed: z.number(),
+});
+const backlog = z.object({
+  connectionId: z.string(),
+  connection: z.enum(['active', 'disabled', 'deleted']),
+  counts,
+  oldestPendingAgeSeconds: z.number(),
+  queuePaused: z.boolean(),
+  concurrency: z.number().optional(),
+  control: z.object({
+    circuit: z.enum(['closed', 'open', 'half_open']),
+    consecutiveFailures: z.number(),
+    failing: z.boolean(),
+    openUntil: z.string().optional(),
+    changedAt: z.string().optional(),
+    paused: z.object({ by: z.string(), at: z.string(), reason: z.string() }).optional(),
+  }),
+});
+const selection = {
+  /** Also take failed deliveries, not only pending ones. */
+  includeFailed: z.boolean().default(false),
+  confirm: z.boolean().optional(),
+};
+const preview = z.object({ wouldTake: z.number(), sample: z.array(z.string()) });
+
+/** The operator's name for the record: `X-Operator`, else `admin-api` (the token is shared). */
+function who(request: FastifyRequest): string {
+  const operator = request.headers['x-operator'];
+  return (Array.isArray(operator) ? operator[0] : operator)?.trim().slice(0, 100) || 'admin-api';
+}
+
+/**
+ * Delivery control: each connection's queue, circuit and pause; pause and resume; close a circuit by
+ * hand; move or discard the backlog of a deleted, disabled or paused connection (a preview unless
+ * `confirm: true`).
+ */
+export function registerDeliveryControlRoutes(admin: AdminApp, deps: DeliveryControlDeps): void {
+  admin.get(
+    '/backlogs',
+    {
+      schema: {
+        summary:
+          "Every connection's queue: depth by state, oldest pending, pause and circuit (deleted connections too)",
+        tags: ['delivery control'],
+        response: { 200: z.object({ backlogs: z.array(backlog) }) },
+      },
+    },
+    async () => ({ backlogs: await deps.backlogs.backlogs() }),
+  );
+
+  admin.get(
+    '/connections/:id/backlog',
+    {
+      schema: {
+        summary: "One connection's queue, pause and circuit",
+        tags: ['delivery control'],
+        params: idParams,
+        response: { 200: backlog },
+      },
+    },
+    async (request) => deps.backlogs.of(request.params.id),
+  );
+
+  admin.post(
+    '/connections/:id/pause',
+    {
+      schema: {
+        summary: 'Pause deliveries to a connection in every worker; the backlog is kept',
+        tags: ['delivery control'],
+        params: idParams,
+        body: z
+          .object({ reason: z.string().max(500).default('') })
+          .strict()
+          .default({ reason: '' }),
+        response: { 200: backlog, 404: errorBody },
+      },
+    },
+    async (request) => {
+      await deps.operations.pause(request.params.id, who(request), request.body.reason);
+      request.log.info({ connectionId: request.params.id, who: who(request) }, 'connection paused');
+      return deps.backlogs.of(request.params.id);
+    },
+  );
+
+  admin.post(
+    '/connections/:id/resume',
+    {
+      schema: {
+        summary: 'Resume a paused connection; its backlog drains',
+        tags: ['delivery control'],
+        params: idParams,
+        response: { 200: backlog, 404: errorBody, 409: errorBody },
+      },
+    },
+    async (request) => {
+      await deps.operations.resume(request.params.id, who(request));
+      request.log.info({ connectionId: request.params.id, who: who(request) }, 'connection resumed');
+      return deps.backlogs.of(request.params.id);
+    },
+  );
+
+  admin.post(
+    '/connections/:id/circuit/close',
+    {
+      schema: {
+        summary: "Close a connection's circuit by hand (its CRM is known to be back)",
+        tags: ['delivery control'],
+        params: idParams,
+        response: { 200: backlog, 404: errorBody },
+      },
+    },
+    async (request) => {
+      await deps.operations.closeCircuit(request.params.id, who(request));
+      request.log.info({ connectionId: request.params.id, who: who(request) }, 'circuit closed by hand');
+      return deps.backlogs.of(request.params.id);
+    },
+  );
+
+  admin.post(
+    '/connections/:id/backlog/discard',
+    {
+      schema: {
+        summary: 'Discard the backlog of a deleted, disabled or paused connection (preview unless confirm)',
+        tags: ['delivery control'],
+        params: idParams,
+        body: z.object({ ...selection, reason: z.string().max(500).default('') }).strict(),
+        response: {
+          200: preview,
+          202: z.object({ discarded: z.number(), ids: z.array(z.string()) }),
+          404: errorBody,
+          409: errorBody,
+        },
+      },
+    },
+    async (request, reply) => {
+      const { confirm, includeFailed, reason } = request.body;
+      if (!confirm) {
+        const { count, sample } = await deps.operations.preview(request.params.id, { includeFailed });
+        return { wouldTake: count, sample };
+      }
+      const ids = await deps.operations.discard(request.params.id, who(request), reason, { includeFailed });
+      request.log.warn(
+        { connectionId: request.params.id, who: who(request), count: ids.length, reason },
+        'backlog discarded by an operator',
+      );
+      return reply.code(202).send({ discarded: ids.length, ids });
+    },
+  );
+
+  admin.post(
+    '/connections/:id/backlog/move',
+    {
+      schema: {
+        summary: 'Move the backlog of a deleted, disabled or paused connection to another connection',
+        tags: ['delivery control'],
+        params: idParams,
+        body: z.object({ ...selection, to: z.string().min(1) }).strict(),
+        response: {
+          200: preview,
+          202: z.object({ moved: z.number(), alreadyThere: z.number(), ids: z.array(z.string()) }),
+          404: errorBody,
+          409: errorBody,
+        },
+      },
+    },
+    async (request, reply) => {
+      const { confirm, includeFailed, to } = request.body;
+      if (!confirm) {
+        const { count, sample } = await deps.operations.preview(request.params.id, { includeFailed });
+        return { wouldTake: count, sample };
+      }
+      const result = await deps.operations.move(request.params.id, to, who(request), { includeFailed });
+      request.log.info(
+        { connectionId: request.params.id, to, who: who(request), count: result.moved.length },
+        'backlog moved by an operator',
+      );
+      return reply
+        .code(202)
+        .send({ moved: result.moved.length, alreadyThere: result.alreadyThere, ids: result.moved });
+    },
+  );
+}

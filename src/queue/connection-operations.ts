@@ -1,0 +1,189 @@
+import type { Job } from 'bullmq';
+import { deliveryJobSchema } from '../domain/delivery.js';
+import type { EventSink } from '../events/operational-event.js';
+import { ConflictError, NotFoundError } from '../errors.js';
+import type { AttemptStore } from '../store/attempt-store.js';
+import type { ConnectionControl } from '../store/connection-control.js';
+import type { ConnectionStore } from '../store/connection-store.js';
+import type { DeliveryProducer } from './producer.js';
+import type { DeliveryQueues } from './queues.js';
+
+/** States a held backlog is taken from: everything not yet delivered and not in flight. */
+const PENDING = ['waiting', 'prioritized', 'delayed'] as const;
+const PAGE = 500;
+const SAMPLE = 10;
+
+export interface BacklogSelection {
+  /** Also take the connection's failed deliveries (kept for replay), not only the pending ones. */
+  includeFailed?: boolean;
+}
+
+export interface BacklogPreview {
+  count: number;
+  sample: string[];
+}
+
+/**
+ * What an operator does to a connection's deliveries as a whole: pause and resume it (every worker,
+ * every process; the backlog stays), close its circuit by hand, and empty the backlog of a deleted
+ * or disabled connection by moving it to another connection or discarding it, on the record.
+ */
+export class ConnectionOperations {
+  constructor(
+    private readonly deps: {
+      queues: DeliveryQueues;
+      store: ConnectionStore;
+      control: ConnectionControl;
+      attempts: AttemptStore;
+      producer: DeliveryProducer;
+      events: EventSink;
+      retention: { failedMs: number };
+      clock?: () => Date;
+    },
+  ) {}
+
+  private now(): Date {
+    return this.deps.clock?.() ?? new Date();
+  }
+
+  async pause(connectionId: string, who: string, reason: string): Promise<void> {
+    await this.mustExist(connectionId);
+    await this.deps.control.markPaused(connectionId, who, reason, this.now());
+    await this.deps.queues.for(connectionId).pause();
+    this.deps.events.emit({
+      type: 'connection_paused',
+      connectionId,
+      message: `${connectionId} paused by ${who}${reason ? `: ${reason}` : ''}; its deliveries wait until it is resumed`,
+      details: { by: who },
+    });
+  }
+
+  async resume(connectionId: string, who: string): Promise<void> {
+    const stored = await this.mustExist(connectionId);
+    if (!stored.connection.enabled)
+      throw new ConflictError(
+        `connection ${connectionId} is disabled: enable it (connections enable ${connectionId}) and its deliveries resume`,
+      );
+    await this.deps.control.clearPaused(connectionId);
+    await this.deps.queues.for(connectionId).resume();
+    this.deps.events.emit({
+      type: 'connection_resumed',
+      connectionId,
+      message: `${connectionId} resumed by ${who}: its deliveries flow again`,
+      details: { by: who },
+    });
+  }
+
+  async closeCircuit(connectionId: string, who: string): Promise<void> {
+    await this.mustExist(connectionId);
+    await this.deps.control.closeCircuit(connectionId, this.now().getTime());
+    // Lift the wait the open circuit put on the queue, so deliveries go at once.
+    await this.deps.queues.for(connectionId).removeRateLimitKey();
+    this.deps.events.emit({
+      type: 'circuit_closed',
+      connectionId,
+      message: `circuit of ${connectionId} closed by ${who}`,
+      details: { by: who },
+    });
+  }
+
+  /** What a discard or move would take, without changing anything. */
+  async preview(connectionId: string, selection: BacklogSelection = {}): Promise<BacklogPreview> {
+    const jobs = await this.backlogJobs(connectionId, selection);
+    return { count: jobs.length, sample: jobs.slice(0, SAMPLE).map((job) => job.id!) };
+  }
+
+  /**
+   * Gives up on a held backlog for good. Each delivery's attempt list keeps a DISCARDED entry (who,
+   * why) for the failed retention, so `deliveries show` explains where it went.
+   */
+  async discard(
+    connectionId: string,
+    who: string,
+    reason: string,
+    selection: BacklogSelection = {},
+  ): Promise<string[]> {
+    await this.mustBeHeld(connectionId);
+    const discarded: string[] = [];
+    for (const job of await this.backlogJobs(connectionId, selection)) {
+      await this.note(job, 'DISCARDED', `discarded by ${who}: ${reason || 'no reason given'}`);
+      await job.remove();
+      discarded.push(job.id!);
+    }
+    return discarded;
+  }
+
+  /**
+   * Sends a held backlog to another connection instead: each unsubscribe gets a delivery there (its
+   * id `<unsubscribe>:<target>`, so a second move queues nothing twice) and the old one is removed,
+   * with a MOVED entry in its attempts.
+   */
+  async move(
+    connectionId: string,
+    targetId: string,
+    who: string,
+    selection: BacklogSelection = {},
+  ): Promise<{ moved: string[]; alreadyThere: number }> {
+    await this.mustBeHeld(connectionId);
+    const target = await this.deps.store.get(targetId);
+    if (!target) throw new NotFoundError(`no connection ${targetId} to move deliveries to`);
+    if (!target.connection.enabled)
+      throw new ConflictError(`connection ${targetId} is disabled: enable it before moving deliveries to it`);
+    if (targetId === connectionId) throw new ConflictError('a backlog cannot be moved to its own connection');
+    const moved: string[] = [];
+    let alreadyThere = 0;
+    for (const job of await this.backlogJobs(connectionId, selection)) {
+      const { unsubscribe } = deliveryJobSchema.parse(job.data);
+      if (await this.deps.producer.enqueueExisting(unsubscribe, target.connection)) moved.push(job.id!);
+      else alreadyThere += 1;
+      await this.note(job, 'MOVED', `moved by ${who} to connection ${targetId}`);
+      await job.remove();
+    }
+    return { moved, alreadyThere };
+  }
+
+  private async note(job: Job, code: string, reason: string): Promise<void> {
+    await this.deps.attempts.append(
+      {
+        deliveryId: job.id!,
+        startedAt: this.now().toISOString(),
+        durationMs: 0,
+        connectionVersion: 0,
+        verdict: 'fail',
+        errorCode: code,
+        reason,
+      },
+      this.deps.retention.failedMs,
+    );
+  }
+
+  private async backlogJobs(connectionId: string, selection: BacklogSelection): Promise<Job[]> {
+    const queue = this.deps.queues.for(connectionId);
+    const states = selection.includeFailed ? [...PENDING, 'failed' as const] : [...PENDING];
+    const jobs: Job[] = [];
+    for (let start = 0; ; start += PAGE) {
+      const page = await queue.getJobs(states, start, start + PAGE - 1, true);
+      jobs.push(...page.filter((job): job is Job => Boolean(job)));
+      if (page.length < PAGE) break;
+    }
+    return jobs;
+  }
+
+  private async mustExist(connectionId: string) {
+    const stored = await this.deps.store.get(connectionId);
+    if (!stored) throw new NotFoundError(`no connection ${connectionId} (see connections list)`);
+    return stored;
+  }
+
+  /** Only a backlog nothing is working on: its connection deleted, disabled or paused. */
+  private async mustBeHeld(connectionId: string): Promise<void> {
+    const known = await this.deps.queues.connectionIds();
+    if (!known.includes(connectionId))
+      throw new NotFoundError(`connection ${connectionId} has no deliveries`);
+    const stored = await this.deps.store.get(connectionId);
+    if (stored && stored.connection.enabled && !(await this.deps.queues.for(connectionId).isPaused()))
+      throw new ConflictError(
+        `connection ${connectionId} is delivering: pause it first (connections pause ${connectionId})`,
+      );
+  }
+}

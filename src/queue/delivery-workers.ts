@@ -1,0 +1,186 @@
+import { Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { StoredConnection } from '../config/connection-schema.js';
+import type { EventSink } from '../events/operational-event.js';
+import type { ConnectionControl } from '../store/connection-control.js';
+import type { ConnectionStore } from '../store/connection-store.js';
+import type { Keyspace } from '../store/keys.js';
+import { connectionBackoff } from './processor.js';
+import { deliveryQueueName, type DeliveryQueues } from './queues.js';
+
+export interface DeliveryWorkersOptions {
+  store: ConnectionStore;
+  queues: DeliveryQueues;
+  control: ConnectionControl;
+  events: EventSink;
+  /** The worker role's Redis client (BullMQ duplicates it for each worker's blocking reads). */
+  connection: Redis;
+  /** Announces connection changes (pub/sub): workers start, stop and re-tune at once. */
+  subscriber: Redis;
+  keys: Keyspace;
+  processor: (job: Job, token?: string) => Promise<unknown>;
+  /** Deliveries in flight per connection in this process (the connection's `limits.concurrency` may lower it). */
+  concurrency: number;
+  lockDurationMs: number;
+  logger: Logger;
+  /** Re-read the store this often too, since pub/sub loses messages while reconnecting. */
+  resyncMs?: number;
+}
+
+/** Who holds a queue paused because its connection is disabled (a hand pause is never undone by a sync). */
+const DISABLED_BY = 'connection disabled';
+
+// BullMQ only honours a queue-wide rate-limit window (queue.rateLimit, used by every slow-down)
+// when the worker has a limiter. This one never limits by itself (the connection's own rate is
+// GCRA in ConnectionControl, which reserves slots instead of bouncing jobs), and with duration 0
+// its per-job counter expires at once, so a handed-back job never waits on a stale counter window.
+const HONOUR_RATE_LIMIT_WINDOWS = { max: 1e15, duration: 0 };
+
+/**
+ * One BullMQ worker per connection in this process, kept in step with the shared connection store:
+ * a new connection gets a worker, a deleted one loses it (its queue and backlog stay), a disabled
+ * one has its queue paused, and `limits.concurrency` becomes the queue's global concurrency, so it
+ * holds across every process.
+ */
+export class DeliveryWorkers {
+  private readonly workers = new Map<string, Worker>();
+  private readonly applied = new Map<string, string>();
+  private timer: NodeJS.Timeout | undefined;
+  private syncing: Promise<void> | undefined;
+  private again = false;
+  private closed = false;
+
+  constructor(private readonly options: DeliveryWorkersOptions) {}
+
+  async start(): Promise<void> {
+    const { subscriber, keys } = this.options;
+    subscriber.on('message', (channel: string) => {
+      if (channel === keys.connectionsChanged) this.scheduleSync();
+    });
+    await subscriber.subscribe(keys.connectionsChanged);
+    await this.sync();
+    this.timer = setInterval(() => this.scheduleSync(), this.options.resyncMs ?? 10_000);
+    this.timer.unref();
+  }
+
+  /** Connection ids with a running worker here. */
+  get running(): string[] {
+    return [...this.workers.keys()].sort();
+  }
+
+  isRunning(): boolean {
+    return !this.closed && [...this.workers.values()].every((worker) => worker.isRunning());
+  }
+
+  /** Takes a connection's queue out of service because it was disabled or deleted; the backlog stays. */
+  async hold(connectionId: string, reason: 'disabled' | 'deleted'): Promise<void> {
+    const queue = this.options.queues.for(connectionId);
+    if (await queue.isPaused()) return;
+    await this.options.control.markPaused(
+      connectionId,
+      DISABLED_BY,
+      `connection ${reason}: its deliveries wait here until it is enabled, or they are moved or discarded`,
+      new Date(),
+    );
+    await queue.pause();
+    this.options.events.emit({
+      type: 'connection_paused',
+      connectionId,
+      message: `${connectionId} is ${reason}: its pending deliveries are held (see GET /admin/v1/backlogs)`,
+      details: { by: DISABLED_BY, reason },
+    });
+  }
+
+  async sync(): Promise<void> {
+    if (this.closed) return;
+    const stored = await this.options.store.list();
+    const present = new Set<string>();
+    for (const connection of stored) {
+      present.add(connection.connection.id);
+      await this.tune(connection);
+    }
+    for (const [id, worker] of this.workers) {
+      if (present.has(id)) continue;
+      // Deleted: stop taking its jobs here; they stay in its queue as a visible backlog.
+      this.workers.delete(id);
+      this.applied.delete(id);
+      await worker.close();
+      this.options.logger.info({ connectionId: id }, 'connection deleted: its delivery worker stopped');
+    }
+  }
+
+  async close(force = false): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.syncing?.catch(() => undefined);
+    await Promise.all([...this.workers.values()].map((worker) => worker.close(force)));
+    this.workers.clear();
+  }
+
+  private async tune(stored: StoredConnection): Promise<void> {
+    const { connection } = stored;
+    const { queues, control, logger } = this.options;
+    const queue = queues.for(connection.id);
+    const perProcess = Math.min(this.options.concurrency, connection.limits.concurrency ?? Infinity);
+    const wanted = JSON.stringify([connection.enabled, connection.limits.concurrency ?? null, perProcess]);
+    let worker = this.workers.get(connection.id);
+    if (worker && this.applied.get(connection.id) === wanted) return;
+
+    if (connection.limits.concurrency) await queue.setGlobalConcurrency(connection.limits.concurrency);
+    else await queue.removeGlobalConcurrency();
+    if (!connection.enabled) await this.hold(connection.id, 'disabled');
+    else if ((await control.status(connection.id)).paused?.by === DISABLED_BY) {
+      await control.clearPaused(connection.id);
+      await queue.resume();
+      this.options.events.emit({
+        type: 'connection_resumed',
+        connectionId: connection.id,
+        message: `${connection.id} is enabled again: its held deliveries flow`,
+        details: { by: DISABLED_BY },
+      });
+    }
+
+    if (!worker) {
+      worker = new Worker(deliveryQueueName(connection.id), this.options.processor, {
+        connection: this.options.connection,
+        prefix: this.options.keys.bullPrefix,
+        concurrency: perProcess,
+        lockDuration: this.options.lockDurationMs,
+        // Check for stalled jobs (a crashed worker's) at the lock's pace, so recovery takes about one lock.
+        stalledInterval: Math.max(1_000, Math.floor(this.options.lockDurationMs / 2)),
+        maxStalledCount: 5,
+        limiter: HONOUR_RATE_LIMIT_WINDOWS,
+        settings: { backoffStrategy: connectionBackoff },
+        autorun: false,
+      });
+      worker.on('error', (error) =>
+        logger.error({ err: error, connectionId: connection.id }, 'delivery worker error'),
+      );
+      this.workers.set(connection.id, worker);
+      void worker
+        .run()
+        .catch((error: unknown) =>
+          logger.error({ err: error, connectionId: connection.id }, 'delivery worker stopped'),
+        );
+    } else worker.concurrency = perProcess;
+    this.applied.set(connection.id, wanted);
+  }
+
+  private scheduleSync(): void {
+    if (this.closed) return;
+    if (this.syncing) {
+      this.again = true;
+      return;
+    }
+    this.again = false;
+    this.syncing = this.sync()
+      .catch((error: unknown) =>
+        this.options.logger.warn({ err: error }, 'delivery workers: sync with the store failed; retrying'),
+      )
+      .finally(() => {
+        this.syncing = undefined;
+        if (this.again) this.scheduleSync();
+      });
+  }
+}

@@ -1,0 +1,85 @@
+import { Queue, createIORedisClient, type IRedisClient } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Keyspace } from '../store/keys.js';
+
+/**
+ * One BullMQ queue per connection (`deliveries.<connection id>`), so each connection has its own
+ * backlog, pause switch, global concurrency and rate-limit window: a CRM that is down, slow or
+ * throttling holds back only its own deliveries (see docs/architecture.md, "Isolation").
+ *
+ * Queue objects are cheap (they share one Redis client) and cached. Every connection that ever had
+ * a delivery queued is in the set `<prefix>:delivery-queues`, so backlogs of deleted connections
+ * stay findable.
+ */
+export class DeliveryQueues {
+  private readonly queues = new Map<string, Queue>();
+
+  constructor(
+    /** The one client every queue shares (commands, not blocking reads). */
+    readonly redis: Redis,
+    private readonly keys: Keyspace,
+  ) {}
+
+  /** The queue of one connection. */
+  for(connectionId: string): Queue {
+    let queue = this.queues.get(connectionId);
+    if (!queue) {
+      queue = new Queue(deliveryQueueName(connectionId), {
+        connection: this.redis,
+        prefix: this.keys.bullPrefix,
+      });
+      // Errors surface on the command that failed; an unhandled 'error' event would crash the process.
+      queue.on('error', () => undefined);
+      this.queues.set(connectionId, queue);
+    }
+    return queue;
+  }
+
+  /**
+   * Holds every worker of a connection's queue, in every process, back for `ms`: BullMQ's queue-wide
+   * rate-limit window. Jobs handed back meanwhile keep their place at the head of the queue.
+   */
+  async slowDown(connectionId: string, ms: number): Promise<void> {
+    if (ms >= 1) await this.for(connectionId).rateLimit(Math.ceil(ms));
+  }
+
+  /** The queue a delivery id belongs to (`<unsubscribe id>:<connection id>`). */
+  ofDelivery(deliveryId: string): Queue {
+    return this.for(connectionOfDelivery(deliveryId));
+  }
+
+  /** Every connection id that has (or had) a delivery queue, sorted. */
+  async connectionIds(): Promise<string[]> {
+    return (await this.redis.smembers(this.keys.deliveryQueues)).sort();
+  }
+
+  /** Queues of every connection that has (or had) one. */
+  async all(): Promise<Queue[]> {
+    return (await this.connectionIds()).map((id) => this.for(id));
+  }
+
+  /**
+   * The shared client as BullMQ sees it (with `runCommand`), so one MULTI can hold the ledger entry
+   * and jobs for several connections' queues.
+   */
+  client(): IRedisClient {
+    return (this.wrapped ??= createIORedisClient(this.redis));
+  }
+  private wrapped: IRedisClient | undefined;
+
+  async close(): Promise<void> {
+    await Promise.all([...this.queues.values()].map((queue) => queue.close()));
+    this.queues.clear();
+  }
+}
+
+/** BullMQ queue names may not contain ":"; connection ids are slugs, so "." keeps them unambiguous. */
+export function deliveryQueueName(connectionId: string): string {
+  return `deliveries.${connectionId}`;
+}
+
+/** Unsubscribe ids are UUIDs (no ":"), so everything after the first ":" is the connection id. */
+export function connectionOfDelivery(deliveryId: string): string {
+  const at = deliveryId.indexOf(':');
+  return at < 0 ? '' : deliveryId.slice(at + 1);
+}

@@ -1,0 +1,322 @@
+import { createHash } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { Connection } from '../config/connection-schema.js';
+import type { Keyspace } from './keys.js';
+
+/**
+ * Per-connection delivery control shared by every worker process: the rate-limit schedule (GCRA),
+ * the circuit breaker and the duplicate window, each decided inside one Lua script so two workers
+ * on two machines can never both take the last token or both send the probe.
+ *
+ * Concurrency is not here: it is BullMQ's global concurrency on the connection's own queue, which
+ * keeps extra jobs in the queue instead of fetching and returning them.
+ */
+
+// KEYS: control hash, probe lease, dedupe claim. ARGV: now, delivery id, emission interval ms (0:
+// no rate), burst tolerance ms, longest wait a worker may hold a job for, dedupe window ms (0: off),
+// probe lease ms, circuit on.
+// Answers {'go', waitMs, probe, transition} | {'wait', waitMs, reason, transition} | {'merged', holder}.
+const ADMIT_SCRIPT = `
+local now = tonumber(ARGV[1])
+local id = ARGV[2]
+local interval = tonumber(ARGV[3])
+local tolerance = tonumber(ARGV[4])
+local holdMax = tonumber(ARGV[5])
+local window = tonumber(ARGV[6])
+local lease = tonumber(ARGV[7])
+if window > 0 then
+  local holder = redis.call('GET', KEYS[3])
+  if holder and holder ~= id then return {'merged', holder} end
+end
+local transition = ''
+local probe = 0
+if ARGV[8] == '1' then
+  local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
+  if state == 'open' then
+    local reopen = tonumber(redis.call('HGET', KEYS[1], 'openUntil') or '0')
+    if now < reopen then return {'wait', tostring(reopen - now), 'circuit_open', ''} end
+    redis.call('HSET', KEYS[1], 'state', 'half_open', 'changedAt', tostring(now))
+    state = 'half_open'
+    transition = 'half_open'
+  end
+  if state == 'half_open' then
+    if not redis.call('SET', KEYS[2], id, 'NX', 'PX', lease) then
+      if redis.call('GET', KEYS[2]) ~= id then
+        local left = redis.call('PTTL', KEYS[2])
+        if left < 0 or left > 1000 then left = 1000 end
+        return {'wait', tostring(left), 'circuit_probe', transition}
+      end
+    end
+    probe = 1
+  end
+end
+local wait = 0
+if interval > 0 then
+  local tat = tonumber(redis.call('HGET', KEYS[1], 'tat') or '0')
+  if tat < now then tat = now end
+  wait = tat - tolerance - now
+  if wait < 0 then wait = 0 end
+  if wait > holdMax then
+    if probe == 1 then redis.call('DEL', KEYS[2]) end
+    return {'wait', tostring(wait), 'rate_limit', transition}
+  end
+  redis.call('HSET', KEYS[1], 'tat', string.format('%.3f', tat + interval))
+end
+if window > 0 then redis.call('SET', KEYS[3], id, 'PX', window) end
+return {'go', tostring(wait), tostring(probe), transition}
+`;
+
+// KEYS: control hash, probe lease, dedupe claim. ARGV: now, delivery id, outcome (up | down |
+// neutral), release the dedupe claim, circuit on, failures, warnAfter, failure ratio (0: off),
+// minRequests, window ms, cooldown ms.
+// Answers {state, consecutive failures, event...}. Outcomes are counted in 10 ring slots over the
+// window, so the ratio costs 10 fields, not one entry per request.
+const SETTLE_SCRIPT = `
+local now = tonumber(ARGV[1])
+local id = ARGV[2]
+local outcome = ARGV[3]
+if ARGV[4] == '1' and redis.call('GET', KEYS[3]) == id then redis.call('DEL', KEYS[3]) end
+if redis.call('GET', KEYS[2]) == id then redis.call('DEL', KEYS[2]) end
+local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
+local consecutive = tonumber(redis.call('HGET', KEYS[1], 'consecutive') or '0')
+if ARGV[5] ~= '1' or outcome == 'neutral' then return {state, consecutive} end
+local events = {}
+local slotMs = tonumber(ARGV[10]) / 10
+local n = math.floor(now / slotMs)
+local slot = n % 10
+if tonumber(redis.call('HGET', KEYS[1], 'n' .. slot) or '-1') ~= n then
+  redis.call('HSET', KEYS[1], 'n' .. slot, n, 'u' .. slot, 0, 'd' .. slot, 0)
+end
+if outcome == 'up' then
+  redis.call('HINCRBY', KEYS[1], 'u' .. slot, 1)
+  consecutive = 0
+  redis.call('HSET', KEYS[1], 'consecutive', 0)
+  if state ~= 'closed' then
+    redis.call('HSET', KEYS[1], 'state', 'closed', 'changedAt', tostring(now))
+    state = 'closed'
+    table.insert(events, 'circuit_closed')
+  end
+  if redis.call('HGET', KEYS[1], 'failing') == '1' then
+    redis.call('HSET', KEYS[1], 'failing', 0)
+    table.insert(events, 'connection_recovered')
+  end
+else
+  redis.call('HINCRBY', KEYS[1], 'd' .. slot, 1)
+  consecutive = redis.call('HINCRBY', KEYS[1], 'consecutive', 1)
+  if consecutive >= tonumber(ARGV[7]) and redis.call('HGET', KEYS[1], 'failing') ~= '1' then
+    redis.call('HSET', KEYS[1], 'failing', 1)
+    table.insert(events, 'connection_failing')
+  end
+  local open = state == 'half_open'
+  if state == 'closed' then
+    if consecutive >= tonumber(ARGV[6]) then open = true
+    elseif tonumber(ARGV[8]) > 0 then
+      local up, down = 0, 0
+      for i = 0, 9 do
+        if tonumber(redis.call('HGET', KEYS[1], 'n' .. i) or '-1') > n - 10 then
+          up = up + tonumber(redis.call('HGET', KEYS[1], 'u' .. i) or '0')
+          down = down + tonumber(redis.call('HGET', KEYS[1], 'd' .. i) or '0')
+        end
+      end
+      if up + down >= tonumber(ARGV[9]) and down / (up + down) >= tonumber(ARGV[8]) then open = true end
+    end
+  end
+  if open then
+    redis.call('HSET', KEYS[1], 'state', 'open', 'openUntil', tostring(now + tonumber(ARGV[11])),
+      'changedAt', tostring(now))
+    state = 'open'
+    table.insert(events, 'circuit_opened')
+  end
+end
+local answer = {state, consecutive}
+for _, event in ipairs(events) do table.insert(answer, event) end
+return answer
+`;
+
+/** Longest a worker holds a fetched delivery waiting for its rate-limit slot, rather than handing it back. */
+export const HOLD_MAX_MS = 1_000;
+
+export type CircuitState = 'closed' | 'open' | 'half_open';
+
+export type Admission =
+  /** Send after `waitMs` (the reserved rate-limit slot); `probe` when this is the half-open circuit's one probe. */
+  | { kind: 'go'; waitMs: number; probe: boolean; halfOpened: boolean }
+  /** Not now: the whole connection waits `waitMs` (the circuit is open, the probe is out, or no token). */
+  | {
+      kind: 'wait';
+      waitMs: number;
+      reason: 'circuit_open' | 'circuit_probe' | 'rate_limit';
+      halfOpened: boolean;
+    }
+  /** The same email went to this connection within the duplicate window, as delivery `into`. */
+  | { kind: 'merged'; into: string };
+
+/**
+ * `up`: the CRM answered definitely (delivered, or refused this one request for good). `down`: it
+ * did not answer properly (network, timeout, 5xx). `neutral`: says nothing about its health (429).
+ */
+export type HealthOutcome = 'up' | 'down' | 'neutral';
+
+export type ControlEvent =
+  'circuit_opened' | 'circuit_closed' | 'connection_failing' | 'connection_recovered';
+
+export interface Settled {
+  state: CircuitState;
+  consecutiveFailures: number;
+  events: ControlEvent[];
+}
+
+export interface ControlStatus {
+  circuit: CircuitState;
+  consecutiveFailures: number;
+  failing: boolean;
+  /** When an open circuit lets its probe through. */
+  openUntil?: string;
+  changedAt?: string;
+  /** Set while an operator has paused the connection. */
+  paused?: { by: string; at: string; reason: string };
+}
+
+interface WithControlScripts {
+  urAdmit(control: string, probe: string, dedupe: string, ...args: (string | number)[]): Promise<string[]>;
+  urSettle(
+    control: string,
+    probe: string,
+    dedupe: string,
+    ...args: (string | number)[]
+  ): Promise<(string | number)[]>;
+}
+
+/** A stable, email-free key part for the duplicate window: case and surrounding space do not matter. */
+export function emailHash(email: string): string {
+  return createHash('sha256').update(email.trim().toLowerCase()).digest('hex').slice(0, 32);
+}
+
+export class ConnectionControl {
+  private readonly scripted: WithControlScripts;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keyspace,
+  ) {
+    // Registered commands: EVALSHA on the hot path, the script sent once per connection.
+    if (!('urAdmit' in redis)) redis.defineCommand('urAdmit', { numberOfKeys: 3, lua: ADMIT_SCRIPT });
+    if (!('urSettle' in redis)) redis.defineCommand('urSettle', { numberOfKeys: 3, lua: SETTLE_SCRIPT });
+    this.scripted = redis as unknown as WithControlScripts;
+  }
+
+  /** May this delivery go now? Takes the rate-limit slot, the probe and the duplicate claim when it may. */
+  async admit(connection: Connection, deliveryId: string, email: string, now: number): Promise<Admission> {
+    const { perSecond, burst } = connection.limits;
+    const interval = perSecond ? 1000 / perSecond : 0;
+    const tolerance = perSecond ? ((burst ?? Math.max(1, Math.floor(perSecond))) - 1) * interval : 0;
+    const [kind, a, b, c] = await this.scripted.urAdmit(
+      this.keys.control(connection.id),
+      this.keys.controlProbe(connection.id),
+      this.keys.dedupe(connection.id, emailHash(email)),
+      now,
+      deliveryId,
+      interval,
+      tolerance,
+      HOLD_MAX_MS,
+      connection.dedupe.window,
+      probeLeaseMs(connection),
+      connection.circuit.enabled ? 1 : 0,
+    );
+    if (kind === 'merged') return { kind, into: a! };
+    if (kind === 'wait')
+      return {
+        kind,
+        waitMs: Math.max(1, Math.ceil(Number(a))),
+        reason: b as 'circuit_open' | 'circuit_probe' | 'rate_limit',
+        halfOpened: c === 'half_open',
+      };
+    return { kind: 'go', waitMs: Math.ceil(Number(a)), probe: b === '1', halfOpened: c === 'half_open' };
+  }
+
+  /** Records what the CRM's answer says about its health; returns the circuit state and any transitions. */
+  async settle(
+    connection: Connection,
+    deliveryId: string,
+    email: string,
+    outcome: HealthOutcome,
+    options: { releaseClaim: boolean },
+    now: number,
+  ): Promise<Settled> {
+    const { circuit } = connection;
+    const [state, consecutive, ...events] = await this.scripted.urSettle(
+      this.keys.control(connection.id),
+      this.keys.controlProbe(connection.id),
+      this.keys.dedupe(connection.id, emailHash(email)),
+      now,
+      deliveryId,
+      outcome,
+      options.releaseClaim ? 1 : 0,
+      circuit.enabled ? 1 : 0,
+      circuit.failures,
+      circuit.warnAfter,
+      circuit.failureRatio ?? 0,
+      circuit.minRequests,
+      circuit.window,
+      circuit.cooldown,
+    );
+    return {
+      state: state as CircuitState,
+      consecutiveFailures: Number(consecutive),
+      events: events as ControlEvent[],
+    };
+  }
+
+  async status(connectionId: string): Promise<ControlStatus> {
+    const [state, consecutive, failing, openUntil, changedAt, pausedBy, pausedAt, pauseReason] =
+      await this.redis.hmget(
+        this.keys.control(connectionId),
+        'state',
+        'consecutive',
+        'failing',
+        'openUntil',
+        'changedAt',
+        'pausedBy',
+        'pausedAt',
+        'pauseReason',
+      );
+    const circuit = (state ?? 'closed') as CircuitState;
+    return {
+      circuit,
+      consecutiveFailures: Number(consecutive ?? 0),
+      failing: failing === '1',
+      ...(circuit === 'open' && openUntil ? { openUntil: new Date(Number(openUntil)).toISOString() } : {}),
+      ...(changedAt ? { changedAt: new Date(Number(changedAt)).toISOString() } : {}),
+      ...(pausedBy && pausedAt ? { paused: { by: pausedBy, at: pausedAt, reason: pauseReason ?? '' } } : {}),
+    };
+  }
+
+  /** Remembers who paused the connection and why (the pause itself is the queue's). */
+  async markPaused(connectionId: string, by: string, reason: string, at: Date): Promise<void> {
+    await this.redis.hset(this.keys.control(connectionId), {
+      pausedBy: by,
+      pausedAt: at.toISOString(),
+      pauseReason: reason,
+    });
+  }
+
+  async clearPaused(connectionId: string): Promise<void> {
+    await this.redis.hdel(this.keys.control(connectionId), 'pausedBy', 'pausedAt', 'pauseReason');
+  }
+
+  /** An operator closes the circuit by hand (the CRM is known to be back): counters start again. */
+  async closeCircuit(connectionId: string, at: number): Promise<void> {
+    await this.redis
+      .multi()
+      .hset(this.keys.control(connectionId), { state: 'closed', consecutive: 0, failing: 0, changedAt: at })
+      .hdel(this.keys.control(connectionId), 'openUntil')
+      .del(this.keys.controlProbe(connectionId))
+      .exec();
+  }
+}
+
+/** The probe's lease outlives its longest possible request, so a crashed prober frees it in time. */
+function probeLeaseMs(connection: Connection): number {
+  const { connect, headers, body } = connection.request.timeouts;
+  return connect + headers + body + 5_000;
+}
