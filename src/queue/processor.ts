@@ -186,7 +186,10 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
           message: eventMessage(type, connectionId, settled.consecutiveFailures, control.circuit.cooldown),
           details: { consecutiveFailures: settled.consecutiveFailures },
         });
-        if (type === 'circuit_opened') await deps.slowDown(connectionId, control.circuit.cooldown);
+        if (type === 'circuit_opened') {
+          deps.metrics?.rateLimitWaits.inc({ connection: connectionId, reason: 'circuit_open' });
+          await deps.slowDown(connectionId, control.circuit.cooldown);
+        }
       }
     };
 

@@ -30,6 +30,9 @@ describe('schema/connection.schema.json', () => {
       'request',
       'response',
       'retry',
+      'limits',
+      'circuit',
+      'dedupe',
     ]);
   });
 });

@@ -2,7 +2,6 @@ import type { Command } from 'commander';
 import { parseEnv } from '../../config/env.js';
 import { connectionJsonSchemaText } from '../../config/json-schema.js';
 import { loadConnections } from '../../config/load-connections.js';
-import { startEngine } from '../../engine.js';
 import { createLogger } from '../../logging.js';
 import { formatRequest, renderPreview } from '../render-command.js';
 import { print } from '../shared.js';
@@ -15,6 +14,8 @@ export function registerLocalCommands(program: Command): void {
     .action(async () => {
       const env = parseEnv();
       const logger = createLogger(env.LOG_LEVEL, env.LOG_FORMAT);
+      // Loaded only here: operator commands start faster without the engine's whole dependency tree.
+      const { startEngine } = await import('../../engine.js');
       const engine = await startEngine(env, logger);
       let stopping = false;
       const stop = (signal: string) => {
