@@ -22,6 +22,7 @@ const names = [
   'healthy',
   'gone',
   'heir',
+  'sleepy',
 ] as const;
 type Name = (typeof names)[number];
 
@@ -86,6 +87,7 @@ beforeAll(async () => {
       conn('healthy'),
       conn('gone'),
       conn('heir'),
+      conn('sleepy', { limits: { concurrency: 1 } }),
     ],
     { WORKER_CONCURRENCY: '5' },
   );
@@ -120,6 +122,27 @@ describe('pause and resume', () => {
     const missing = await admin<{ message: string }>('POST', '/connections/nope/pause', {});
     expect(missing.status).toBe(404);
     expect(missing.body.message).toContain('no connection nope');
+  });
+});
+
+describe('a disabled connection', () => {
+  it('holds its queued deliveries (not failed, not dropped) and delivers them once enabled again', async () => {
+    crms.sleepy!.respond(() => ({ status: 200, body: '{}', delayMs: 300 }));
+    await send('sleepy', emails('s', 5));
+    expect((await admin('POST', '/connections/sleepy/disable')).status).toBe(200);
+    const held = await eventually('the backlog is held', async () => {
+      const b = await backlog('sleepy');
+      return b.connection === 'disabled' && b.queuePaused && b.counts.active === 0 ? b : undefined;
+    });
+    expect(held.control.paused?.by).toBe('connection disabled');
+    expect(held.counts.paused).toBe(5 - crms.sleepy!.received.length);
+    expect(held.counts.paused).toBeGreaterThan(0);
+    expect(held.counts.failed).toBe(0);
+
+    expect((await admin('POST', '/connections/sleepy/enable')).status).toBe(200);
+    await eventually('all five delivered', () => crms.sleepy!.received.length === 5);
+    const types = (await events('sleepy')).map((e) => e.type);
+    expect(types).toEqual(expect.arrayContaining(['connection_paused', 'connection_resumed']));
   });
 });
 
