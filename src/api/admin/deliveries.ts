@@ -14,6 +14,8 @@ const deliverySummary = z.object({
   createdAt: z.string(),
   finishedAt: z.string().optional(),
   failedReason: z.string().optional(),
+  /** A duplicate delivered as part of this other delivery (same email, same connection, within the window). */
+  mergedInto: z.string().optional(),
 });
 
 const listQuery = z
