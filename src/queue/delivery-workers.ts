@@ -5,6 +5,7 @@ import type { StoredConnection } from '../config/connection-schema.js';
 import type { EventSink } from '../events/operational-event.js';
 import type { ConnectionControl } from '../store/connection-control.js';
 import type { ConnectionStore } from '../store/connection-store.js';
+import { coalesced } from '../store/coalesced.js';
 import type { Keyspace } from '../store/keys.js';
 import { connectionBackoff } from './processor.js';
 import { deliveryQueueName, type DeliveryQueues } from './queues.js';
@@ -47,20 +48,25 @@ export class DeliveryWorkers {
   private readonly workers = new Map<string, Worker>();
   private readonly applied = new Map<string, string>();
   private timer: NodeJS.Timeout | undefined;
-  private syncing: Promise<void> | undefined;
-  private again = false;
   private closed = false;
+  /** One sync at a time; a change announced during one gets another after it. */
+  private readonly syncs = coalesced(
+    () => this.sync(),
+    (error) =>
+      this.options.logger.warn({ err: error }, 'delivery workers: sync with the store failed; retrying'),
+    () => this.closed,
+  );
 
   constructor(private readonly options: DeliveryWorkersOptions) {}
 
   async start(): Promise<void> {
     const { subscriber, keys } = this.options;
     subscriber.on('message', (channel: string) => {
-      if (channel === keys.connectionsChanged) this.scheduleSync();
+      if (channel === keys.connectionsChanged) this.syncs.request();
     });
     await subscriber.subscribe(keys.connectionsChanged);
     await this.sync();
-    this.timer = setInterval(() => this.scheduleSync(), this.options.resyncMs ?? 10_000);
+    this.timer = setInterval(() => this.syncs.request(), this.options.resyncMs ?? 10_000);
     this.timer.unref();
   }
 
@@ -113,7 +119,7 @@ export class DeliveryWorkers {
   async close(force = false): Promise<void> {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
-    await this.syncing?.catch(() => undefined);
+    await this.syncs.running();
     await Promise.all([...this.workers.values()].map((worker) => worker.close(force)));
     this.workers.clear();
   }
@@ -165,22 +171,5 @@ export class DeliveryWorkers {
         );
     } else worker.concurrency = perProcess;
     this.applied.set(connection.id, wanted);
-  }
-
-  private scheduleSync(): void {
-    if (this.closed) return;
-    if (this.syncing) {
-      this.again = true;
-      return;
-    }
-    this.again = false;
-    this.syncing = this.sync()
-      .catch((error: unknown) =>
-        this.options.logger.warn({ err: error }, 'delivery workers: sync with the store failed; retrying'),
-      )
-      .finally(() => {
-        this.syncing = undefined;
-        if (this.again) this.scheduleSync();
-      });
   }
 }

@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { StoredConnection } from '../config/connection-schema.js';
 import type { ConnectionStore } from './connection-store.js';
+import { coalesced } from './coalesced.js';
 import type { Keyspace } from './keys.js';
 
 /**
@@ -13,9 +14,13 @@ export class ConnectionIndex {
   private byAccount = new Map<string, StoredConnection[]>();
   private loaded = false;
   private timer: NodeJS.Timeout | undefined;
-  private reloading: Promise<void> | undefined;
-  private stale = false;
   private stopped = false;
+  /** One reload at a time; a change announced during one gets another after it. */
+  private readonly reloads = coalesced(
+    () => this.reload(),
+    (error) => this.logger.warn({ err: error }, 'connection index reload failed; keeping the last one'),
+    () => this.stopped,
+  );
 
   constructor(
     private readonly store: ConnectionStore,
@@ -27,11 +32,11 @@ export class ConnectionIndex {
 
   async start(): Promise<void> {
     this.subscriber.on('message', (channel: string) => {
-      if (channel === this.keys.connectionsChanged) this.scheduleReload();
+      if (channel === this.keys.connectionsChanged) this.reloads.request();
     });
     await this.subscriber.subscribe(this.keys.connectionsChanged);
     await this.reload();
-    this.timer = setInterval(() => this.scheduleReload(), this.refreshMs);
+    this.timer = setInterval(() => this.reloads.request(), this.refreshMs);
     this.timer.unref();
   }
 
@@ -60,30 +65,10 @@ export class ConnectionIndex {
     this.loaded = true;
   }
 
-  /**
-   * One reload at a time. A change announced while a reload is running may not be in what that
-   * reload read, so it asks for one more reload after it rather than being folded into it.
-   */
-  private scheduleReload(): void {
-    if (this.reloading) {
-      this.stale = true;
-      return;
-    }
-    this.stale = false;
-    this.reloading = this.reload()
-      .catch((error: unknown) =>
-        this.logger.warn({ err: error }, 'connection index reload failed; keeping the last one'),
-      )
-      .finally(() => {
-        this.reloading = undefined;
-        if (this.stale && !this.stopped) this.scheduleReload();
-      });
-  }
-
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
-    await this.reloading;
+    await this.reloads.running();
     await this.subscriber.quit().catch(() => undefined);
   }
 }

@@ -101,39 +101,38 @@ export function registerDeliveryControlRoutes(admin: AdminApp, deps: DeliveryCon
     },
   );
 
-  admin.post(
-    '/connections/:id/resume',
+  // Actions that take only the connection and answer with its state afterwards.
+  const actions = [
     {
-      schema: {
-        summary: 'Resume a paused connection; its backlog drains',
-        tags: ['delivery control'],
-        params: idParams,
-        response: { 200: backlog, 404: errorBody, 409: errorBody },
-      },
+      path: 'resume',
+      summary: 'Resume a paused connection; its backlog drains',
+      act: (id: string, by: string) => deps.operations.resume(id, by),
+      logged: 'connection resumed',
     },
-    async (request) => {
-      await deps.operations.resume(request.params.id, who(request));
-      request.log.info({ connectionId: request.params.id, who: who(request) }, 'connection resumed');
-      return deps.backlogs.of(request.params.id);
-    },
-  );
-
-  admin.post(
-    '/connections/:id/circuit/close',
     {
-      schema: {
-        summary: "Close a connection's circuit by hand (its CRM is known to be back)",
-        tags: ['delivery control'],
-        params: idParams,
-        response: { 200: backlog, 404: errorBody },
+      path: 'circuit/close',
+      summary: "Close a connection's circuit by hand (its CRM is known to be back)",
+      act: (id: string, by: string) => deps.operations.closeCircuit(id, by),
+      logged: 'circuit closed by hand',
+    },
+  ];
+  for (const action of actions)
+    admin.post(
+      `/connections/:id/${action.path}`,
+      {
+        schema: {
+          summary: action.summary,
+          tags: ['delivery control'],
+          params: idParams,
+          response: { 200: backlog, 404: errorBody, 409: errorBody },
+        },
       },
-    },
-    async (request) => {
-      await deps.operations.closeCircuit(request.params.id, who(request));
-      request.log.info({ connectionId: request.params.id, who: who(request) }, 'circuit closed by hand');
-      return deps.backlogs.of(request.params.id);
-    },
-  );
+      async (request) => {
+        await action.act(request.params.id, who(request));
+        request.log.info({ connectionId: request.params.id, who: who(request) }, action.logged);
+        return deps.backlogs.of(request.params.id);
+      },
+    );
 
   admin.post(
     '/connections/:id/backlog/discard',

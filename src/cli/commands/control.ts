@@ -87,31 +87,34 @@ export function registerControlCommands(program: Command): void {
       print(after, options.json, () => `paused ${id}\n${describe(after)}`);
     });
 
-  connections
-    .command('resume')
-    .description('resume a paused connection; its backlog drains')
-    .argument('<id>', 'connection')
-    .option('--json', 'machine-readable output')
-    .action(async (id: string, options: { json?: boolean }, command: Command) => {
-      const after = await admin(command).request<Backlog>(
-        'POST',
-        `/connections/${encodeURIComponent(id)}/resume`,
-      );
-      print(after, options.json, () => `resumed ${id}\n${describe(after)}`);
-    });
-
-  connections
-    .command('close-circuit')
-    .description('close a connection\u2019s circuit by hand, when its CRM is known to be back')
-    .argument('<id>', 'connection')
-    .option('--json', 'machine-readable output')
-    .action(async (id: string, options: { json?: boolean }, command: Command) => {
-      const after = await admin(command).request<Backlog>(
-        'POST',
-        `/connections/${encodeURIComponent(id)}/circuit/close`,
-      );
-      print(after, options.json, () => `circuit of ${id} closed\n${describe(after)}`);
-    });
+  // Actions that take only the connection and answer with its state afterwards.
+  const actions = [
+    {
+      name: 'resume',
+      path: 'resume',
+      about: 'resume a paused connection; its backlog drains',
+      done: 'resumed',
+    },
+    {
+      name: 'close-circuit',
+      path: 'circuit/close',
+      about: 'close a connection\u2019s circuit by hand, when its CRM is known to be back',
+      done: 'closed the circuit of',
+    },
+  ];
+  for (const action of actions)
+    connections
+      .command(action.name)
+      .description(action.about)
+      .argument('<id>', 'connection')
+      .option('--json', 'machine-readable output')
+      .action(async (id: string, options: { json?: boolean }, command: Command) => {
+        const after = await admin(command).request<Backlog>(
+          'POST',
+          `/connections/${encodeURIComponent(id)}/${action.path}`,
+        );
+        print(after, options.json, () => `${action.done} ${id}\n${describe(after)}`);
+      });
 
   const backlog = program
     .command('backlog')
