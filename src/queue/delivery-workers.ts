@@ -1,9 +1,9 @@
 import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { StoredConnection } from '../config/connection-schema.js';
+import type { Limits, StoredConnection } from '../config/connection-schema.js';
 import type { EventSink } from '../events/operational-event.js';
-import type { ConnectionControl } from '../store/connection-control.js';
+import { HOLD_MAX_MS, type ConnectionControl } from '../store/connection-control.js';
 import type { ConnectionStore } from '../store/connection-store.js';
 import { coalesced } from '../store/coalesced.js';
 import type { Keyspace } from '../store/keys.js';
@@ -27,6 +27,17 @@ export interface DeliveryWorkersOptions {
   logger: Logger;
   /** Re-read the store this often too, since pub/sub loses messages while reconnecting. */
   resyncMs?: number;
+}
+
+/**
+ * More jobs in flight than a rate limit can use are only fetched to be handed back: a job waits at
+ * most HOLD_MAX_MS for its slot and then takes about as long again to be answered, so a rate of r
+ * uses about 2r + burst at once.
+ */
+function usefulInFlight(limits: Limits): number {
+  if (!limits.perSecond) return Infinity;
+  const burst = limits.burst ?? Math.max(1, Math.floor(limits.perSecond));
+  return Math.max(1, Math.ceil((limits.perSecond * 2 * HOLD_MAX_MS) / 1000) + burst);
 }
 
 /** Who holds a queue paused because its connection is disabled (a hand pause is never undone by a sync). */
@@ -128,7 +139,11 @@ export class DeliveryWorkers {
     const { connection } = stored;
     const { queues, control, logger } = this.options;
     const queue = queues.for(connection.id);
-    const perProcess = Math.min(this.options.concurrency, connection.limits.concurrency ?? Infinity);
+    const perProcess = Math.min(
+      this.options.concurrency,
+      connection.limits.concurrency ?? Infinity,
+      usefulInFlight(connection.limits),
+    );
     const wanted = JSON.stringify([connection.enabled, connection.limits.concurrency ?? null, perProcess]);
     let worker = this.workers.get(connection.id);
     if (worker && this.applied.get(connection.id) === wanted) return;
