@@ -60,6 +60,9 @@ export async function renderPreview(connectionId: string, options: RenderOptions
     context,
     secrets,
     tokenRequest ? { accessToken: 'oauth2-access-token-fetched-at-delivery' } : undefined,
+    undefined,
+    // A batched connection sends lists; shown here as a batch of one.
+    connection.batch ? [context] : undefined,
   );
   return {
     connection: connection.id,

@@ -325,6 +325,24 @@ export type CircuitPolicy = z.infer<typeof circuitSchema>;
 export const dedupeSchema = z.object({ window: durationMs.default(600_000) }).strict();
 export type DedupePolicy = z.infer<typeof dedupeSchema>;
 
+/**
+ * Many CRMs take many addresses per request. A batched connection's deliveries are grouped, up to
+ * `maxSize` or after `maxWait`, and sent as one request whose JSON body lists them with `$each`;
+ * every delivery still gets its own outcome (rules with `{{email}}` in them read per-item results).
+ */
+export const batchSchema = z
+  .object({
+    maxSize: z.number().int().min(2).max(1_000),
+    /** How long the first delivery of a batch waits for others. */
+    maxWait: durationMs.default(1_000),
+  })
+  .strict()
+  .refine((batch) => batch.maxWait <= 60_000, { path: ['maxWait'], message: 'at most 60s' });
+export type BatchPolicy = z.infer<typeof batchSchema>;
+
+/** The marker of a batched JSON body: `[{ $each: <item> }]` renders `<item>` once per unsubscribe. */
+export const EACH_KEY = '$each';
+
 /** JSON values allowed in a body template: string leaves are templates, the structure stays JSON. */
 export type JsonTemplate =
   string | number | boolean | null | JsonTemplate[] | { [key: string]: JsonTemplate };
@@ -424,8 +442,25 @@ export const connectionSchema = z
     limits: limitsSchema.default({}),
     circuit: circuitSchema.prefault({}),
     dedupe: dedupeSchema.prefault({}),
+    batch: batchSchema.optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((connection, ctx) => {
+    const body = connection.request.body;
+    const hasEach = body?.json !== undefined && JSON.stringify(body.json).includes(`"${EACH_KEY}"`);
+    if (connection.batch && !hasEach)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['request', 'body'],
+        message: `a batched connection needs a JSON body with a list written [{ ${EACH_KEY}: ... }], rendered once per unsubscribe`,
+      });
+    if (!connection.batch && hasEach)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['batch'],
+        message: `${EACH_KEY} renders a list of unsubscribes: add batch: { maxSize: ... }`,
+      });
+  });
 
 /** A validated connection as written in its file (defaults applied, durations in ms). */
 export type Connection = z.infer<typeof connectionSchema>;

@@ -7,6 +7,8 @@ export const deliveryJobSchema = z.object({
   connectionId: z.string(),
   /** Replay of the original request (issue 5): render with this stored connection version, not the current one. */
   pinVersion: z.number().int().min(1).optional(),
+  /** A batch the CRM refused was split: this delivery goes in batches of at most this many. */
+  batchSplit: z.number().int().min(1).optional(),
 });
 export type DeliveryJob = z.infer<typeof deliveryJobSchema>;
 

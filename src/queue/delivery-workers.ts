@@ -139,16 +139,20 @@ export class DeliveryWorkers {
     const { connection } = stored;
     const { queues, control, logger } = this.options;
     const queue = queues.for(connection.id);
+    // Limits count requests; BullMQ counts deliveries. A batched request carries up to maxSize of
+    // them, and a process keeps two batches filling or in flight.
+    const perRequest = connection.batch?.maxSize ?? 1;
+    const global = connection.limits.concurrency ? connection.limits.concurrency * perRequest : undefined;
     const perProcess = Math.min(
-      this.options.concurrency,
-      connection.limits.concurrency ?? Infinity,
-      usefulInFlight(connection.limits),
+      Math.max(this.options.concurrency, 2 * perRequest),
+      global ?? Infinity,
+      usefulInFlight(connection.limits) * perRequest,
     );
-    const wanted = JSON.stringify([connection.enabled, connection.limits.concurrency ?? null, perProcess]);
+    const wanted = JSON.stringify([connection.enabled, global ?? null, perProcess]);
     let worker = this.workers.get(connection.id);
     if (worker && this.applied.get(connection.id) === wanted) return;
 
-    if (connection.limits.concurrency) await queue.setGlobalConcurrency(connection.limits.concurrency);
+    if (global) await queue.setGlobalConcurrency(global);
     else await queue.removeGlobalConcurrency();
     if (!connection.enabled) await this.hold(connection.id, 'disabled');
     else if ((await control.status(connection.id)).paused?.by === DISABLED_BY) {

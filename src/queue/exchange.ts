@@ -25,6 +25,14 @@ export interface Exchange {
   verdict: Verdict;
   /** The exchange before a token refresh, when there was one (recorded as its own attempt). */
   refused?: { request: RenderedRequest; outcome: SendOutcome; verdict: Verdict };
+  /** A batch's verdict per unsubscribe, in the batch's order (`verdict` is the first's). */
+  verdicts: Verdict[];
+}
+
+/** The unsubscribes of one batched request, each with its rule-value resolver (per-item results). */
+export interface BatchItems {
+  contexts: readonly TemplateContext[];
+  resolvers: readonly ((value: string) => string)[];
 }
 
 /**
@@ -39,7 +47,11 @@ export async function exchange(
   compiled: CompiledConnection,
   context: TemplateContext,
   resolveRuleValue: (value: string) => string,
+  batch?: BatchItems,
 ): Promise<Exchange> {
+  // A batched connection always sends a list; a lone unsubscribe (a test run) is a batch of one.
+  const items: BatchItems | undefined =
+    batch ?? (connection.batch ? { contexts: [context], resolvers: [resolveRuleValue] } : undefined);
   const limits = {
     timeouts: connection.request.timeouts,
     maxResponseBytes: connection.request.maxResponseBytes,
@@ -66,18 +78,24 @@ export async function exchange(
       {
         now: deps.clock,
       },
+      items?.contexts,
     );
     const outcome = await deps.sender.send(request, limits);
-    let verdict = classify(connection.response.rules, outcome, deps.clock(), resolveRuleValue);
-    if (token && verdict.rule === 'default' && outcome.kind === 'response' && outcome.status === 401) {
-      verdict = {
-        verdict: 'refresh_auth',
-        rule: 'default',
-        code: 'AUTH_REFUSED',
-        reason: 'the CRM refused the OAuth2 token (401)',
-      };
-    }
-    return { request, outcome, verdict, token: token?.accessToken };
+    const now = deps.clock();
+    const verdicts = (items?.resolvers ?? [resolveRuleValue]).map((resolve) => {
+      const verdict = classify(connection.response.rules, outcome, now, resolve);
+      return token && verdict.rule === 'default' && outcome.kind === 'response' && outcome.status === 401
+        ? ({
+            verdict: 'refresh_auth',
+            rule: 'default',
+            code: 'AUTH_REFUSED',
+            reason: 'the CRM refused the OAuth2 token (401)',
+          } satisfies Verdict)
+        : verdict;
+    });
+    // One token for the whole request: if the CRM refused it for any item, refresh it for all.
+    const refresh = verdicts.find((v) => v.verdict === 'refresh_auth');
+    return { request, outcome, verdict: refresh ?? verdicts[0]!, verdicts, token: token?.accessToken };
   };
 
   const first = await once();
@@ -85,14 +103,14 @@ export async function exchange(
   await deps.tokens.invalidate(connection.id, tokenRequest, first.token);
   const second = await once();
   // Refused again with a fresh token: the credentials are wrong, not stale; retrying cannot help.
-  const verdict: Verdict =
-    second.verdict.verdict === 'refresh_auth'
+  const final = (v: Verdict): Verdict =>
+    v.verdict === 'refresh_auth'
       ? {
           verdict: 'fail',
-          rule: second.verdict.rule,
+          rule: v.rule,
           code: 'AUTH_REFUSED',
-          reason: `${second.verdict.reason}, again with a fresh token`,
+          reason: `${v.reason}, again with a fresh token`,
         }
-      : second.verdict;
-  return { ...second, verdict, refused: first };
+      : v;
+  return { ...second, verdict: final(second.verdict), verdicts: second.verdicts.map(final), refused: first };
 }

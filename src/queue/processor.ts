@@ -1,7 +1,8 @@
+import { randomUUID } from 'node:crypto';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import type { OAuth2Tokens } from '../auth/oauth2.js';
-import type { StoredConnection } from '../config/connection-schema.js';
+import type { Connection, StoredConnection } from '../config/connection-schema.js';
 import {
   deliveryJobSchema,
   type Attempt,
@@ -25,9 +26,20 @@ import {
   templateContext,
   type CompiledConnection,
   type SecretSource,
+  type TemplateContext,
 } from '../templates/render-request.js';
+import { Batcher, batchCap } from './batcher.js';
 import { exchange, type Exchange } from './exchange.js';
 import { ruleValueResolver } from './rule-values.js';
+
+/** One delivery waiting in a batch: what its request needs, and its own context for per-item rules. */
+interface BatchEntry {
+  connection: Connection;
+  control: Connection;
+  compiled: CompiledConnection;
+  context: TemplateContext;
+  resolve: (value: string) => string;
+}
 
 /** Bytes of response body kept in an attempt record: enough to read an error, not a whole page. */
 const EXCERPT_BYTES = 2_048;
@@ -76,6 +88,29 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
   const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
   const lastRateLimitedEvent = new Map<string, number>();
   const emit = (event: OperationalEventInput) => deps.events.emit(event);
+  const exchangeDeps = { sender: deps.sender, tokens: deps.tokens, secrets: deps.secrets, clock };
+  const batcher = new Batcher<BatchEntry, Exchange>(async (entries) => {
+    const [first] = entries as [BatchEntry, ...BatchEntry[]];
+    await takeRequestSlot(first.control);
+    return exchange(exchangeDeps, first.connection, first.compiled, first.context, first.resolve, {
+      contexts: entries.map((entry) => entry.context),
+      resolvers: entries.map((entry) => entry.resolve),
+    });
+  });
+  /** A batched request waits for its own rate-limit slot (the deliveries in it are already taken). */
+  const takeRequestSlot = async (control: Connection) => {
+    if (!control.limits.perSecond) return;
+    const requestOnly = {
+      ...control,
+      dedupe: { window: 0 },
+      circuit: { ...control.circuit, enabled: false },
+    };
+    for (;;) {
+      const slot = await deps.control.admit(requestOnly, `batch:${randomUUID()}`, '', clock());
+      if (slot.kind === 'go') return slot.waitMs > 0 ? sleep(slot.waitMs) : undefined;
+      if (slot.kind === 'wait') await sleep(slot.waitMs);
+    }
+  };
   // Templates are compiled once per connection version, not per delivery.
   const compiled = new Map<string, { version: number; compiled: CompiledConnection }>();
   const compile = (stored: StoredConnection): CompiledConnection => {
@@ -87,7 +122,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
   };
 
   return async function processDelivery(job: Job, token?: string): Promise<unknown> {
-    const { unsubscribe, connectionId, pinVersion } = deliveryJobSchema.parse(job.data);
+    const { unsubscribe, connectionId, pinVersion, batchSplit } = deliveryJobSchema.parse(job.data);
     const id = job.id!;
     const log = deps.logger.child({ deliveryId: id, unsubscribeId: unsubscribe.id, connectionId });
     const startedAt = clock();
@@ -137,7 +172,13 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
     // Limits, circuit and duplicates follow the connection as it is now, even for a pinned replay.
     const control = current.connection;
 
-    const admission = await deps.control.admit(control, id, unsubscribe.email, clock());
+    // A batched connection's rate limit counts requests, so it is taken per batch, not per delivery.
+    const admission = await deps.control.admit(
+      connection.batch ? { ...control, limits: {} } : control,
+      id,
+      unsubscribe.email,
+      clock(),
+    );
     if (admission.kind === 'merged') {
       await record(
         {
@@ -195,14 +236,22 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
 
     const context = templateContext(unsubscribe, connection, attemptNumber, deps.engine);
     let result: Exchange;
+    // In a batch, this delivery's place in the request: its verdict, and whether it speaks for the
+    // request's health (one request is one answer about the CRM, however many it carried).
+    let item = { index: 0, size: 1 };
     try {
-      result = await exchange(
-        { sender: deps.sender, tokens: deps.tokens, secrets: deps.secrets, clock },
-        connection,
-        compile(used),
-        context,
-        ruleValueResolver(context),
-      );
+      const resolve = ruleValueResolver(context);
+      if (connection.batch) {
+        const cap = batchCap(connection.batch.maxSize, job.attemptsMade, batchSplit);
+        const batched = await batcher.submit(
+          `${connectionId}:${version}:${cap}`,
+          { connection, control, compiled: compile(used), context, resolve },
+          cap,
+          connection.batch.maxWait,
+        );
+        result = batched.result;
+        item = { index: batched.index, size: batched.size };
+      } else result = await exchange(exchangeDeps, connection, compile(used), context, resolve);
     } catch (error) {
       if (!(error instanceof UnsubRelayError)) throw error;
       // Rendering or the OAuth2 token failed before anything reached the CRM.
@@ -225,7 +274,25 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
         result.refused.outcome.durationMs,
       );
     }
-    let verdict = result.verdict;
+    let verdict = result.verdicts[item.index] ?? result.verdict;
+    if (item.size > 1 && result.verdicts.every((v) => v.verdict === 'fail')) {
+      // The CRM refused the whole batch (a per-item answer would have told some apart): it may be
+      // one bad address, so try again in halves, without spending an attempt, until the address it
+      // refuses goes alone and fails alone.
+      const splitTo = Math.max(1, Math.floor(item.size / 2));
+      await record(
+        {
+          ...attemptFields(result.request, result.outcome, verdict),
+          verdict: 'retry',
+          errorCode: 'BATCH_SPLIT',
+          reason: `the CRM refused a batch of ${item.size} (${verdict.reason}); retrying in batches of ${splitTo}`,
+        },
+        result.outcome.durationMs,
+      );
+      await deps.control.settle(control, id, unsubscribe.email, 'neutral', { releaseClaim: false }, clock());
+      await job.updateData({ ...job.data, batchSplit: splitTo });
+      throw Worker.RateLimitError();
+    }
     if (verdict.verdict === 'refresh_auth') {
       verdict = {
         verdict: 'fail',
@@ -240,7 +307,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
       result.request,
       result.outcome,
       result.outcome.durationMs,
-      healthOf(verdict, result.outcome),
+      item.index === 0 ? healthOf(verdict, result.outcome) : 'neutral',
     );
 
     async function settle(

@@ -54,7 +54,16 @@ export function checkTemplates(connection: Connection): ConfigIssue[] {
     if (compiled.auth.type === 'oauth2_client_credentials') {
       tokenRequestWith(compiled.auth, templateData(context), placeholderSecrets, report);
     }
-    renderWith(compiled, context, placeholderSecrets, report, placeholderToken);
+    renderWith(
+      compiled,
+      context,
+      placeholderSecrets,
+      report,
+      placeholderToken,
+      undefined,
+      // A batched connection renders lists: check it with a batch of both samples.
+      connection.batch ? [bare, full] : undefined,
+    );
   }
   return issues;
 }

@@ -1,4 +1,4 @@
-import type { BodyTemplate, JsonTemplate } from '../config/connection-schema.js';
+import { EACH_KEY, type BodyTemplate, type JsonTemplate } from '../config/connection-schema.js';
 import type { ConfigIssue } from '../errors.js';
 import { hasHeaderUnsafeChar } from './chars.js';
 import { isSingleExpression, parseTemplate, type CompiledTemplate } from './template-env.js';
@@ -24,6 +24,8 @@ export type CompiledJson =
   | { readonly kind: 'literal'; readonly value: string | number | boolean | null }
   | { readonly kind: 'text' | 'value'; readonly compiled: CompiledField }
   | { readonly kind: 'array'; readonly items: readonly CompiledJson[] }
+  /** `{ $each: <item> }` in a list: `item` once per unsubscribe of the batch, rendered with its fields. */
+  | { readonly kind: 'each'; readonly item: CompiledJson }
   | { readonly kind: 'object'; readonly entries: readonly (readonly [string, CompiledJson])[] };
 
 export type CompiledBody = { readonly contentType: string } & (
@@ -59,7 +61,7 @@ export function compileBody(
     return undefined;
   }
   if (body.json !== undefined) {
-    const root = compileJson(body.json, 'request.body.json', compile);
+    const root = compileJson(body.json, 'request.body.json', compile, issues);
     return root && { kind: 'json', contentType: explicit ?? DEFAULT_CONTENT_TYPES.json, root };
   }
   if (body.form !== undefined) {
@@ -92,7 +94,13 @@ export function compileBody(
   return undefined;
 }
 
-function compileJson(node: JsonTemplate, field: string, compile: Compile): CompiledJson | undefined {
+function compileJson(
+  node: JsonTemplate,
+  field: string,
+  compile: Compile,
+  issues: ConfigIssue[],
+  inList = false,
+): CompiledJson | undefined {
   if (typeof node === 'string') {
     let single: boolean;
     try {
@@ -104,14 +112,27 @@ function compileJson(node: JsonTemplate, field: string, compile: Compile): Compi
     return compiled && { kind: single ? 'value' : 'text', compiled };
   }
   if (Array.isArray(node)) {
-    const items = node.map((item, index) => compileJson(item, jsonPath(field, index), compile));
+    const items = node.map((item, index) => compileJson(item, jsonPath(field, index), compile, issues, true));
     return items.every((item) => item !== undefined)
       ? { kind: 'array', items: items as CompiledJson[] }
       : undefined;
   }
+  if (node !== null && typeof node === 'object' && Object.hasOwn(node, EACH_KEY)) {
+    // The schema allows $each only in batched connections; here it must also stand alone in a list.
+    const at = jsonPath(field, EACH_KEY);
+    if (!inList || Object.keys(node).length !== 1) {
+      issues.push({
+        field: at,
+        reason: `write ${EACH_KEY} alone inside a list: [{ ${EACH_KEY}: <what each unsubscribe adds> }]`,
+      });
+      return undefined;
+    }
+    const item = compileJson(node[EACH_KEY]!, at, compile, issues);
+    return item && { kind: 'each', item };
+  }
   if (node !== null && typeof node === 'object') {
     const entries = Object.entries(node).map(
-      ([key, value]) => [key, compileJson(value, jsonPath(field, key), compile)] as const,
+      ([key, value]) => [key, compileJson(value, jsonPath(field, key), compile, issues)] as const,
     );
     return entries.every(([, value]) => value !== undefined)
       ? { kind: 'object', entries: entries as (readonly [string, CompiledJson])[] }

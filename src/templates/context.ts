@@ -115,3 +115,19 @@ export function sampleContext(connection: Connection): TemplateContext {
     engine: { sandboxUrl: 'http://127.0.0.1:8787/sandbox' },
   };
 }
+
+/**
+ * What a batched request's templates see outside `$each` (URL, headers, auth, the body around the
+ * list): the connection's settings and the batch's size, never one unsubscribe's fields, which
+ * differ from item to item (strict mode makes `{{email}}` there an error at validate time).
+ */
+export function batchTemplateData(items: readonly TemplateContext[]): object {
+  const first = items[0]!;
+  return {
+    account: first.account,
+    attempt: Math.max(...items.map((item) => item.attempt)),
+    settings: { ...first.settings },
+    engine: { sandboxUrl: first.engine.sandboxUrl },
+    batch: { size: items.length },
+  };
+}

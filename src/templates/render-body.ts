@@ -7,7 +7,7 @@ import type { Rendering } from './render-core.js';
 export function renderBody(body: CompiledBody, r: Rendering): string {
   switch (body.kind) {
     case 'json':
-      return JSON.stringify(renderJson(body.root, r));
+      return JSON.stringify(renderJson(body.root, r, r.data));
     case 'form': {
       const pairs: string[] = [];
       for (const { name, values } of body.fields) {
@@ -27,22 +27,30 @@ export function renderBody(body: CompiledBody, r: Rendering): string {
   }
 }
 
-function renderJson(node: CompiledJson, r: Rendering): unknown {
+/** `data` is what templates see: the request's, or inside `$each` one unsubscribe's of the batch. */
+function renderJson(node: CompiledJson, r: Rendering, data: object): unknown {
   switch (node.kind) {
     case 'literal':
       return node.value;
     case 'text':
-      return r.attempt(node.compiled.field, () => r.text(node.compiled)) ?? '';
+      return r.attempt(node.compiled.field, () => node.compiled.template.render(data, r.state)) ?? '';
     case 'value':
       return (
-        r.attempt(node.compiled.field, () => jsonValue(node.compiled.template.evaluate(r.data, r.state))) ??
+        r.attempt(node.compiled.field, () => jsonValue(node.compiled.template.evaluate(data, r.state))) ??
         null
       );
     case 'array':
-      return node.items.map((item) => renderJson(item, r));
+      return node.items.flatMap((item) =>
+        item.kind === 'each'
+          ? r.items.map((one) => renderJson(item.item, r, one))
+          : [renderJson(item, r, data)],
+      );
+    case 'each':
+      // Compiling allows `$each` only as a list item, which the array case expands.
+      return r.items.map((one) => renderJson(node.item, r, one));
     case 'object':
       // fromEntries defines own properties, so a `__proto__` key stays a key.
-      return Object.fromEntries(node.entries.map(([key, value]) => [key, renderJson(value, r)]));
+      return Object.fromEntries(node.entries.map(([key, value]) => [key, renderJson(value, r, data)]));
   }
 }
 

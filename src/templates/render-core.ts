@@ -12,6 +12,8 @@ export type Attempt = <T>(field: string, work: () => T) => T | undefined;
 /** One request being rendered: its data, render state, and the values that must be redacted. */
 export interface Rendering {
   readonly data: object;
+  /** A batch's unsubscribes, each as its templates see it (`$each`); one item otherwise. */
+  readonly items: readonly object[];
   readonly state: RenderState;
   /** Values that are secret without coming from `{{secret}}`: auth header values, tokens, keys. */
   readonly sensitive: Set<string>;
@@ -29,6 +31,7 @@ export function startRendering(
   secrets: SecretSource,
   options: RenderOptions | undefined,
   report: Report,
+  items: readonly object[] = [data],
 ): Rendering {
   const state = newRenderState(secrets, options);
   const sensitive = new Set<string>();
@@ -43,6 +46,7 @@ export function startRendering(
   const text = (compiled: CompiledField) => compiled.template.render(data, state);
   return {
     data,
+    items,
     state,
     sensitive,
     attempt,

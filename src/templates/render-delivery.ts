@@ -1,6 +1,6 @@
 import type { RenderedRequest } from '../domain/delivery.js';
 import type { CompiledConnection } from './compile-connection.js';
-import { templateData, type SecretSource, type TemplateContext } from './context.js';
+import { batchTemplateData, templateData, type SecretSource, type TemplateContext } from './context.js';
 import { applyAuth, signRequest } from './render-auth.js';
 import { renderBody } from './render-body.js';
 import { checkedUrl, startRendering, type Report } from './render-core.js';
@@ -11,7 +11,11 @@ export interface AccessToken {
   accessToken: string;
 }
 
-/** Renders the delivery request, reporting each failing field; see `renderRequest`. */
+/**
+ * Renders the delivery request, reporting each failing field; see `renderRequest`. With `batch`
+ * (a batched connection's unsubscribes), `$each` lists render once per item and everything else
+ * sees the batch (settings, size), not any one unsubscribe.
+ */
 export function renderWith(
   compiled: CompiledConnection,
   context: TemplateContext,
@@ -19,6 +23,7 @@ export function renderWith(
   report: Report,
   auth?: AccessToken,
   options?: RenderOptions,
+  batch?: readonly TemplateContext[],
 ): RenderedRequest {
   const oauth2 = compiled.auth.type === 'oauth2_client_credentials';
   const token = oauth2 && auth?.accessToken ? auth.accessToken : undefined;
@@ -29,9 +34,15 @@ export function renderWith(
     );
   }
   // Only OAuth2 connections have `auth` in their data; compiling refuses it everywhere else.
-  const data =
-    token === undefined ? templateData(context) : { ...templateData(context), auth: { accessToken: token } };
-  const r = startRendering(data, secrets, options, report);
+  const top = batch ? batchTemplateData(batch) : templateData(context);
+  const data = token === undefined ? top : { ...top, auth: { accessToken: token } };
+  const r = startRendering(
+    data,
+    secrets,
+    options,
+    report,
+    batch ? batch.map((item) => templateData(item)) : [data],
+  );
   if (token !== undefined) {
     // Revealed, not just sensitive: anything a helper derives from the token is then redacted too.
     r.state.revealed.add(token);

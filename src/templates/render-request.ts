@@ -29,8 +29,9 @@ export function renderRequest(
   secrets: SecretSource,
   auth?: AccessToken,
   options?: RenderOptions,
+  batch?: readonly TemplateContext[],
 ): RenderedRequest {
-  return renderWith(compiled, context, secrets, throwing(compiled), auth, options);
+  return renderWith(compiled, context, secrets, throwing(compiled), auth, options, batch);
 }
 
 /**

@@ -95,6 +95,7 @@ export async function runConnectionTest(
         ? { accessToken: 'oauth2-access-token-fetched-at-send' }
         : undefined,
       { now: deps.clock },
+      connection.batch ? [context] : undefined,
     );
     run = { ...base, request: redactRequest(request), durationMs: 0 };
   } else {

@@ -33,6 +33,7 @@ describe('schema/connection.schema.json', () => {
       'limits',
       'circuit',
       'dedupe',
+      'batch',
     ]);
   });
 });

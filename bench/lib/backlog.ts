@@ -1,0 +1,93 @@
+import type { Redis } from 'ioredis';
+import { connectionSchema, type ConnectionInput } from '../../src/config/connection-schema.js';
+import { parseEnv } from '../../src/config/env.js';
+import { DeliveryProducer } from '../../src/queue/producer.js';
+import { DeliveryQueues, deliveryQueueName } from '../../src/queue/queues.js';
+import { ApiKeyStore } from '../../src/store/api-keys.js';
+import { keyspace } from '../../src/store/keys.js';
+import { BENCH_ACCOUNT } from './connections.js';
+import { nowMs } from './stats.js';
+
+/** The engine's default retention (RETENTION_* unset), so jobs carry the options ingest gives them. */
+function defaultRetention() {
+  const env = parseEnv({});
+  return {
+    succeededMs: env.RETENTION_SUCCEEDED,
+    failedMs: env.RETENTION_FAILED,
+    unsubscribesMs: env.RETENTION_UNSUBSCRIBES,
+  };
+}
+
+export interface FillResult {
+  unsubscribes: number;
+  deliveries: number;
+  ms: number;
+}
+
+/**
+ * Queues `unsubscribes` unsubscribes, each fanned out to every one of `connections`, with the
+ * engine's own DeliveryProducer (the code behind POST /v1/unsubscribes after the key and body checks:
+ * one MULTI per unsubscribe with its ledger entry, indexes and jobs), `inFlight` at a time.
+ */
+export async function fillBacklog(
+  redis: Redis,
+  prefix: string,
+  connections: ConnectionInput[],
+  unsubscribes: number,
+  options: { inFlight?: number; emailPrefix?: string } = {},
+): Promise<FillResult> {
+  const keys = keyspace(prefix);
+  const queues = new DeliveryQueues(redis, keys);
+  const parsed = connections.map((connection) => connectionSchema.parse(connection));
+  const producer = new DeliveryProducer(redis, queues, keys, defaultRetention());
+  const emailPrefix = options.emailPrefix ?? 'drain';
+  const started = nowMs();
+  let next = 0;
+  const lanes = Array.from({ length: options.inFlight ?? 64 }, async () => {
+    while (next < unsubscribes) {
+      const i = next++;
+      const result = await producer.accept(
+        {
+          account: BENCH_ACCOUNT,
+          email: `${emailPrefix}-${i}@bench.example`,
+          campaign: 'bench',
+          source: 'bench',
+          attributes: {},
+        },
+        parsed,
+      );
+      if (result.outcome !== 'accepted') throw new Error(`backlog: unsubscribe ${i} was ${result.outcome}`);
+    }
+  });
+  try {
+    await Promise.all(lanes);
+  } finally {
+    await queues.close();
+  }
+  return { unsubscribes, deliveries: unsubscribes * connections.length, ms: nowMs() - started };
+}
+
+/** BullMQ's job counts of one connection's delivery queue under `prefix`. */
+export async function jobCounts(
+  redis: Redis,
+  prefix: string,
+  connectionId: string,
+): Promise<Record<string, number>> {
+  const queues = new DeliveryQueues(redis, keyspace(prefix));
+  try {
+    return await queues.for(connectionId).getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed');
+  } finally {
+    await queues.close();
+  }
+}
+
+export function bullPrefix(prefix: string): string {
+  return keyspace(prefix).bullPrefix;
+}
+
+export { deliveryQueueName };
+
+/** A new API key for the bench account, straight into Redis (the engine reads it with one HGET). */
+export async function createApiKey(redis: Redis, prefix: string): Promise<string> {
+  return (await new ApiKeyStore(redis, keyspace(prefix)).create(BENCH_ACCOUNT)).key;
+}
