@@ -18,6 +18,7 @@ import { EventLog } from './events/event-log.js';
 import { EventWebhookRelay } from './events/webhook-relay.js';
 import { ensureRedis, type RedisBootstrap } from './redis-bootstrap.js';
 import { shutdown, type Drainable, type Releasable } from './shutdown.js';
+import { configureEmailLogging } from './logging.js';
 import { resolveAdminToken } from './admin-token.js';
 import { CampaignStore } from './store/campaigns.js'; // issue 5
 import { ApiKeyStore } from './store/api-keys.js';
@@ -45,6 +46,7 @@ export interface Engine {
  * process never answers 201 before it can deliver.
  */
 export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
+  configureEmailLogging(env.LOG_EMAILS);
   // Drained together under SHUTDOWN_TIMEOUT, then released in order (the most dependent first).
   const drainables: Drainable[] = [];
   const closers: Releasable[] = [];

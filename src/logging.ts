@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 
 /**
@@ -40,6 +41,25 @@ export function createLogger(level: string, format: 'json' | 'pretty' | 'auto' =
         }
       : {}),
   });
+}
+
+/**
+ * How emails appear in log lines: `masked` (the default, `j***@example.com`: enough to recognise,
+ * not enough to harvest) or `hashed` (`sha256:1f0e...`, the same for every line about one address,
+ * so a search across lines finds them, and nothing readable). Never the address itself.
+ */
+export type EmailLogging = 'masked' | 'hashed';
+let emailLogging: EmailLogging = 'masked';
+
+export function configureEmailLogging(mode: EmailLogging): void {
+  emailLogging = mode;
+}
+
+/** An email as log lines may show it (see `EmailLogging`). */
+export function logEmail(email: string): string {
+  if (emailLogging === 'hashed')
+    return `sha256:${createHash('sha256').update(email.trim().toLowerCase()).digest('hex').slice(0, 16)}`;
+  return maskEmail(email);
 }
 
 /** `jane.doe@example.com` → `j***@example.com`: enough to recognise, not enough to harvest. */

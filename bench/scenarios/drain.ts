@@ -1,4 +1,4 @@
-import { mkdtemp, readdir } from 'node:fs/promises';
+import { mkdtemp, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { bullPrefix, deliveryQueueName, fillBacklog, jobCounts } from '../lib/backlog.js';
 import { BENCH_CRM_KEY, benchConnection } from '../lib/connections.js';
@@ -137,7 +137,12 @@ export const drain: Scenario = {
       const dir = await mkdtemp(path.join(ctx.tmpDir, 'cpu-prof-'));
       ctx.log(`drain: profiling one more engine drain (node --cpu-prof) into ${dir}`);
       const profiled = await drainOnce(ctx, 'engine', deliveries, 'drain-profiled', { cpuProfDir: dir });
-      const file = (await readdir(dir)).find((name) => name.endsWith('.cpuprofile'));
+      // Worker threads (tsx's loader) write profiles too: the main thread's is the biggest.
+      const files = (await readdir(dir)).filter((name) => name.endsWith('.cpuprofile'));
+      const sized = await Promise.all(
+        files.map(async (name) => ({ name, size: (await stat(path.join(dir, name))).size })),
+      );
+      const file = sized.sort((a, b) => b.size - a.size)[0]?.name;
       if (file) {
         const summary = await summarizeProfile(path.join(dir, file), {
           fromMs: profiled.first - profiled.spawnedAt,

@@ -29,6 +29,8 @@ export const envSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** `json` lines, `pretty` for people, or `auto`: pretty on a terminal, JSON otherwise. */
   LOG_FORMAT: z.enum(['json', 'pretty', 'auto']).default('auto'),
+  /** Emails in log lines: `masked` (j***@example.com) or `hashed` (a stable sha256 prefix). Never in full. */
+  LOG_EMAILS: z.enum(['masked', 'hashed']).default('masked'),
   /** Allow delivery to loopback, private, link-local and metadata addresses. Off in production. */
   ALLOW_PRIVATE_TARGETS: flag.default(false),
   /** Which roles this process runs: the HTTP API, the delivery workers, or both. */

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { InputError } from '../errors.js';
-import { maskEmail } from '../logging.js';
+import { logEmail } from '../logging.js';
 import type { Keyspace } from '../store/keys.js';
 import {
   operationalEventSchema,
@@ -48,7 +48,7 @@ const inputSchema = operationalEventSchema.omit({ id: true, at: true });
 
 /** Anything shaped like an address; events must carry none, so any that slips in is masked. */
 const EMAIL_LIKE = /[^\s@"'<>()[\],;:]+@[^\s@"'<>()[\],;:]+\.[^\s@"'<>()[\],;:]{2,}/gu;
-const maskEmails = (text: string) => text.replace(EMAIL_LIKE, (address) => maskEmail(address));
+const maskEmails = (text: string) => text.replace(EMAIL_LIKE, (address) => logEmail(address));
 
 /**
  * The durable operational event log: a capped Redis stream (`keys.events`), read newest first by

@@ -13,7 +13,7 @@ import {
 import { scrubSecrets } from '../domain/scrub.js';
 import { RetryableDeliveryError, UnsubRelayError } from '../errors.js';
 import type { Sender } from '../http/sender.js';
-import { maskEmail } from '../logging.js';
+import { logEmail } from '../logging.js';
 import { planRetry } from '../rules/retry-plan.js';
 import type { AttemptStore } from '../store/attempt-store.js';
 import type { ConnectionStore } from '../store/connection-store.js';
@@ -190,7 +190,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
       );
       deps.metrics?.deliveries.inc({ connection: connectionId, verdict: 'merged' });
       log.info(
-        { mergedInto: admission.into, email: maskEmail(unsubscribe.email) },
+        { mergedInto: admission.into, email: logEmail(unsubscribe.email) },
         'delivery merged into a duplicate',
       );
       return { mergedInto: admission.into };
@@ -328,7 +328,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
       const logFields = {
         attempt: attemptNumber,
         connectionVersion: version,
-        email: maskEmail(unsubscribe.email),
+        email: logEmail(unsubscribe.email),
         status: outcome?.kind === 'response' ? outcome.status : undefined,
         durationMs: Math.round(durationMs),
         verdict: verdict.verdict,

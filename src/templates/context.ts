@@ -1,3 +1,4 @@
+import { envSchema } from '../config/env.js';
 import type { Connection } from '../config/connection-schema.js';
 import type { Unsubscribe } from '../domain/unsubscribe.js';
 
@@ -61,17 +62,10 @@ export function templateData(context: TemplateContext): TemplateContext {
  * Redis URL with its password) and the process's. Otherwise a connection file could ship them to a CRM.
  */
 const RESERVED_SECRET_NAMES = new Set([
-  'ADMIN_TOKEN',
-  'REDIS_URL',
-  'REDIS_PREFIX',
-  'PORT',
-  'HOST',
-  'CONNECTIONS_DIR',
-  'LOG_LEVEL',
-  'LOG_FORMAT',
-  'ALLOW_PRIVATE_TARGETS',
-  'ROLES',
-  'SANDBOX',
+  // Every engine setting, so one added later is covered without remembering this list.
+  ...Object.keys(envSchema.shape),
+  'ADMIN_URL',
+  'UNSUB_RELAY_OPERATOR',
   'PATH',
   'HOME',
   'USER',

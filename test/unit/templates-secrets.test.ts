@@ -11,19 +11,24 @@ const connection = (token: string) =>
   });
 
 describe('reserved secret names', () => {
-  it.each(['ADMIN_TOKEN', 'REDIS_URL', 'PATH', 'npm_config_registry', 'NODE_OPTIONS'])(
-    'refuses {{secret %s}} at validation and never resolves it',
-    (name) => {
-      const issues = checkTemplates(connection(`{{secret '${name}'}}`));
-      expect(issues).toEqual([
-        {
-          field: 'request.auth.token',
-          reason: expect.stringContaining(`${name} is the engine's own setting`),
-        },
-      ]);
-      expect(envSecrets({ [name]: 'value' }).get(name)).toBeUndefined();
-    },
-  );
+  it.each([
+    'ADMIN_TOKEN',
+    'REDIS_URL',
+    'EVENTS_WEBHOOK_SECRET',
+    'LOG_EMAILS',
+    'PATH',
+    'npm_config_registry',
+    'NODE_OPTIONS',
+  ])('refuses {{secret %s}} at validation and never resolves it', (name) => {
+    const issues = checkTemplates(connection(`{{secret '${name}'}}`));
+    expect(issues).toEqual([
+      {
+        field: 'request.auth.token',
+        reason: expect.stringContaining(`${name} is the engine's own setting`),
+      },
+    ]);
+    expect(envSecrets({ [name]: 'value' }).get(name)).toBeUndefined();
+  });
 
   it('resolves an ordinary connection secret', () => {
     expect(checkTemplates(connection("{{secret 'ACME_CRM_TOKEN'}}"))).toEqual([]);

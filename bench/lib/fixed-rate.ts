@@ -1,0 +1,74 @@
+import type { BenchContext, Crm, CrmStats, Engine } from './context.js';
+import { until } from './processes.js';
+import type { LoadSummary } from '../load-gen.js';
+
+export interface FixedRateRun {
+  rate: number;
+  durationMs: number;
+  sent: number;
+  accepted: number;
+  /** Distinct deliveries the CRM received for what was sent. */
+  arrived: number;
+  received: number;
+  /** Scheduled → received at the CRM. */
+  latency: NonNullable<CrmStats['latency']>;
+  /** How late the generator sent against its schedule. */
+  lag: NonNullable<LoadSummary['lag']>;
+  /** HTTP latency of POST /v1/unsubscribes as the generator saw it. */
+  ingest: LoadSummary['latency'];
+}
+
+/**
+ * Sends unsubscribes at a fixed rate (open loop) to an engine that serves the API and delivers, then
+ * waits (bounded) until the CRM has received as many as were accepted, and reads the latencies the
+ * CRM measured under `tag`. The CRM's counters are reset first.
+ */
+export async function fixedRate(
+  ctx: BenchContext,
+  engine: Engine,
+  apiKey: string,
+  options: { crm?: Crm; tag: string; rate: number; durationMs: number; emailPrefix: string },
+): Promise<FixedRateRun> {
+  const crm = options.crm ?? ctx.crm;
+  await crm.reset();
+  const load = await ctx.loadGen({
+    url: `${engine.url}/v1/unsubscribes`,
+    apiKey,
+    mode: 'open',
+    rate: options.rate,
+    durationMs: options.durationMs,
+    connections: 64,
+    emailPrefix: options.emailPrefix,
+  });
+  // Whatever is missing after this long is reported as missing, not waited for.
+  await until(
+    `deliveries at the CRM (${options.tag})`,
+    async () => (await crm.count(options.tag)).unique >= load.accepted,
+    30_000,
+    engine,
+    100,
+  ).catch((error: unknown) => ctx.log(`  ${String(error).split('\n')[0]}`));
+  const stats = await crm.stats(options.tag);
+  const none = { count: 0, p50: Number.NaN, p95: Number.NaN, p99: Number.NaN, max: Number.NaN, mean: Number.NaN };
+  return {
+    rate: options.rate,
+    durationMs: options.durationMs,
+    sent: load.sent,
+    accepted: load.accepted,
+    arrived: stats.unique,
+    received: stats.count,
+    latency: stats.latency ?? none,
+    lag: load.lag ?? none,
+    ingest: load.latency,
+  };
+}
+
+/** A short load at a modest rate so the engine's code is warm before anything is measured. */
+export async function warmUp(ctx: BenchContext, engine: Engine, apiKey: string, tag: string): Promise<void> {
+  await fixedRate(ctx, engine, apiKey, {
+    tag,
+    rate: 200,
+    durationMs: ctx.options.quick ? 500 : 2_000,
+    emailPrefix: `${tag}-warmup`,
+  });
+}

@@ -1,0 +1,27 @@
+import type { Scenario } from '../lib/types.js';
+import { drain } from './drain.js';
+import { fanout } from './fanout.js';
+import { ingest } from './ingest.js';
+import { isolation } from './isolation.js';
+import { latency } from './latency.js';
+import { memory } from './memory.js';
+
+/**
+ * Every scenario `npm run bench` knows, in the order they run. To add one, write
+ * bench/scenarios/<id>.ts exporting a `Scenario` (see drain.ts: `drainOnce` fills a backlog with the
+ * engine's own producer, starts a ROLES=worker engine and times it at the CRM) and list it here;
+ * `--only <id>` then runs it and the report, chart and docs pick it up.
+ *
+ * Batch delivery (connections with `batch: { maxSize, maxWait }`) gets its own "batch-drain"
+ * scenario here: the drain with `benchConnection(id, url, { batch: {...} })` and a CRM path that
+ * counts the items of each batched body (bench/crm-server.ts counts one delivery per request today).
+ */
+export const scenarios: Scenario[] = [
+  drain,
+  ingest,
+  latency,
+  memory,
+  fanout,
+  isolation,
+  // batchDrain,  ← batch delivery: see above
+];
