@@ -275,10 +275,14 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
       );
     }
     let verdict = result.verdicts[item.index] ?? result.verdict;
-    if (item.size > 1 && result.verdicts.every((v) => v.verdict === 'fail')) {
-      // The CRM refused the whole batch (a per-item answer would have told some apart): it may be
-      // one bad address, so try again in halves, without spending an attempt, until the address it
-      // refuses goes alone and fails alone.
+    if (
+      item.size > 1 &&
+      refusedForItsContent(result.outcome) &&
+      result.verdicts.every((v) => v.verdict === 'fail')
+    ) {
+      // The CRM refused the whole batch for what is in it (a per-item answer would have told some
+      // apart): it may be one bad address, so try again in halves, without spending an attempt,
+      // until the address it refuses goes alone and fails alone.
       const splitTo = Math.max(1, Math.floor(item.size / 2));
       await record(
         {
@@ -440,6 +444,14 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
       throw new RetryableDeliveryError(waiting.code, verdict.reason, plan.delayMs);
     }
   };
+}
+
+/**
+ * 400, 413 and 422 refuse a request for its content, which splitting can isolate; a refused key
+ * (401, 403) or a wrong URL (404) fails every half the same way, so those fail the batch at once.
+ */
+function refusedForItsContent(outcome: SendOutcome): boolean {
+  return outcome.kind === 'response' && [400, 413, 422].includes(outcome.status);
 }
 
 /**

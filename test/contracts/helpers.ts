@@ -27,6 +27,7 @@ import {
   type CompiledConnection,
   type RenderOptions,
   type SecretSource,
+  type TemplateContext,
 } from '../../src/templates/render-request.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -173,6 +174,87 @@ export function verdictOn(
     Date.parse(RECEIVED_AT),
     ruleValueResolver(context),
   );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batches
+
+/**
+ * One template context per address, each its own unsubscribe (its own id), as the deliveries of
+ * one batch are; in the batch's order.
+ */
+export function batchContexts(example: Example, emails: readonly string[]): TemplateContext[] {
+  return emails.map((email, index) =>
+    templateContext(
+      unsubscribeFor(email, { id: `${UNSUBSCRIBE_ID.slice(0, -4)}${index.toString(16).padStart(4, '0')}` }),
+      example.connection,
+      1,
+      engine,
+    ),
+  );
+}
+
+/**
+ * Renders the one request a batched connection sends for these addresses, as the worker does:
+ * `$each` once per address, everything else from the batch (settings, account, `batch.size`).
+ */
+export function renderBatch(
+  example: Example,
+  secrets: SecretSource,
+  emails: readonly string[],
+  auth?: { accessToken: string },
+): RenderedRequest {
+  expect(example.connection.batch, `${example.file} has no batch`).toBeDefined();
+  const items = batchContexts(example, emails);
+  return renderRequest(example.compiled, items[0]!, secrets, auth, RENDER_OPTIONS, items);
+}
+
+/**
+ * Each delivery's verdict on one (documented) answer to a batched request, in the batch's order,
+ * as the worker decides them: the same rules, with templated values (`contains: '{{email}}'`)
+ * rendered for each delivery. When every one is `fail` the engine splits the batch instead.
+ */
+export function verdictsOn(example: Example, answer: CrmAnswer, emails: readonly string[]): Verdict[] {
+  const body =
+    answer.body === undefined
+      ? ''
+      : typeof answer.body === 'string'
+        ? answer.body
+        : JSON.stringify(answer.body);
+  const outcome: SendOutcome = {
+    kind: 'response',
+    status: answer.status,
+    headers: Object.fromEntries(Object.entries(answer.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v])),
+    body,
+    bodyTruncated: false,
+    durationMs: 42,
+  };
+  return batchContexts(example, emails).map((context) =>
+    classify(example.connection.response.rules, outcome, Date.parse(RECEIVED_AT), ruleValueResolver(context)),
+  );
+}
+
+/**
+ * A batch variant (`<name>-batch`) keeps its original's target, auth, settings, retry and limits,
+ * with a rate no higher (a batched connection's limits count requests), and says in its header
+ * where its per-request maximum comes from.
+ */
+export function expectBatchVariantOf(batch: Example, original: Example): void {
+  expect(batch.connection.id).toBe(`${original.connection.id}-batch`);
+  expect(batch.connection.batch).toMatchObject({ maxWait: 1_000 });
+  expect(batch.text).toMatch(/^# Per-request maximum: /m);
+  expect(batch.text).toMatch(/^# Per-item results: /m);
+  const { body: _batchBody, ...request } = batch.connection.request;
+  const { body: _originalBody, ...originalRequest } = original.connection.request;
+  expect(request).toEqual(originalRequest);
+  expect(batch.connection.request.body?.contentType).toBe(original.connection.request.body?.contentType);
+  expect(batch.connection.settings).toEqual(original.connection.settings);
+  expect(batch.connection.retry).toEqual(original.connection.retry);
+  const [limits, was] = [batch.connection.limits, original.connection.limits];
+  for (const key of ['perSecond', 'burst', 'concurrency'] as const) {
+    if (was[key] !== undefined)
+      expect(limits[key] ?? Infinity, `limits.${key}`).toBeLessThanOrEqual(was[key]);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
