@@ -60,10 +60,21 @@ export class ConnectionStore {
     return { version, changed: changed === 1 };
   }
 
+  /**
+   * The current version, read from Redis every time (every worker sees the same version). Parsing
+   * and validating it is what costs, so an unchanged record is parsed once: the result is shared,
+   * and callers treat it as read-only.
+   */
   async get(id: string): Promise<StoredConnection | undefined> {
     const raw = await this.redis.hget(this.keys.connections, id);
-    return raw === null ? undefined : parseStored(raw);
+    if (raw === null) return undefined;
+    const last = this.parsed.get(id);
+    if (last?.raw === raw) return last.stored;
+    const stored = parseStored(raw);
+    this.parsed.set(id, { raw, stored });
+    return stored;
   }
+  private readonly parsed = new Map<string, { raw: string; stored: StoredConnection }>();
 
   /** One version as it was stored (the current one, or any earlier one: history outlives changes). */
   async getVersion(id: string, version: number): Promise<StoredConnection | undefined> {

@@ -115,7 +115,10 @@ export function compileTemplate(
   } catch (error) {
     throw new TemplateProblem(describeFailure(error), { cause: error });
   }
+  // Most headers and many body leaves are fixed text: no Handlebars call needed to produce them.
+  const literal = !source.includes('{{') && !source.includes('\\');
   const run = (data: object, state: RenderState): string => {
+    if (literal) return source;
     checkBudget(state);
     let output: string;
     try {
