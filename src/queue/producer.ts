@@ -116,6 +116,10 @@ export class DeliveryProducer {
       fingerprint: print,
       connections: connections.map((c) => c.id),
     };
+    // BullMQ defines its scripts on the shared client when a queue first connects, and a MULTI only
+    // has the commands defined before it was opened: every queue is ready first.
+    const queues = connections.map((connection) => this.queues.for(connection.id));
+    await Promise.all(queues.map((queue) => queue.waitUntilReady()));
     // Every queue shares this one client, so one MULTI can add jobs to several connections' queues.
     const multi = this.queues.client().multi();
     multi.runCommand('set', [
@@ -147,11 +151,8 @@ export class DeliveryProducer {
     for (const connection of connections) {
       const data: DeliveryJob = { unsubscribe, connectionId: connection.id };
       multi.runCommand('sadd', [this.keys.deliveryQueues, connection.id]);
-      const queue = this.queues.for(connection.id);
-      // BullMQ loads its scripts on the shared client when a queue first connects.
-      await queue.waitUntilReady();
       const job = new Job(
-        queue,
+        this.queues.for(connection.id),
         connection.id,
         data,
         this.jobOptions(connection),

@@ -357,6 +357,24 @@ describe('POST /v1/unsubscribes: protocol edges', () => {
   });
 });
 
+describe('POST /v1/unsubscribes on an API-only process', () => {
+  it('accepts the first unsubscribe for a connection whose queue this process never opened', async () => {
+    // No worker here touches the queues first: the producer must ready each queue before its MULTI.
+    const apiOnly = await startTestEngine(
+      uniquePrefix('ingest-api-only'),
+      [crmConnection('fresh', 'http://127.0.0.1:9', { campaigns: '*' })],
+      { ROLES: 'api' },
+    );
+    try {
+      const first = await apiOnly.unsubscribe('acme', { email: 'first@example.com' });
+      expect(first.status).toBe(201);
+      expect(await apiOnly.queues.for('fresh').getJob(`${first.body.id as string}:fresh`)).toBeDefined();
+    } finally {
+      await apiOnly.close();
+    }
+  });
+});
+
 describe('POST /v1/unsubscribes with Redis down', () => {
   it('answers 503, never 201, when the unsubscribe cannot be stored', async () => {
     const prefix = uniquePrefix('ingest-down');
