@@ -22,7 +22,9 @@ app.post('/v1/unsubscribes', async (request, reply) => {
 
 await app.listen({ port: 0, host: '127.0.0.1' });
 const address = app.server.address();
-process.stdout.write(`${JSON.stringify({ port: typeof address === 'object' && address ? address.port : 0 })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ port: typeof address === 'object' && address ? address.port : 0 })}\n`,
+);
 
 async function stop(): Promise<void> {
   await app.close();

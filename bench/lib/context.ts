@@ -5,7 +5,16 @@ import type { Redis } from 'ioredis';
 import type { ConnectionInput } from '../../src/config/connection-schema.js';
 import type { LoadConfig, LoadSummary } from '../load-gen.js';
 import { BENCH_CRM_KEY, writeConnectionsDir } from './connections.js';
-import { ENGINE_BIN, freePort, spawnNode, spawnScript, stopAll, until, type Child } from './processes.js';
+import {
+  ENGINE_BIN,
+  freePort,
+  refuseNewChildren,
+  spawnNode,
+  spawnScript,
+  stopAll,
+  until,
+  type Child,
+} from './processes.js';
 import { benchRedis, deleteByPrefix } from './redis.js';
 import type { BenchOptions } from './types.js';
 
@@ -160,18 +169,38 @@ export class BenchContext {
   async loadGen(config: LoadConfig): Promise<LoadSummary> {
     const child = spawnScript('load-gen', 'load-gen.ts', {}, [JSON.stringify(config)]);
     try {
-      return await child.jsonLine<LoadSummary>(config.durationMs + (config.drainTimeoutMs ?? 30_000) + 20_000);
+      return await child.jsonLine<LoadSummary>(
+        config.durationMs + (config.drainTimeoutMs ?? 30_000) + 20_000,
+      );
     } finally {
       await child.stop(2_000);
     }
   }
 
-  /** Stops every process still running, deletes every prefix not yet cleaned, removes the temp dir. */
-  async close(): Promise<void> {
-    await stopAll();
-    for (const prefix of [...this.prefixes]) await this.cleanPrefix(prefix).catch(() => undefined);
-    this.redis.disconnect();
-    await rm(this.tmpDir, { recursive: true, force: true });
+  private closing: Promise<void> | undefined;
+
+  /**
+   * Stops every process still running (and refuses new ones), deletes every prefix not yet cleaned,
+   * removes the temp dir. Safe to call twice and while a scenario is still running (an abort): the
+   * scenario's client is cut off first and the cleanup uses a fresh one, so nothing lands after it.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      refuseNewChildren();
+      await stopAll();
+      this.redis.disconnect();
+      const cleaner = benchRedis(this.options.redisUrl);
+      try {
+        for (const prefix of [...this.prefixes]) {
+          await deleteByPrefix(cleaner, prefix);
+          this.prefixes.delete(prefix);
+        }
+      } finally {
+        cleaner.disconnect();
+        await rm(this.tmpDir, { recursive: true, force: true });
+      }
+    })();
+    return this.closing;
   }
 
   /** Prefixes not cleaned yet (for an emergency cleanup from a signal handler). */

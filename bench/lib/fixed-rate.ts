@@ -10,6 +10,8 @@ export interface FixedRateRun {
   /** Distinct deliveries the CRM received for what was sent. */
   arrived: number;
   received: number;
+  /** Deliveries per second at the CRM, first arrival to last: below `rate` means a growing backlog. */
+  deliveredPerSecond: number;
   /** Scheduled → received at the CRM. */
   latency: NonNullable<CrmStats['latency']>;
   /** How late the generator sent against its schedule. */
@@ -40,16 +42,24 @@ export async function fixedRate(
     connections: 64,
     emailPrefix: options.emailPrefix,
   });
-  // Whatever is missing after this long is reported as missing, not waited for.
+  // A backlog left at the end of the load drains for up to this long; whatever is still missing
+  // then is reported as missing, not waited for.
   await until(
     `deliveries at the CRM (${options.tag})`,
     async () => (await crm.count(options.tag)).unique >= load.accepted,
-    30_000,
+    arrivalWaitMs(options.durationMs),
     engine,
     100,
   ).catch((error: unknown) => ctx.log(`  ${String(error).split('\n')[0]}`));
   const stats = await crm.stats(options.tag);
-  const none = { count: 0, p50: Number.NaN, p95: Number.NaN, p99: Number.NaN, max: Number.NaN, mean: Number.NaN };
+  const none = {
+    count: 0,
+    p50: Number.NaN,
+    p95: Number.NaN,
+    p99: Number.NaN,
+    max: Number.NaN,
+    mean: Number.NaN,
+  };
   return {
     rate: options.rate,
     durationMs: options.durationMs,
@@ -57,10 +67,19 @@ export async function fixedRate(
     accepted: load.accepted,
     arrived: stats.unique,
     received: stats.count,
+    deliveredPerSecond:
+      stats.first !== undefined && stats.last !== undefined && stats.last > stats.first
+        ? ((stats.count - 1) * 1000) / (stats.last - stats.first)
+        : Number.NaN,
     latency: stats.latency ?? none,
     lag: load.lag ?? none,
     ingest: load.latency,
   };
+}
+
+/** How long after the load ends deliveries may still arrive and count: twice the load, at least 30 s. */
+export function arrivalWaitMs(durationMs: number): number {
+  return Math.max(30_000, 2 * durationMs);
 }
 
 /** A short load at a modest rate so the engine's code is warm before anything is measured. */

@@ -10,9 +10,11 @@ export interface Machine {
   node: string;
   redis: string;
   date: string;
+  /** 1-minute load average when the run started and when it ended: other work on the machine shows here. */
+  loadAverage: { start: number; end: number };
 }
 
-export async function machine(redis: Redis): Promise<Machine> {
+export async function machine(redis: Redis, loadAtStart: number): Promise<Machine> {
   const cpus = os.cpus();
   const server = await info(redis, 'server');
   return {
@@ -23,5 +25,6 @@ export async function machine(redis: Redis): Promise<Machine> {
     node: process.version,
     redis: server.redis_version ?? 'unknown',
     date: new Date().toISOString(),
+    loadAverage: { start: loadAtStart, end: os.loadavg()[0]! },
   };
 }

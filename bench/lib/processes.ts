@@ -27,9 +27,16 @@ export interface Child {
 }
 
 const running = new Set<Child>();
+let refusing = false;
+
+/** From now on spawnNode throws: the harness is shutting down. */
+export function refuseNewChildren(): void {
+  refusing = true;
+}
 
 /** Spawns `node [nodeArgs] ...` from the repository root, with the parent watch preloaded. */
 export function spawnNode(name: string, args: string[], env: Record<string, string | undefined>): Child {
+  if (refusing) throw new Error(`not starting ${name}: the benchmark is stopping`);
   const spawnedAt = nowMs();
   const child = spawn(process.execPath, ['--import', PARENT_WATCH, ...args], {
     cwd: ROOT,
@@ -148,7 +155,8 @@ export async function until(
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
-    if (watch?.hasExited()) throw new Error(`${watch.name} exited while waiting for ${what}:\n${watch.logs()}`);
+    if (watch?.hasExited())
+      throw new Error(`${watch.name} exited while waiting for ${what}:\n${watch.logs()}`);
     try {
       if (await check()) return;
     } catch (error) {
@@ -174,7 +182,10 @@ export function readProc(pid: number): { rssBytes: number; cpuMs: number } | und
     // Fields after the command name (which may hold spaces) start at field 3; utime/stime are 14/15.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const ticks = Number(fields[11]) + Number(fields[12]);
-    return { rssBytes: rss ? Number(rss[1]) * 1024 : Number.NaN, cpuMs: (ticks * 1000) / CLOCK_TICKS_PER_SECOND };
+    return {
+      rssBytes: rss ? Number(rss[1]) * 1024 : Number.NaN,
+      cpuMs: (ticks * 1000) / CLOCK_TICKS_PER_SECOND,
+    };
   } catch {
     return undefined;
   }

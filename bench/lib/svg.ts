@@ -12,6 +12,8 @@ function niceMax(value: number): number {
 
 function fmt(value: number): string {
   if (!Number.isFinite(value)) return '–';
+  if (value >= 10_000) return `${Math.round(value / 1000)}k`;
+  if (value >= 1_000) return `${(value / 1000).toFixed(1)}k`;
   if (value >= 100) return Math.round(value).toLocaleString('en-US');
   return value.toFixed(1);
 }
@@ -21,23 +23,38 @@ function fmt(value: number): string {
  * second). Hand-written SVG, no dependency, readable at its natural size.
  */
 export function chartSvg(data: Required<ChartData>, title: string): string {
-  const width = 880;
+  const width = 960;
   const height = 320;
   const parts: string[] = [];
   const text = (x: number, y: number, s: string, attrs = '') =>
     parts.push(`<text x="${x.toFixed(1)}" y="${y.toFixed(1)}" ${attrs}>${esc(s)}</text>`);
 
-  // Left: latency.
+  // Left: latency. A log scale when the values span more than ~1.5 decades (a backlog next to a few ms).
   const lx = 60;
   const ly = 50;
-  const lw = 400;
+  const lw = 520;
   const lh = 200;
-  const latMax = niceMax(Math.max(...data.latency.flatMap((g) => [g.p50, g.p95, g.p99]).filter(Number.isFinite), 1));
-  text(lx, 36, 'Latency, scheduled → CRM received (ms)', 'class="h"');
-  for (let i = 0; i <= 4; i++) {
-    const y = ly + lh - (lh * i) / 4;
-    parts.push(`<line x1="${lx}" y1="${y}" x2="${lx + lw}" y2="${y}" class="grid"/>`);
-    text(lx - 6, y + 4, fmt((latMax * i) / 4), 'text-anchor="end"');
+  const values = data.latency
+    .flatMap((g) => [g.p50, g.p95, g.p99])
+    .filter((v) => Number.isFinite(v) && v > 0);
+  const top = Math.max(...values, 1);
+  const bottom = Math.min(...values, top);
+  const log = top / bottom > 30;
+  const lo = log ? 10 ** Math.floor(Math.log10(bottom)) : 0;
+  const hi = log ? 10 ** Math.ceil(Math.log10(top)) : niceMax(top);
+  const scale = (v: number) => {
+    if (!Number.isFinite(v) || v <= 0) return 0;
+    if (!log) return (lh * Math.min(v, hi)) / hi;
+    return (lh * (Math.log10(Math.max(v, lo)) - Math.log10(lo))) / (Math.log10(hi) - Math.log10(lo));
+  };
+  text(lx, 36, `Latency, scheduled → CRM received (ms${log ? ', log scale' : ''})`, 'class="h"');
+  const ticks = log
+    ? Array.from({ length: Math.round(Math.log10(hi / lo)) + 1 }, (_, i) => lo * 10 ** i)
+    : [0, 1, 2, 3, 4].map((i) => (hi * i) / 4);
+  for (const tick of ticks) {
+    const y = ly + lh - (log ? scale(tick) : (lh * tick) / hi);
+    parts.push(`<line x1="${lx}" y1="${y.toFixed(1)}" x2="${lx + lw}" y2="${y.toFixed(1)}" class="grid"/>`);
+    text(lx - 6, y + 4, fmt(tick), 'text-anchor="end"');
   }
   const groups = Math.max(1, data.latency.length);
   const gw = lw / groups;
@@ -46,25 +63,30 @@ export function chartSvg(data: Required<ChartData>, title: string): string {
     const x0 = lx + g * gw + (gw - bw * 3) / 2;
     (['p50', 'p95', 'p99'] as const).forEach((p, k) => {
       const value = group[p];
-      const h = Number.isFinite(value) ? (lh * Math.min(value, latMax)) / latMax : 0;
+      const h = scale(value);
       const x = x0 + k * bw;
       parts.push(
         `<rect x="${x.toFixed(1)}" y="${(ly + lh - h).toFixed(1)}" width="${(bw - 2).toFixed(1)}" height="${h.toFixed(1)}" fill="${COLORS[p]}"/>`,
       );
       text(x + bw / 2 - 1, ly + lh - h - 3, fmt(value), 'text-anchor="middle" class="v"');
     });
-    text(lx + g * gw + gw / 2, ly + lh + 16, group.label, 'text-anchor="middle"');
+    // Labels wrap at ", " so several groups fit side by side.
+    group.label
+      .split(', ')
+      .forEach((line, n) =>
+        text(lx + g * gw + gw / 2, ly + lh + 14 + n * 11, line, 'text-anchor="middle" class="g"'),
+      );
   });
   (['p50', 'p95', 'p99'] as const).forEach((p, k) => {
     const x = lx + k * 70;
-    parts.push(`<rect x="${x}" y="${ly + lh + 30}" width="12" height="12" fill="${COLORS[p]}"/>`);
-    text(x + 16, ly + lh + 40, p);
+    parts.push(`<rect x="${x}" y="${ly + lh + 36}" width="12" height="12" fill="${COLORS[p]}"/>`);
+    text(x + 16, ly + lh + 46, p);
   });
 
   // Right: throughput.
-  const rx = 640;
+  const rx = 760;
   const ry = 50;
-  const rw = 200;
+  const rw = 150;
   const rowH = Math.min(40, 200 / Math.max(1, data.throughput.length));
   const tMax = niceMax(Math.max(...data.throughput.map((t) => t.value).filter(Number.isFinite), 1));
   text(rx - 130, 36, 'Throughput (per second)', 'class="h"');
@@ -80,7 +102,7 @@ export function chartSvg(data: Required<ChartData>, title: string): string {
 
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`,
-    '<style>.h{font-size:13px;font-weight:bold}.v{font-size:10px;fill:#333}.grid{stroke:#ddd;stroke-width:1}</style>',
+    '<style>.h{font-size:13px;font-weight:bold}.v{font-size:9px;fill:#333}.g{font-size:10px}.grid{stroke:#ddd;stroke-width:1}</style>',
     `<rect width="${width}" height="${height}" fill="#fff"/>`,
     `<text x="${width / 2}" y="16" text-anchor="middle" class="h">${esc(title)}</text>`,
     ...parts,

@@ -10,6 +10,8 @@ export interface BenchOptions {
   out?: string;
   /** Profile the engine worker during one extra drain (node --cpu-prof) and summarise it. */
   cpuProf: boolean;
+  /** Keep the .cpuprofile files here (implies cpuProf); otherwise they go with the temp dir. */
+  cpuProfDir?: string;
   /** WORKER_CONCURRENCY for the engine and the baselines. */
   concurrency: number;
   /** Keep-alive connections of the ingest load generator. */

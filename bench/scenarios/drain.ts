@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { bullPrefix, deliveryQueueName, fillBacklog, jobCounts } from '../lib/backlog.js';
 import { BENCH_CRM_KEY, benchConnection } from '../lib/connections.js';
@@ -115,12 +115,12 @@ export const drain: Scenario = {
       const got: Partial<Record<'engine' | 'baseline', DrainRun>> = {};
       for (const who of order) {
         ctx.log(`drain run ${run + 1}/${ctx.options.runs}: ${who}, ${deliveries} deliveries`);
-        const { spawnedAt: _s, first: _f, last: _l, ...result } = await drainOnce(
-          ctx,
-          who,
-          deliveries,
-          `drain-${who}-${run}`,
-        );
+        const {
+          spawnedAt: _s,
+          first: _f,
+          last: _l,
+          ...result
+        } = await drainOnce(ctx, who, deliveries, `drain-${who}-${run}`);
         got[who] = result;
         ctx.log(`  ${who}: ${result.deliveriesPerSecond.toFixed(0)} deliveries/s`);
       }
@@ -134,7 +134,14 @@ export const drain: Scenario = {
     let extra: Record<string, unknown> | undefined;
     if (ctx.options.cpuProf) {
       // A separate, unmeasured drain: profiling slows the process down.
-      const dir = await mkdtemp(path.join(ctx.tmpDir, 'cpu-prof-'));
+      const dir = ctx.options.cpuProfDir
+        ? await mkdtemp(
+            path.join(
+              (await mkdir(ctx.options.cpuProfDir, { recursive: true }), ctx.options.cpuProfDir),
+              'drain-',
+            ),
+          )
+        : await mkdtemp(path.join(ctx.tmpDir, 'cpu-prof-'));
       ctx.log(`drain: profiling one more engine drain (node --cpu-prof) into ${dir}`);
       const profiled = await drainOnce(ctx, 'engine', deliveries, 'drain-profiled', { cpuProfDir: dir });
       // Worker threads (tsx's loader) write profiles too: the main thread's is the biggest.
@@ -155,7 +162,12 @@ export const drain: Scenario = {
       } else extra = { profile: { error: 'the engine wrote no .cpuprofile' } };
     }
 
-    const ratio = metric('ratio', 'engine / baseline', '×', runs.map((r) => r.ratio));
+    const ratio = metric(
+      'ratio',
+      'engine / baseline',
+      '×',
+      runs.map((r) => r.ratio),
+    );
     const engineRate = metric(
       'engine_rate',
       'engine',
@@ -175,7 +187,11 @@ export const drain: Scenario = {
       id: 'drain',
       title: this.title,
       description: `A backlog of ${deliveries.toLocaleString('en-US')} deliveries to one connection (JSON body template, api_key auth from a secret, default rules, attempt records), queued with the engine's DeliveryProducer, drained by one ROLES=worker engine process; the baseline drains the same backlog with a bare BullMQ Worker POSTing the same body with undici. Both at concurrency ${ctx.options.concurrency}. Timed at the CRM from the first delivery received to the last (process start-up excluded).`,
-      params: { deliveries, concurrency: ctx.options.concurrency, backlog: 'DeliveryProducer (in the harness)' },
+      params: {
+        deliveries,
+        concurrency: ctx.options.concurrency,
+        backlog: 'DeliveryProducer (in the harness)',
+      },
       metrics: [
         engineRate,
         baselineRate,
@@ -204,7 +220,12 @@ export const drain: Scenario = {
           'ms',
           runs.map((r) => r.baseline.redisCpuMsPerDelivery),
         ),
-        metric('engine_rss_max', 'engine RSS during drain, max', 'MiB', runs.map((r) => r.engine.rssMaxMiB)),
+        metric(
+          'engine_rss_max',
+          'engine RSS during drain, max',
+          'MiB',
+          runs.map((r) => r.engine.rssMaxMiB),
+        ),
         metric(
           'engine_rss_median',
           'engine RSS during drain, median',

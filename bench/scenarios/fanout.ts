@@ -35,7 +35,9 @@ export const fanout: Scenario = {
         const unsubscribes = Math.ceil(deliveries / width);
         let engine: Engine | undefined;
         try {
-          ctx.log(`fanout run ${run + 1}/${ctx.options.runs}: ${unsubscribes} unsubscribes × ${width} connections`);
+          ctx.log(
+            `fanout run ${run + 1}/${ctx.options.runs}: ${unsubscribes} unsubscribes × ${width} connections`,
+          );
           const fill = await fillBacklog(ctx.redis, prefix, connections, unsubscribes, { emailPrefix: tag });
           engine = await ctx.startEngine({ prefix, connections, roles: 'worker' });
           const sampler = new Sampler(engine.pid, ctx.redis);
@@ -72,10 +74,30 @@ export const fanout: Scenario = {
     widths.forEach((width, i) => {
       const of = (pick: (r: FanoutRun) => number) => runs.map((perWidth) => pick(perWidth[i]!));
       metrics.push(
-        metric(`wall_${width}`, `×${width}: drain wall time per delivery`, 'ms', of((r) => r.wallMsPerDelivery)),
-        metric(`cpu_${width}`, `×${width}: engine CPU per delivery`, 'ms', of((r) => r.cpuMsPerDelivery)),
-        metric(`redis_${width}`, `×${width}: Redis CPU per delivery`, 'ms', of((r) => r.redisCpuMsPerDelivery)),
-        metric(`enqueue_${width}`, `×${width}: enqueue time per delivery`, 'ms', of((r) => r.enqueueMsPerDelivery)),
+        metric(
+          `wall_${width}`,
+          `×${width}: drain wall time per delivery`,
+          'ms',
+          of((r) => r.wallMsPerDelivery),
+        ),
+        metric(
+          `cpu_${width}`,
+          `×${width}: engine CPU per delivery`,
+          'ms',
+          of((r) => r.cpuMsPerDelivery),
+        ),
+        metric(
+          `redis_${width}`,
+          `×${width}: Redis CPU per delivery`,
+          'ms',
+          of((r) => r.redisCpuMsPerDelivery),
+        ),
+        metric(
+          `enqueue_${width}`,
+          `×${width}: enqueue time per delivery`,
+          'ms',
+          of((r) => r.enqueueMsPerDelivery),
+        ),
       );
     });
     const cpu = (width: number) => metrics.find((m) => m.key === `cpu_${width}`)!.median;
@@ -100,9 +122,7 @@ export const fanout: Scenario = {
         ),
       ],
       runs,
-      notes: [
-        'Enqueue time is the DeliveryProducer in the harness (no HTTP), 64 unsubscribes in flight.',
-      ],
+      notes: ['Enqueue time is the DeliveryProducer in the harness (no HTTP), 64 unsubscribes in flight.'],
     };
   },
 };

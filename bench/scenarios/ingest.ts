@@ -50,7 +50,11 @@ async function ingestOnce(
       connections: ctx.options.ingestConnections,
       emailPrefix: `ingest-${who}-${run}`,
     };
-    const warmup = await ctx.loadGen({ ...config, durationMs: warmupMs, emailPrefix: `${config.emailPrefix}-w` });
+    const warmup = await ctx.loadGen({
+      ...config,
+      durationMs: warmupMs,
+      emailPrefix: `${config.emailPrefix}-w`,
+    });
     const load = await ctx.loadGen({ ...config, durationMs });
     // The baseline's queue has the engine's queue name, so one count reads either.
     const counts = await jobCounts(ctx.redis, prefix, CONNECTION_ID);
@@ -87,7 +91,12 @@ export const ingest: Scenario = {
       'req/s',
       runs.map((r) => r.engine.load.acceptedPerSecond),
     );
-    const engineP99 = metric('engine_p99', 'engine p99', 'ms', runs.map((r) => r.engine.load.latency.p99));
+    const engineP99 = metric(
+      'engine_p99',
+      'engine p99',
+      'ms',
+      runs.map((r) => r.engine.load.latency.p99),
+    );
     const baselineRate = metric(
       'baseline_rate',
       'baseline accepted',
@@ -104,11 +113,26 @@ export const ingest: Scenario = {
       params: { durationMs, warmupMs, connections: ctx.options.ingestConnections },
       metrics: [
         engineRate,
-        metric('engine_p50', 'engine p50', 'ms', runs.map((r) => r.engine.load.latency.p50)),
+        metric(
+          'engine_p50',
+          'engine p50',
+          'ms',
+          runs.map((r) => r.engine.load.latency.p50),
+        ),
         engineP99,
         baselineRate,
-        metric('baseline_p50', 'baseline p50', 'ms', runs.map((r) => r.baseline.load.latency.p50)),
-        metric('baseline_p99', 'baseline p99', 'ms', runs.map((r) => r.baseline.load.latency.p99)),
+        metric(
+          'baseline_p50',
+          'baseline p50',
+          'ms',
+          runs.map((r) => r.baseline.load.latency.p50),
+        ),
+        metric(
+          'baseline_p99',
+          'baseline p99',
+          'ms',
+          runs.map((r) => r.baseline.load.latency.p99),
+        ),
         metric(
           'ratio',
           'engine / baseline (accepted/s)',
@@ -131,8 +155,9 @@ export const ingest: Scenario = {
         check(
           'every 201 left a queued delivery in Redis',
           lost.length === 0,
-          lost.map((r) => `${r.who}: ${r.queued} queued for ${r.load.accepted + r.warmup.accepted}`).join('; ') ||
-            undefined,
+          lost
+            .map((r) => `${r.who}: ${r.queued} queued for ${r.load.accepted + r.warmup.accepted}`)
+            .join('; ') || undefined,
         ),
       ],
       runs,

@@ -33,7 +33,10 @@ function kindOf(key: string, prefix: string): string {
 }
 
 /** MEMORY USAGE of every key under `prefix`, summed by kind (counted only for this prefix, unlike INFO). */
-async function usageByKind(redis: Redis, prefix: string): Promise<Record<string, { keys: number; bytes: number }>> {
+async function usageByKind(
+  redis: Redis,
+  prefix: string,
+): Promise<Record<string, { keys: number; bytes: number }>> {
   const kinds: Record<string, { keys: number; bytes: number }> = {};
   let cursor = '0';
   do {
@@ -73,15 +76,24 @@ export const memory: Scenario = {
       try {
         ctx.log(`memory run ${run + 1}/${ctx.options.runs}: ${pending} pending deliveries, no worker`);
         const before = await settledMemory(ctx.redis);
-        const fill = await fillBacklog(ctx.redis, prefix, [connection], pending, { emailPrefix: `memory-${run}` });
+        const fill = await fillBacklog(ctx.redis, prefix, [connection], pending, {
+          emailPrefix: `memory-${run}`,
+        });
         const after = await settledMemory(ctx.redis);
         const jobs = await jobCounts(ctx.redis, prefix, CONNECTION_ID);
         counts.push(jobs.waiting ?? 0);
         // The payload: the job's `data` field as BullMQ stores it, averaged over a sample of jobs.
-        const ids = await ctx.redis.lrange(`${bullPrefix(prefix)}:${deliveryQueueName(CONNECTION_ID)}:wait`, 0, 199);
+        const ids = await ctx.redis.lrange(
+          `${bullPrefix(prefix)}:${deliveryQueueName(CONNECTION_ID)}:wait`,
+          0,
+          199,
+        );
         let payloadBytes = 0;
         for (const id of ids) {
-          const data = await ctx.redis.hgetBuffer(`${bullPrefix(prefix)}:${deliveryQueueName(CONNECTION_ID)}:${id}`, 'data');
+          const data = await ctx.redis.hgetBuffer(
+            `${bullPrefix(prefix)}:${deliveryQueueName(CONNECTION_ID)}:${id}`,
+            'data',
+          );
           payloadBytes += data?.length ?? 0;
         }
         const payload = payloadBytes / Math.max(1, ids.length);
@@ -118,10 +130,16 @@ export const memory: Scenario = {
         metric('scoped_beyond', 'beyond payload, by MEMORY USAGE', 'B', scopedBeyond),
       ],
       targets: [target('≤ 1 KiB of Redis per queued delivery beyond its payload', beyondMetric, '<=', 1024)],
-      checks: [check('every delivery was pending in its queue', counts.every((c) => c === pending), counts.join(', '))],
+      checks: [
+        check(
+          'every delivery was pending in its queue',
+          counts.every((c) => c === pending),
+          counts.join(', '),
+        ),
+      ],
       runs,
       notes: [
-        'INFO used_memory is for the whole Redis: another client writing at the same time shows up in it; the MEMORY USAGE figure counts only this run\'s keys (but not the allocator\'s and the main dictionary\'s overhead).',
+        "INFO used_memory is for the whole Redis: another client writing at the same time shows up in it; the MEMORY USAGE figure counts only this run's keys (but not the allocator's and the main dictionary's overhead).",
       ],
       extra: { breakdown },
     };
