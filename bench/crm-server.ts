@@ -55,21 +55,29 @@ function json(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
+type Item = { id?: unknown; scheduledAt?: unknown };
+
+/** One delivery per item: a batched request (`{"items": [...]}`) carries many. */
 function record(req: IncomingMessage, path: string, tagName: string, text: string, at: number): Tag {
   const tag = tagOf(tagName);
-  tag.count += 1;
   if (Number.isNaN(tag.first)) tag.first = at;
   tag.last = at;
-  tag.arrivals.push(at);
   if (expectedKey && req.headers['x-api-key'] !== expectedKey) tag.authFailures += 1;
+  let items: Item[];
   try {
-    const body = JSON.parse(text) as { id?: unknown; scheduledAt?: unknown };
-    tag.unique.add(`${String(body.id)}|${path}`);
-    const scheduled = Number(body.scheduledAt);
-    if (body.scheduledAt !== '' && body.scheduledAt !== undefined && Number.isFinite(scheduled))
-      tag.latencies.push(at - scheduled);
+    const body = JSON.parse(text) as Item & { items?: Item[] };
+    items = Array.isArray(body.items) ? body.items : [body];
   } catch {
     tag.badBodies += 1;
+    items = [{}];
+  }
+  for (const item of items) {
+    tag.count += 1;
+    tag.arrivals.push(at);
+    tag.unique.add(`${String(item.id)}|${path}`);
+    const scheduled = Number(item.scheduledAt);
+    if (item.scheduledAt !== '' && item.scheduledAt !== undefined && Number.isFinite(scheduled))
+      tag.latencies.push(at - scheduled);
   }
   return tag;
 }

@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { bullPrefix, deliveryQueueName, fillBacklog, jobCounts } from '../lib/backlog.js';
-import { BENCH_CRM_KEY, benchConnection } from '../lib/connections.js';
+import { BENCH_CRM_KEY, BODY_TEMPLATE, benchConnection } from '../lib/connections.js';
 import type { BenchContext, CrmStats } from '../lib/context.js';
 import { spawnScript, type Child } from '../lib/processes.js';
 import { check, metric, target } from '../lib/result.js';
@@ -38,10 +38,18 @@ export async function drainOnce(
   who: 'engine' | 'baseline',
   deliveries: number,
   tag: string,
-  options: { cpuProfDir?: string } = {},
+  options: { cpuProfDir?: string; batch?: { maxSize: number; maxWait: string } } = {},
 ): Promise<DrainRun & { spawnedAt: number; first: number; last: number }> {
   const prefix = ctx.prefix(`drain-${who}`);
-  const connection = benchConnection(CONNECTION_ID, `${ctx.crm.url}/ok/${tag}/unsubscribes`);
+  const plain = benchConnection(CONNECTION_ID, `${ctx.crm.url}/ok/${tag}/unsubscribes`);
+  // Batched: the same body per unsubscribe, listed in one request (the CRM counts the items).
+  const connection = options.batch
+    ? {
+        ...plain,
+        batch: options.batch,
+        request: { ...plain.request, body: { json: { items: [{ $each: BODY_TEMPLATE }] } } },
+      }
+    : plain;
   let consumer: Child | undefined;
   try {
     const fill = await fillBacklog(ctx.redis, prefix, [connection], deliveries, { emailPrefix: tag });

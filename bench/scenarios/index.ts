@@ -1,4 +1,5 @@
 import type { Scenario } from '../lib/types.js';
+import { batchDrain } from './batch-drain.js';
 import { drain } from './drain.js';
 import { fanout } from './fanout.js';
 import { ingest } from './ingest.js';
@@ -12,16 +13,7 @@ import { memory } from './memory.js';
  * engine's own producer, starts a ROLES=worker engine and times it at the CRM) and list it here;
  * `--only <id>` then runs it and the report, chart and docs pick it up.
  *
- * Batch delivery (connections with `batch: { maxSize, maxWait }`) gets its own "batch-drain"
- * scenario here: the drain with `benchConnection(id, url, { batch: {...} })` and a CRM path that
- * counts the items of each batched body (bench/crm-server.ts counts one delivery per request today).
+ * `batch-drain` drains the same backlog unbatched and batched (`$each` body; the CRM counts each
+ * item of a batched request as one delivery).
  */
-export const scenarios: Scenario[] = [
-  drain,
-  ingest,
-  latency,
-  memory,
-  fanout,
-  isolation,
-  // batchDrain,  ← batch delivery: see above
-];
+export const scenarios: Scenario[] = [drain, ingest, latency, memory, fanout, isolation, batchDrain];
