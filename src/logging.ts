@@ -1,3 +1,4 @@
+import { emailKey } from './domain/unsubscribe.js';
 import { createHash } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 
@@ -58,7 +59,7 @@ export function configureEmailLogging(mode: EmailLogging): void {
 /** An email as log lines may show it (see `EmailLogging`). */
 export function logEmail(email: string): string {
   if (emailLogging === 'hashed')
-    return `sha256:${createHash('sha256').update(email.trim().toLowerCase()).digest('hex').slice(0, 16)}`;
+    return `sha256:${createHash('sha256').update(emailKey(email)).digest('hex').slice(0, 16)}`;
   return maskEmail(email);
 }
 

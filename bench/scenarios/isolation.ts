@@ -3,7 +3,7 @@ import { benchConnection } from '../lib/connections.js';
 import type { BenchContext, Crm, Engine } from '../lib/context.js';
 import { arrivalWaitMs, fixedRate, warmUp, type FixedRateRun } from '../lib/fixed-rate.js';
 import { check, metric } from '../lib/result.js';
-import type { Scenario } from '../lib/types.js';
+import type { Metric, Scenario } from '../lib/types.js';
 
 const RATE = 200;
 
@@ -81,44 +81,22 @@ export const isolation: Scenario = {
     } finally {
       await hang.child.stop();
     }
-    const alone = (pick: (r: FixedRateRun) => number) => runs.map((r) => pick(r.alone));
-    const broken = (pick: (r: FixedRateRun) => number) => runs.map((r) => pick(r.withBroken));
-    const p50a = metric(
-      'alone_p50',
-      'healthy alone p50',
-      'ms',
-      alone((r) => r.latency.p50),
-    );
-    const p95a = metric(
-      'alone_p95',
-      'healthy alone p95',
-      'ms',
-      alone((r) => r.latency.p95),
-    );
-    const p99a = metric(
-      'alone_p99',
-      'healthy alone p99',
-      'ms',
-      alone((r) => r.latency.p99),
-    );
-    const p50b = metric(
-      'broken_p50',
-      'healthy beside a hanging CRM p50',
-      'ms',
-      broken((r) => r.latency.p50),
-    );
-    const p95b = metric(
-      'broken_p95',
-      'healthy beside a hanging CRM p95',
-      'ms',
-      broken((r) => r.latency.p95),
-    );
-    const p99b = metric(
-      'broken_p99',
-      'healthy beside a hanging CRM p99',
-      'ms',
-      broken((r) => r.latency.p99),
-    );
+    // p50/p95/p99 of the healthy connection, alone and beside the hanging CRM.
+    const percentiles = (side: 'alone' | 'withBroken', key: string, label: string) =>
+      (['p50', 'p95', 'p99'] as const).map((p) =>
+        metric(
+          `${key}_${p}`,
+          `${label} ${p}`,
+          'ms',
+          runs.map((r) => r[side].latency[p]),
+        ),
+      );
+    const [p50a, p95a, p99a] = percentiles('alone', 'alone', 'healthy alone') as [Metric, Metric, Metric];
+    const [p50b, p95b, p99b] = percentiles('withBroken', 'broken', 'healthy beside a hanging CRM') as [
+      Metric,
+      Metric,
+      Metric,
+    ];
     const all = runs.flatMap((r) => [r.alone, r.withBroken]);
     const short = all.filter((r) => r.arrived < r.sent);
     return {

@@ -15,3 +15,8 @@ export const unsubscribeSchema = z.object({
 });
 export type UnsubscribeOrigin = NonNullable<Unsubscribe['origin']>;
 export type Unsubscribe = z.infer<typeof unsubscribeSchema>;
+
+/** How addresses compare (suppression lookups, the duplicate window, hashed logs): case and surrounding space do not matter. */
+export function emailKey(email: string): string {
+  return email.trim().toLowerCase();
+}

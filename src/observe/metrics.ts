@@ -11,16 +11,15 @@ const END_TO_END_BUCKETS = [
 export const CIRCUIT_VALUE = { closed: 0, half_open: 1, open: 2 } as const;
 
 /** What the scrape asks Redis for: each connection's backlog and control state. */
+type Backlog = {
+  connectionId: string;
+  counts: Record<'waiting' | 'delayed' | 'active' | 'paused' | 'failed', number>;
+  oldestPendingAgeSeconds: number;
+  control: ControlStatus;
+  queuePaused: boolean;
+};
 export interface BacklogSource {
-  backlogs(): Promise<
-    {
-      connectionId: string;
-      counts: Record<'waiting' | 'delayed' | 'active' | 'paused' | 'failed', number>;
-      oldestPendingAgeSeconds: number;
-      control: ControlStatus;
-      queuePaused: boolean;
-    }[]
-  >;
+  backlogs(): Promise<Backlog[]>;
 }
 
 /**
@@ -83,50 +82,50 @@ export class Metrics {
     let current: ReturnType<BacklogSource['backlogs']> | undefined;
     const read = () =>
       (current ??= source.backlogs().finally(() => setTimeout(() => (current = undefined), 0)));
-    new Gauge({
-      name: 'unsub_relay_queue_depth',
-      help: 'Deliveries per connection and state (waiting, delayed, active, paused, failed).',
-      labelNames: ['connection', 'state'],
-      registers: [this.registry],
-      async collect() {
-        this.reset();
-        for (const backlog of await read())
-          for (const [state, count] of Object.entries(backlog.counts))
-            this.set({ connection: backlog.connectionId, state }, count);
+    // Each gauge is reset and refilled from the same read at every scrape (a deleted connection's
+    // series goes once its queue does).
+    const gauge = (
+      name: string,
+      help: string,
+      labelNames: string[],
+      fill: (set: (labels: Record<string, string>, value: number) => void, backlog: Backlog) => void,
+    ) =>
+      new Gauge({
+        name,
+        help,
+        labelNames,
+        registers: [this.registry],
+        async collect() {
+          this.reset();
+          for (const backlog of await read()) fill((labels, value) => this.set(labels, value), backlog);
+        },
+      });
+    gauge(
+      'unsub_relay_queue_depth',
+      'Deliveries per connection and state (waiting, delayed, active, paused, failed).',
+      ['connection', 'state'],
+      (set, b) => {
+        for (const [state, count] of Object.entries(b.counts))
+          set({ connection: b.connectionId, state }, count);
       },
-    });
-    new Gauge({
-      name: 'unsub_relay_oldest_pending_age_seconds',
-      help: 'Age of the oldest delivery waiting to be sent, per connection (0 when none waits).',
-      labelNames: ['connection'],
-      registers: [this.registry],
-      async collect() {
-        this.reset();
-        for (const backlog of await read())
-          this.set({ connection: backlog.connectionId }, backlog.oldestPendingAgeSeconds);
-      },
-    });
-    new Gauge({
-      name: 'unsub_relay_circuit_state',
-      help: 'Circuit breaker per connection: 0 closed, 1 half-open (probing), 2 open.',
-      labelNames: ['connection'],
-      registers: [this.registry],
-      async collect() {
-        this.reset();
-        for (const backlog of await read())
-          this.set({ connection: backlog.connectionId }, CIRCUIT_VALUE[backlog.control.circuit]);
-      },
-    });
-    new Gauge({
-      name: 'unsub_relay_connection_paused',
-      help: '1 while a connection is paused (by hand, or because it is disabled).',
-      labelNames: ['connection'],
-      registers: [this.registry],
-      async collect() {
-        this.reset();
-        for (const backlog of await read())
-          this.set({ connection: backlog.connectionId }, backlog.queuePaused ? 1 : 0);
-      },
-    });
+    );
+    gauge(
+      'unsub_relay_oldest_pending_age_seconds',
+      'Age of the oldest delivery waiting to be sent, per connection (0 when none waits).',
+      ['connection'],
+      (set, b) => set({ connection: b.connectionId }, b.oldestPendingAgeSeconds),
+    );
+    gauge(
+      'unsub_relay_circuit_state',
+      'Circuit breaker per connection: 0 closed, 1 half-open (probing), 2 open.',
+      ['connection'],
+      (set, b) => set({ connection: b.connectionId }, CIRCUIT_VALUE[b.control.circuit]),
+    );
+    gauge(
+      'unsub_relay_connection_paused',
+      '1 while a connection is paused (by hand, or because it is disabled).',
+      ['connection'],
+      (set, b) => set({ connection: b.connectionId }, b.queuePaused ? 1 : 0),
+    );
   }
 }

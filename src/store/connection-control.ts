@@ -1,3 +1,4 @@
+import { emailKey } from '../domain/unsubscribe.js';
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Connection } from '../config/connection-schema.js';
@@ -189,7 +190,7 @@ interface WithControlScripts {
 
 /** A stable, email-free key part for the duplicate window: case and surrounding space do not matter. */
 export function emailHash(email: string): string {
-  return createHash('sha256').update(email.trim().toLowerCase()).digest('hex').slice(0, 32);
+  return createHash('sha256').update(emailKey(email)).digest('hex').slice(0, 32);
 }
 
 export class ConnectionControl {

@@ -1,3 +1,5 @@
+import { emailKey } from '../domain/unsubscribe.js';
+
 /**
  * Every Redis key the product uses, in one place, under one prefix (so tests and co-tenant installs
  * never collide). BullMQ's own keys live under `${prefix}:bull`.
@@ -22,7 +24,7 @@ export function keyspace(prefix: string) {
     accountCampaigns: (account: string) => `${prefix}:account:${account}:campaigns`,
     /** Sorted set of one email's unsubscribe ids by receivedAt (suppression lookup). */
     emailUnsubscribes: (account: string, email: string) =>
-      `${prefix}:account:${account}:email:${email.trim().toLowerCase()}`,
+      `${prefix}:account:${account}:email:${emailKey(email)}`,
     /** List of a connection's last test runs. */
     testRuns: (connectionId: string) => `${prefix}:test-runs:${connectionId}`,
     /** Hash id → bulk replay record, and the list of ids newest first. */

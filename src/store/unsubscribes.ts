@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { deliveryId, type Attempt, type DeliveryStatus } from '../domain/delivery.js';
-import { unsubscribeSchema, type Unsubscribe } from '../domain/unsubscribe.js';
+import { emailKey, unsubscribeSchema, type Unsubscribe } from '../domain/unsubscribe.js';
 import { InputError, NotFoundError } from '../errors.js';
 import type { DeliveryQueues } from '../queue/queues.js';
 import type { AttemptStore } from './attempt-store.js';
@@ -196,7 +196,7 @@ export class UnsubscribeLedger {
       after = parseCursor(filter.cursor);
       if (typeof max === 'string' || after.score < max) max = after.score;
     }
-    const email = filter.email?.trim().toLowerCase();
+    const email = filter.email === undefined ? undefined : emailKey(filter.email);
     let offset = 0;
     for (let scanned = 0; scanned < MAX_SCANNED;) {
       const raw = await this.redis.zrevrangebyscore(key, max, min, 'WITHSCORES', 'LIMIT', offset, BATCH);
@@ -217,7 +217,7 @@ export class UnsubscribeLedger {
         if (!record) continue;
         const u = record.unsubscribe;
         if (u.account !== account) continue;
-        if (email && u.email.trim().toLowerCase() !== email) continue;
+        if (email && emailKey(u.email) !== email) continue;
         if (filter.campaign !== undefined && u.campaign !== filter.campaign) continue;
         yield { entry: fresh[i]!, record };
       }

@@ -1,8 +1,8 @@
-import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { ConnectionOperations } from '../../queue/connection-operations.js';
 import type { Backlogs } from '../../store/backlogs.js';
 import type { AdminApp } from './index.js';
+import { operatorOf } from './operator.js';
 import { errorBody } from './schemas.js';
 
 /** What the delivery-control routes need (issue 6). */
@@ -41,12 +41,6 @@ const selection = {
   confirm: z.boolean().optional(),
 };
 const preview = z.object({ wouldTake: z.number(), sample: z.array(z.string()) });
-
-/** The operator's name for the record: `X-Operator`, else `admin-api` (the token is shared). */
-function who(request: FastifyRequest): string {
-  const operator = request.headers['x-operator'];
-  return (Array.isArray(operator) ? operator[0] : operator)?.trim().slice(0, 100) || 'admin-api';
-}
 
 /**
  * Delivery control: each connection's queue, circuit and pause; pause and resume; close a circuit by
@@ -95,8 +89,8 @@ export function registerDeliveryControlRoutes(admin: AdminApp, deps: DeliveryCon
       },
     },
     async (request) => {
-      await deps.operations.pause(request.params.id, who(request), request.body.reason);
-      request.log.info({ connectionId: request.params.id, who: who(request) }, 'connection paused');
+      await deps.operations.pause(request.params.id, operatorOf(request), request.body.reason);
+      request.log.info({ connectionId: request.params.id, who: operatorOf(request) }, 'connection paused');
       return deps.backlogs.of(request.params.id);
     },
   );
@@ -128,8 +122,8 @@ export function registerDeliveryControlRoutes(admin: AdminApp, deps: DeliveryCon
         },
       },
       async (request) => {
-        await action.act(request.params.id, who(request));
-        request.log.info({ connectionId: request.params.id, who: who(request) }, action.logged);
+        await action.act(request.params.id, operatorOf(request));
+        request.log.info({ connectionId: request.params.id, who: operatorOf(request) }, action.logged);
         return deps.backlogs.of(request.params.id);
       },
     );
@@ -156,9 +150,11 @@ export function registerDeliveryControlRoutes(admin: AdminApp, deps: DeliveryCon
         const { count, sample } = await deps.operations.preview(request.params.id, { includeFailed });
         return { wouldTake: count, sample };
       }
-      const ids = await deps.operations.discard(request.params.id, who(request), reason, { includeFailed });
+      const ids = await deps.operations.discard(request.params.id, operatorOf(request), reason, {
+        includeFailed,
+      });
       request.log.warn(
-        { connectionId: request.params.id, who: who(request), count: ids.length, reason },
+        { connectionId: request.params.id, who: operatorOf(request), count: ids.length, reason },
         'backlog discarded by an operator',
       );
       return reply.code(202).send({ discarded: ids.length, ids });
@@ -187,9 +183,11 @@ export function registerDeliveryControlRoutes(admin: AdminApp, deps: DeliveryCon
         const { count, sample } = await deps.operations.preview(request.params.id, { includeFailed });
         return { wouldTake: count, sample };
       }
-      const result = await deps.operations.move(request.params.id, to, who(request), { includeFailed });
+      const result = await deps.operations.move(request.params.id, to, operatorOf(request), {
+        includeFailed,
+      });
       request.log.info(
-        { connectionId: request.params.id, to, who: who(request), count: result.moved.length },
+        { connectionId: request.params.id, to, who: operatorOf(request), count: result.moved.length },
         'backlog moved by an operator',
       );
       return reply

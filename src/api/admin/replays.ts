@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ConflictError, NotFoundError } from '../../errors.js';
 import type { AdminApp, AdminDeps } from './index.js';
+import { operatorOf } from './operator.js';
 import { errorBody, isoTime } from './schemas.js';
 
 /** Default and highest replay rates (deliveries put back on the queue per second). */
@@ -88,9 +89,8 @@ export function registerReplayRoutes(admin: AdminApp, deps: Pick<AdminDeps, 'del
           }
         }
       }
-      const operator = request.headers['x-operator'];
       const record = await deps.replays.record({
-        who: (Array.isArray(operator) ? operator[0] : operator)?.trim() || 'admin-api',
+        who: operatorOf(request),
         when: new Date().toISOString(),
         filter: wanted,
         mode,
