@@ -19,7 +19,7 @@ import type { AttemptStore } from '../store/attempt-store.js';
 import type { ConnectionStore } from '../store/connection-store.js';
 import type { EventSink, OperationalEventInput } from '../events/operational-event.js';
 import type { Metrics } from '../observe/metrics.js';
-import type { ConnectionControl, HealthOutcome } from '../store/connection-control.js';
+import type { Admission, ConnectionControl, HealthOutcome } from '../store/connection-control.js';
 import { redactRequest } from '../templates/redact.js';
 import {
   compileConnection,
@@ -121,6 +121,15 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
     return fresh;
   };
 
+  // The version of each connection last read here; admission checks it is still the stored one.
+  const lastSeen = new Map<string, StoredConnection>();
+  const remember = (stored: StoredConnection) => (lastSeen.set(stored.connection.id, stored), stored);
+  const forget = (connectionId: string) => (lastSeen.delete(connectionId), undefined);
+  const readCurrent = async (connectionId: string) => {
+    const stored = await deps.connections.get(connectionId);
+    return stored ? remember(stored) : forget(connectionId);
+  };
+
   return async function processDelivery(job: Job, token?: string): Promise<unknown> {
     const { unsubscribe, connectionId, pinVersion, batchSplit } = deliveryJobSchema.parse(job.data);
     const id = job.id!;
@@ -149,36 +158,45 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
     };
 
     // A replay of the original request (issue 5) pins the version its first attempt used.
-    const stored =
-      pinVersion === undefined
-        ? await deps.connections.get(connectionId)
-        : await deps.connections.getVersion(connectionId, pinVersion);
-    if (!stored && pinVersion !== undefined)
+    const pinned =
+      pinVersion === undefined ? undefined : await deps.connections.getVersion(connectionId, pinVersion);
+    if (pinVersion !== undefined && !pinned)
       return failNow('CONNECTION_MISSING', `connection ${connectionId} has no version ${pinVersion}`);
     // A deleted or disabled connection's deliveries are not failed or dropped: they go back to its
     // queue, which is held, and stay there as a visible backlog an operator moves or discards.
-    const current = pinVersion === undefined ? stored : await deps.connections.get(connectionId);
-    if (!current || !current.connection.enabled) {
-      const reason = current ? 'disabled' : 'deleted';
+    const holdBack = async (reason: 'disabled' | 'deleted'): Promise<never> => {
       log.warn({ reason }, 'delivery held: its connection is %s', reason);
       await deps.hold(connectionId, reason);
       await deps.slowDown(connectionId, HOLD_RECHECK_MS);
       throw Worker.RateLimitError();
+    };
+    // The version last seen here is checked inside the admission script, so an unchanged connection
+    // costs no read of its own; a held one is read again, since it may be back.
+    let current = lastSeen.get(connectionId);
+    if (!current?.connection.enabled) current = await readCurrent(connectionId);
+    let admission: Admission;
+    for (;;) {
+      if (!current) return holdBack('deleted');
+      if (!current.connection.enabled) return holdBack('disabled');
+      // Limits, circuit and duplicates follow the connection as it is now, even for a pinned replay;
+      // a batched connection's rate limit counts requests, so it is taken per batch, not per delivery.
+      admission = await deps.control.admit(
+        current.connection.batch ? { ...current.connection, limits: {} } : current.connection,
+        id,
+        unsubscribe.email,
+        clock(),
+        { version: current.version },
+      );
+      if (admission.kind !== 'stale') break;
+      current = admission.record
+        ? remember(deps.connections.parse(connectionId, admission.record))
+        : forget(connectionId);
     }
-    // Unpinned, `stored` is `current`; pinned, it was checked above.
-    const used = stored ?? current;
+    const used = pinned ?? current;
     version = used.version;
     const { connection } = used;
-    // Limits, circuit and duplicates follow the connection as it is now, even for a pinned replay.
     const control = current.connection;
 
-    // A batched connection's rate limit counts requests, so it is taken per batch, not per delivery.
-    const admission = await deps.control.admit(
-      connection.batch ? { ...control, limits: {} } : control,
-      id,
-      unsubscribe.email,
-      clock(),
-    );
     if (admission.kind === 'merged') {
       await record(
         {

@@ -13,11 +13,20 @@ import type { Keyspace } from './keys.js';
  * keeps extra jobs in the queue instead of fetching and returning them.
  */
 
-// KEYS: control hash, probe lease, dedupe claim. ARGV: now, delivery id, emission interval ms (0:
-// no rate), burst tolerance ms, longest wait a worker may hold a job for, dedupe window ms (0: off),
-// probe lease ms, circuit on.
-// Answers {'go', waitMs, probe, transition} | {'wait', waitMs, reason, transition} | {'merged', holder}.
+// KEYS: control hash, probe lease, dedupe claim, connections hash. ARGV: now, delivery id, emission
+// interval ms (0: no rate), burst tolerance ms, longest wait a worker may hold a job for, dedupe
+// window ms (0: off), probe lease ms, circuit on, connection id, the connection version the caller
+// holds ('': do not check).
+// Answers {'go', waitMs, probe, transition} | {'wait', waitMs, reason, transition} | {'merged', holder}
+// | {'stale', current record or nothing}.
+// The version check rides along so a worker needs no separate read of its connection per delivery:
+// the stored record starts with its version (ConnectionStore's PUT_SCRIPT splices it in first).
 const ADMIT_SCRIPT = `
+if ARGV[10] ~= '' then
+  local record = redis.call('HGET', KEYS[4], ARGV[9])
+  if not record then return {'stale'} end
+  if string.match(record, '^{"version":(%d+),') ~= ARGV[10] then return {'stale', record} end
+end
 local now = tonumber(ARGV[1])
 local id = ARGV[2]
 local interval = tonumber(ARGV[3])
@@ -150,7 +159,12 @@ export type Admission =
       halfOpened: boolean;
     }
   /** The same email went to this connection within the duplicate window, as delivery `into`. */
-  | { kind: 'merged'; into: string };
+  | { kind: 'merged'; into: string }
+  /**
+   * Nothing taken: the connection is no longer the version the caller holds. `record` is the current
+   * stored record (for `ConnectionStore.parse`); none when the connection was deleted.
+   */
+  | { kind: 'stale'; record?: string };
 
 /**
  * `up`: the CRM answered definitely (delivered, or refused this one request for good). `down`: it
@@ -179,7 +193,13 @@ export interface ControlStatus {
 }
 
 interface WithControlScripts {
-  urAdmit(control: string, probe: string, dedupe: string, ...args: (string | number)[]): Promise<string[]>;
+  urAdmit(
+    control: string,
+    probe: string,
+    dedupe: string,
+    connections: string,
+    ...args: (string | number)[]
+  ): Promise<string[]>;
   urSettle(
     control: string,
     probe: string,
@@ -201,13 +221,23 @@ export class ConnectionControl {
     private readonly keys: Keyspace,
   ) {
     // Registered commands: EVALSHA on the hot path, the script sent once per connection.
-    if (!('urAdmit' in redis)) redis.defineCommand('urAdmit', { numberOfKeys: 3, lua: ADMIT_SCRIPT });
+    if (!('urAdmit' in redis)) redis.defineCommand('urAdmit', { numberOfKeys: 4, lua: ADMIT_SCRIPT });
     if (!('urSettle' in redis)) redis.defineCommand('urSettle', { numberOfKeys: 3, lua: SETTLE_SCRIPT });
     this.scripted = redis as unknown as WithControlScripts;
   }
 
-  /** May this delivery go now? Takes the rate-limit slot, the probe and the duplicate claim when it may. */
-  async admit(connection: Connection, deliveryId: string, email: string, now: number): Promise<Admission> {
+  /**
+   * May this delivery go now? Takes the rate-limit slot, the probe and the duplicate claim when it
+   * may. With `version`, first checks that it is still the connection's stored version, and takes
+   * nothing (answers `stale`) when it is not.
+   */
+  async admit(
+    connection: Connection,
+    deliveryId: string,
+    email: string,
+    now: number,
+    options: { version?: number } = {},
+  ): Promise<Admission> {
     const { perSecond, burst } = connection.limits;
     const interval = perSecond ? 1000 / perSecond : 0;
     const tolerance = perSecond ? ((burst ?? Math.max(1, Math.floor(perSecond))) - 1) * interval : 0;
@@ -215,6 +245,7 @@ export class ConnectionControl {
       this.keys.control(connection.id),
       this.keys.controlProbe(connection.id),
       this.keys.dedupe(connection.id, emailHash(email)),
+      this.keys.connections,
       now,
       deliveryId,
       interval,
@@ -223,7 +254,10 @@ export class ConnectionControl {
       connection.dedupe.window,
       probeLeaseMs(connection),
       connection.circuit.enabled ? 1 : 0,
+      connection.id,
+      options.version ?? '',
     );
+    if (kind === 'stale') return a === undefined ? { kind } : { kind, record: a };
     if (kind === 'merged') return { kind, into: a! };
     if (kind === 'wait')
       return {

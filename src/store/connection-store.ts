@@ -67,7 +67,11 @@ export class ConnectionStore {
    */
   async get(id: string): Promise<StoredConnection | undefined> {
     const raw = await this.redis.hget(this.keys.connections, id);
-    if (raw === null) return undefined;
+    return raw === null ? undefined : this.parse(id, raw);
+  }
+
+  /** A current record read some other way (`ConnectionControl.admit` answers `stale` with it). */
+  parse(id: string, raw: string): StoredConnection {
     const last = this.parsed.get(id);
     if (last?.raw === raw) return last.stored;
     const stored = parseStored(raw);

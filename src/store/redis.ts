@@ -13,6 +13,9 @@ export function createRedis(url: string, kind: 'request' | 'worker', name: strin
     return new Redis(url, { ...common, maxRetriesPerRequest: null, enableReadyCheck: true });
   return new Redis(url, {
     ...common,
+    // Every delivery and every accepted unsubscribe makes a few small commands; sent in the same
+    // tick they share one socket write instead of a syscall each (the profile's largest single cost).
+    enableAutoPipelining: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     commandTimeout: 5_000,

@@ -60,6 +60,42 @@ const compileOptions: CompileOptions = { strict: true, noEscape: true, knownHelp
 /** Prototype access stays off; saying so explicitly also stops Handlebars logging each denial. */
 const runtimeOptions = { allowProtoPropertiesByDefault: false, allowProtoMethodsByDefault: false };
 
+/** What `Handlebars.compile` does inside, reached for so the template is built now (see below). */
+interface CompilerInternals {
+  Compiler: new () => { compile(program: Program, options: CompileOptions): unknown };
+  JavaScriptCompiler: new () => {
+    compile(
+      environment: unknown,
+      options: CompileOptions,
+      context: undefined,
+      asObject: true,
+    ): TemplateSpecification;
+  };
+}
+type SetUpTemplate = HandlebarsTemplateDelegate & { _setup(options: object): void };
+
+/**
+ * Builds the template function at once, the way `compile` does on a template's first render: lazily,
+ * that would happen inside the first delivery's render budget (a large SOAP body on a cold process
+ * could fail it), and compile errors would surface at the first delivery instead of at load time.
+ *
+ * Every render of a Handlebars template starts with `_setup`, which re-wraps every registered helper
+ * and rebuilds the prototype-access rules: 12% of a drain's CPU in the profile (docs/performance.md).
+ * Both depend only on this module's environment (helpers are registered once, at import) and on
+ * `runtimeOptions`, which never change, so they are set up once per template and the per-render
+ * setup becomes a no-op. `test/unit/template-env.test.ts` pins this to the installed Handlebars.
+ */
+function buildTemplate(program: Program): HandlebarsTemplateDelegate {
+  const internals = env as unknown as CompilerInternals;
+  const options = { ...compileOptions, data: true };
+  const environment = new internals.Compiler().compile(program, options);
+  const spec = new internals.JavaScriptCompiler().compile(environment, options, undefined, true);
+  const template = env.template(spec) as SetUpTemplate;
+  template._setup({ ...runtimeOptions });
+  template._setup = () => {};
+  return template;
+}
+
 export interface CompiledTemplate {
   readonly source: string;
   readonly context: EscapeContext;
@@ -105,13 +141,7 @@ export function compileTemplate(
   );
   let template: HandlebarsTemplateDelegate;
   try {
-    // `compile` is lazy; `precompile` runs the same compiler now, so errors surface at load time.
-    env.precompile(transformed, compileOptions);
-    template = env.compile(transformed, compileOptions);
-    // `compile` would build the template function on its first render, inside the render budget:
-    // a large SOAP body on a cold process could then fail its first delivery. `_setup` (what every
-    // render calls first) builds it now, once per connection version.
-    (template as unknown as { _setup(options: object): void })._setup({ ...runtimeOptions });
+    template = buildTemplate(transformed);
   } catch (error) {
     throw new TemplateProblem(describeFailure(error), { cause: error });
   }

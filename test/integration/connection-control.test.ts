@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { connectionSchema, type ConnectionInput } from '../../src/config/connection-schema.js';
 import { ConnectionControl, HOLD_MAX_MS } from '../../src/store/connection-control.js';
+import { ConnectionStore } from '../../src/store/connection-store.js';
 import { keyspace } from '../../src/store/keys.js';
 import { cleanPrefix, testRedis, uniquePrefix } from '../helpers/redis.js';
 
@@ -213,5 +214,35 @@ describe('duplicate window', () => {
     const c = connection({ dedupe: { window: 0 } });
     await control.admit(c, 'first', 'amy@example.com', 90_000_000);
     expect(await control.admit(c, 'second', 'amy@example.com', 90_000_001)).toMatchObject({ kind: 'go' });
+  });
+});
+
+describe('version check', () => {
+  // Workers keep the connection version they last read and let admission confirm it, instead of
+  // reading the connection for every delivery.
+  const store = new ConnectionStore(redis, keyspace(prefix));
+
+  it('admits while the stored version is the one held, and takes nothing once it is not', async () => {
+    const c = connection({ limits: { perSecond: 1, burst: 1 }, circuit: { enabled: false } });
+    const { version } = await store.put(c);
+    const t = 95_000_000;
+    expect(await control.admit(c, 'a', 'a@x.io', t, { version })).toMatchObject({ kind: 'go', waitMs: 0 });
+
+    const changed = { ...c, name: 'Acme (renamed)' };
+    await store.put(changed);
+    const stale = await control.admit(c, 'b', 'b@x.io', t, { version });
+    expect(stale.kind).toBe('stale');
+    const current = store.parse(c.id, (stale as { record: string }).record);
+    expect(current).toMatchObject({ version: version + 1, connection: { name: 'Acme (renamed)' } });
+    // The stale answer took no rate slot: the next admission is spaced from 'a' alone.
+    expect(await control.admit(changed, 'b', 'b@x.io', t, { version: current.version })).toMatchObject({
+      kind: 'go',
+      waitMs: 1000,
+    });
+
+    await store.remove(c.id);
+    expect(await control.admit(changed, 'c', 'c@x.io', t, { version: current.version })).toEqual({
+      kind: 'stale',
+    });
   });
 });

@@ -223,3 +223,33 @@ describe('limits', () => {
     );
   });
 });
+
+describe('one set-up per template', () => {
+  // Helpers and prototype rules are set up when a template is compiled, not on each render
+  // (template-env.ts, buildTemplate): every render must still see its own data and render state.
+  it('renders with each call’s own data, helpers and loop state, over many renders', () => {
+    const template = compileTemplate(
+      '{{lowercase email}}:{{#each settings.tags as |tag|}}{{@index}}{{tag}}{{/each}}:{{#if attempt}}{{attempt}}{{else}}none{{/if}}',
+      'text',
+    );
+    for (let i = 0; i < 50; i++) {
+      const values = {
+        ...data,
+        email: `User${i}@Example.com`,
+        attempt: i,
+        settings: { tags: ['x', `y${i}`] },
+      };
+      const state = newRenderState({ get: () => undefined });
+      expect(template.render(values, state)).toBe(`user${i}@example.com:0x1y${i}:${i === 0 ? 'none' : i}`);
+    }
+  });
+
+  it('keeps refusing prototype properties after the first render', () => {
+    const template = compileTemplate('{{#with attributes}}{{list.length}}{{/with}}', 'text');
+    const values = { ...data, attributes: { list: 'x' } };
+    for (let i = 0; i < 3; i++)
+      expect(() => template.render(values, newRenderState({ get: () => undefined }))).toThrow(
+        /^unknown variable "length"/,
+      );
+  });
+});
