@@ -138,8 +138,8 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
     const attemptNumber = job.attemptsMade + 1;
     let version = 0;
 
-    const record = (fields: AttemptFields, durationMs: number) =>
-      deps.attempts.append(
+    const attempt = (fields: AttemptFields, durationMs: number) =>
+      deps.attempts.prepare(
         {
           deliveryId: id,
           startedAt: new Date(startedAt).toISOString(),
@@ -151,6 +151,8 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
           ? deps.retention.succeededMs
           : deps.retention.failedMs,
       );
+    const record = (fields: AttemptFields, durationMs: number) =>
+      deps.attempts.write(attempt(fields, durationMs));
     const failNow = async (code: string, reason: string, fields: Partial<AttemptFields> = {}) => {
       await record({ verdict: 'fail', errorCode: code, reason, ...fields }, clock() - startedAt);
       log.warn({ code, attempt: attemptNumber }, 'delivery failed: %s', reason);
@@ -226,13 +228,19 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
       throw Worker.RateLimitError();
     }
     if (admission.waitMs > 0) await sleep(admission.waitMs);
-    const health = async (outcome: HealthOutcome, final: boolean) => {
+    /** Writes the attempt and what it says about the CRM's health, in one round trip. */
+    const recordAndSettle = async (
+      fields: AttemptFields,
+      durationMs: number,
+      outcome: HealthOutcome,
+      final: boolean,
+    ) => {
       const settled = await deps.control.settle(
         control,
         id,
         unsubscribe.email,
         outcome,
-        { releaseClaim: final },
+        { releaseClaim: final, attempt: attempt(fields, durationMs) },
         clock(),
       );
       for (const type of settled.events) {
@@ -302,7 +310,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
       // apart): it may be one bad address, so try again in halves, without spending an attempt,
       // until the address it refuses goes alone and fails alone.
       const splitTo = Math.max(1, Math.floor(item.size / 2));
-      await record(
+      await recordAndSettle(
         {
           ...attemptFields(result.request, result.outcome, verdict),
           verdict: 'retry',
@@ -310,8 +318,9 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
           reason: `the CRM refused a batch of ${item.size} (${verdict.reason}); retrying in batches of ${splitTo}`,
         },
         result.outcome.durationMs,
+        'neutral',
+        false,
       );
-      await deps.control.settle(control, id, unsubscribe.email, 'neutral', { releaseClaim: false }, clock());
       await job.updateData({ ...job.data, batchSplit: splitTo });
       throw Worker.RateLimitError();
     }
@@ -358,8 +367,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
       const count = (name: string) =>
         deps.metrics?.deliveries.inc({ connection: connectionId, verdict: name });
       if (verdict.verdict === 'success' || verdict.verdict === 'success_already_done') {
-        // Independent writes, sent together: one round trip to Redis, not two.
-        await Promise.all([record(base, durationMs), health(healthOutcome, false)]);
+        await recordAndSettle(base, durationMs, healthOutcome, false);
         count(verdict.verdict);
         deps.metrics?.endToEndSeconds.observe(
           { connection: connectionId },
@@ -372,7 +380,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
         return;
       }
       if (verdict.verdict === 'fail' || verdict.verdict === 'refresh_auth') {
-        await Promise.all([record(base, durationMs), health(healthOutcome, true)]);
+        await recordAndSettle(base, durationMs, healthOutcome, true);
         count('fail');
         log.warn({ ...logFields, code: verdict.code }, 'delivery failed: %s', verdict.reason);
         throw new UnrecoverableError(`${verdict.code}: ${verdict.reason}`);
@@ -396,10 +404,12 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
         // the deadline is the news.
         const code = plan.code === 'DEADLINE_PASSED' ? plan.code : waiting.code;
         const reason = `gave up: ${plan.reason}; last answer: ${waiting.reason}`;
-        await Promise.all([
-          record({ ...base, verdict: 'fail', errorCode: code, reason }, durationMs),
-          health(healthOutcome, true),
-        ]);
+        await recordAndSettle(
+          { ...base, verdict: 'fail', errorCode: code, reason },
+          durationMs,
+          healthOutcome,
+          true,
+        );
         count('exhausted');
         emit({
           type: 'delivery_exhausted',
@@ -413,17 +423,16 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
         throw new UnrecoverableError(`${code}: ${reason}`);
       }
       const nextAttemptAt = now + plan.delayMs;
-      await Promise.all([
-        record(
-          {
-            ...base,
-            nextAttemptAt: new Date(nextAttemptAt).toISOString(),
-            ...(plan.deadlineNear ? { deadlineNear: true } : {}),
-          },
-          durationMs,
-        ),
-        health(healthOutcome, false),
-      ]);
+      await recordAndSettle(
+        {
+          ...base,
+          nextAttemptAt: new Date(nextAttemptAt).toISOString(),
+          ...(plan.deadlineNear ? { deadlineNear: true } : {}),
+        },
+        durationMs,
+        healthOutcome,
+        false,
+      );
       count(waiting.verdict);
       if (plan.deadlineNear) {
         emit({

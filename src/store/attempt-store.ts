@@ -8,14 +8,40 @@ const MAX_ATTEMPTS_KEPT = 100;
 // The number comes from a counter bumped in the same script, so it stays right after old attempts
 // are trimmed and when a crashed worker's attempt races its successor's. It is spliced in as text
 // because cjson would re-encode the record (and turn [] into {}).
-const APPEND_SCRIPT = `
-local n = redis.call('INCR', KEYS[2])
-redis.call('RPUSH', KEYS[1], '{"number":' .. n .. ',' .. string.sub(ARGV[1], 2))
-redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
+/**
+ * The Lua that appends one attempt, given where its list key, counter key, record, number of records
+ * kept and TTL are in KEYS/ARGV; leaves the attempt's number in `n`. Shared with the settle script
+ * (`ConnectionControl.settle`), so a delivery's outcome is one round trip.
+ */
+export function appendAttemptLua(w: AttemptWriteSlots): string {
+  return `
+local n = redis.call('INCR', ${w.counter})
+redis.call('RPUSH', ${w.list}, '{"number":' .. n .. ',' .. string.sub(${w.record}, 2))
+redis.call('LTRIM', ${w.list}, -tonumber(${w.keep}), -1)
+redis.call('PEXPIRE', ${w.list}, ${w.ttlMs})
+redis.call('PEXPIRE', ${w.counter}, ${w.ttlMs})
+`;
+}
+type AttemptWriteSlots = Record<keyof AttemptWrite, string>;
+
+const APPEND_SCRIPT = `${appendAttemptLua({
+  list: 'KEYS[1]',
+  counter: 'KEYS[2]',
+  record: 'ARGV[1]',
+  keep: 'ARGV[2]',
+  ttlMs: 'ARGV[3]',
+})}
 return n
 `;
+
+/** One attempt, ready to be written by `appendAttemptLua` (here, or inside another script). */
+export interface AttemptWrite {
+  list: string;
+  counter: string;
+  record: string;
+  keep: number;
+  ttlMs: number;
+}
 
 /** Attempt records, one Redis list per delivery, expiring with the delivery's retention. */
 // Registered as a command so ioredis sends the script once and EVALSHA after: this runs for every
@@ -38,8 +64,17 @@ export class AttemptStore {
 
   /** Appends the attempt and returns its number (1-based, counting replays too). */
   async append(attempt: Omit<Attempt, 'number'>, ttlMs: number): Promise<number> {
-    const key = this.keys.attempts(attempt.deliveryId);
-    return this.scripted.urAppendAttempt(key, `${key}:n`, JSON.stringify(attempt), MAX_ATTEMPTS_KEPT, ttlMs);
+    return this.write(this.prepare(attempt, ttlMs));
+  }
+
+  async write(w: AttemptWrite): Promise<number> {
+    return this.scripted.urAppendAttempt(w.list, w.counter, w.record, w.keep, w.ttlMs);
+  }
+
+  /** The attempt as a write, for `write` or for a script that also does other work. */
+  prepare(attempt: Omit<Attempt, 'number'>, ttlMs: number): AttemptWrite {
+    const list = this.keys.attempts(attempt.deliveryId);
+    return { list, counter: `${list}:n`, record: JSON.stringify(attempt), keep: MAX_ATTEMPTS_KEPT, ttlMs };
   }
 
   /** Every kept attempt, oldest first, numbered. */

@@ -2,6 +2,7 @@ import { emailKey } from '../domain/unsubscribe.js';
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Connection } from '../config/connection-schema.js';
+import { appendAttemptLua, type AttemptWrite } from './attempt-store.js';
 import type { Keyspace } from './keys.js';
 
 /**
@@ -76,12 +77,17 @@ if window > 0 then redis.call('SET', KEYS[3], id, 'PX', window) end
 return {'go', tostring(wait), tostring(probe), transition}
 `;
 
-// KEYS: control hash, probe lease, dedupe claim. ARGV: now, delivery id, outcome (up | down |
-// neutral), release the dedupe claim, circuit on, failures, warnAfter, failure ratio (0: off),
-// minRequests, window ms, cooldown ms.
+// KEYS: control hash, probe lease, dedupe claim, attempt list, attempt counter. ARGV: now, delivery
+// id, outcome (up | down | neutral), release the dedupe claim, circuit on, failures, warnAfter,
+// failure ratio (0: off), minRequests, window ms, cooldown ms, attempt record ('': none), attempt
+// records kept, attempt TTL ms.
 // Answers {state, consecutive failures, event...}. Outcomes are counted in 10 ring slots over the
-// window, so the ratio costs 10 fields, not one entry per request.
+// window, so the ratio costs 10 fields, not one entry per request. The delivery's attempt record
+// rides along: one round trip per delivery outcome.
 const SETTLE_SCRIPT = `
+if ARGV[12] ~= '' then
+${appendAttemptLua({ list: 'KEYS[4]', counter: 'KEYS[5]', record: 'ARGV[12]', keep: 'ARGV[13]', ttlMs: 'ARGV[14]' })}
+end
 local now = tonumber(ARGV[1])
 local id = ARGV[2]
 local outcome = ARGV[3]
@@ -204,6 +210,8 @@ interface WithControlScripts {
     control: string,
     probe: string,
     dedupe: string,
+    attempts: string,
+    attemptCounter: string,
     ...args: (string | number)[]
   ): Promise<(string | number)[]>;
 }
@@ -222,7 +230,7 @@ export class ConnectionControl {
   ) {
     // Registered commands: EVALSHA on the hot path, the script sent once per connection.
     if (!('urAdmit' in redis)) redis.defineCommand('urAdmit', { numberOfKeys: 4, lua: ADMIT_SCRIPT });
-    if (!('urSettle' in redis)) redis.defineCommand('urSettle', { numberOfKeys: 3, lua: SETTLE_SCRIPT });
+    if (!('urSettle' in redis)) redis.defineCommand('urSettle', { numberOfKeys: 5, lua: SETTLE_SCRIPT });
     this.scripted = redis as unknown as WithControlScripts;
   }
 
@@ -269,20 +277,28 @@ export class ConnectionControl {
     return { kind: 'go', waitMs: Math.ceil(Number(a)), probe: b === '1', halfOpened: c === 'half_open' };
   }
 
-  /** Records what the CRM's answer says about its health; returns the circuit state and any transitions. */
+  /**
+   * Records what the CRM's answer says about its health; returns the circuit state and any
+   * transitions. With `attempt`, writes the delivery's attempt record in the same script.
+   */
   async settle(
     connection: Connection,
     deliveryId: string,
     email: string,
     outcome: HealthOutcome,
-    options: { releaseClaim: boolean },
+    options: { releaseClaim: boolean; attempt?: AttemptWrite },
     now: number,
   ): Promise<Settled> {
     const { circuit } = connection;
+    const { attempt } = options;
+    const control = this.keys.control(connection.id);
     const [state, consecutive, ...events] = await this.scripted.urSettle(
-      this.keys.control(connection.id),
+      control,
       this.keys.controlProbe(connection.id),
       this.keys.dedupe(connection.id, emailHash(email)),
+      // Declared even when unused (Redis wants every key a script may touch named up front).
+      attempt?.list ?? control,
+      attempt?.counter ?? control,
       now,
       deliveryId,
       outcome,
@@ -294,6 +310,9 @@ export class ConnectionControl {
       circuit.minRequests,
       circuit.window,
       circuit.cooldown,
+      attempt?.record ?? '',
+      attempt?.keep ?? 0,
+      attempt?.ttlMs ?? 0,
     );
     return {
       state: state as CircuitState,
