@@ -31,6 +31,36 @@ interface LedgerRecord {
   connections: string[];
 }
 
+/**
+ * Everything an accepted unsubscribe writes besides its jobs, as one script in the MULTI (one
+ * command, not eleven: each costs the ingest path CPU to build and send).
+ * - the ledger entry, expiring with RETENTION_UNSUBSCRIBES;
+ * - the account's index and the email's index (suppression lookup, issue 5; see
+ *   src/store/unsubscribes.ts), each trimmed to the retention and expiring with it, so a quiet
+ *   account's or address's index goes too;
+ * - the accounts and campaigns seen on unsubscribes (issue 5, src/store/campaigns.ts);
+ * - the set of connections with a delivery queue.
+ * KEYS: ledger, account index, email index, accounts, account campaigns, delivery queues. ARGV:
+ * record, retention ms, now ms, oldest kept ms, id, account, campaign ('': none), campaign value,
+ * connection ids...
+ */
+const RECORD_COMMAND = 'urRecordUnsubscribe';
+const RECORD_SCRIPT = {
+  keys: 6,
+  lua: `
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX')
+for i = 2, 3 do
+  redis.call('ZADD', KEYS[i], 'NX', ARGV[3], ARGV[5])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ARGV[4])
+  redis.call('PEXPIRE', KEYS[i], ARGV[2])
+end
+redis.call('SADD', KEYS[4], ARGV[6])
+if ARGV[7] ~= '' then redis.call('HSETNX', KEYS[5], ARGV[7], ARGV[8]) end
+for i = 9, #ARGV do redis.call('SADD', KEYS[6], ARGV[i]) end
+return 1
+`,
+};
+
 /** What a caller asked for, without the parts the engine fills in (id, receivedAt). */
 export type UnsubscribeRequest = Omit<Unsubscribe, 'id' | 'receivedAt'>;
 
@@ -114,36 +144,27 @@ export class DeliveryProducer {
     const unsubscribe: Unsubscribe = { ...request, id, receivedAt: now.toISOString() };
     const record: LedgerRecord = { unsubscribe, connections: connections.map((c) => c.id) };
     // Jobs for several connections' queues go into one MULTI on the transactions client.
-    const multi = (await this.queues.transactions()).multi();
-    multi.runCommand('set', [
+    const multi = (await this.queues.transactions({ [RECORD_COMMAND]: RECORD_SCRIPT })).multi();
+    const nowMs = now.getTime();
+    multi.runCommand(RECORD_COMMAND, [
       this.keys.unsubscribe(id),
+      this.keys.accountUnsubscribes(request.account),
+      emailUnsubscribesKey(this.keys, request.account, request.email),
+      accountsKey(this.keys),
+      campaignsKey(this.keys, request.account),
+      this.keys.deliveryQueues,
       JSON.stringify(record),
-      'PX',
       this.retention.unsubscribesMs,
-      'NX',
+      nowMs,
+      nowMs - this.retention.unsubscribesMs,
+      id,
+      request.account,
+      request.campaign ?? '',
+      request.campaign ? seenCampaignValue(now) : '',
+      ...connections.map((c) => c.id),
     ]);
-    const index = this.keys.accountUnsubscribes(request.account);
-    multi.runCommand('zadd', [index, 'NX', now.getTime(), id]);
-    multi.runCommand('zremrangebyscore', [index, '-inf', now.getTime() - this.retention.unsubscribesMs]);
-    // A quiet account's index goes too, once its newest unsubscribe is past retention.
-    multi.runCommand('pexpire', [index, this.retention.unsubscribesMs]);
-    // Suppression lookup index (issue 5): this email's unsubscribe ids by receivedAt, trimmed and
-    // expiring with RETENTION_UNSUBSCRIBES so it stays bounded (see src/store/unsubscribes.ts).
-    const byEmail = emailUnsubscribesKey(this.keys, request.account, request.email);
-    multi.runCommand('zadd', [byEmail, 'NX', now.getTime(), id]);
-    multi.runCommand('zremrangebyscore', [byEmail, '-inf', now.getTime() - this.retention.unsubscribesMs]);
-    multi.runCommand('pexpire', [byEmail, this.retention.unsubscribesMs]);
-    // Accounts and campaigns seen on unsubscribes (issue 5, src/store/campaigns.ts), in this same MULTI.
-    multi.runCommand('sadd', [accountsKey(this.keys), request.account]);
-    if (request.campaign)
-      multi.runCommand('hsetnx', [
-        campaignsKey(this.keys, request.account),
-        request.campaign,
-        seenCampaignValue(now),
-      ]);
     for (const connection of connections) {
       const data: DeliveryJob = { unsubscribe, connectionId: connection.id };
-      multi.runCommand('sadd', [this.keys.deliveryQueues, connection.id]);
       const job = new Job(
         this.queues.for(connection.id),
         connection.id,

@@ -76,7 +76,7 @@ export class DeliveryQueues {
    * accepted unsubscribe (a tenth of ingest's CPU in the profile, docs/performance.md). Jobs are
    * added with `Job.addJob` on this MULTI, exactly as before; only the client is lighter.
    */
-  async transactions(): Promise<IRedisClient> {
+  async transactions(scripts: Record<string, { keys: number; lua: string }> = {}): Promise<IRedisClient> {
     if (!this.producer) {
       const raw = this.redis.duplicate({ connectionName: 'unsub-relay:producer' });
       raw.on('error', () => undefined); // a failed command reports it; the client reconnects
@@ -86,6 +86,10 @@ export class DeliveryQueues {
       });
       this.producer = { raw, wrapped: createIORedisClient(raw) };
     }
+    // The caller's own scripts, defined once, so its MULTI can run them beside the jobs.
+    for (const [name, script] of Object.entries(scripts))
+      if (!(name in this.producer.raw))
+        this.producer.raw.defineCommand(name, { numberOfKeys: script.keys, lua: script.lua });
     await waitReady(this.producer.raw, 2_000);
     return this.producer.wrapped;
   }
