@@ -25,6 +25,8 @@ interface Tag {
   last: number;
   arrivals: number[];
   latencies: number[];
+  /** When each latency's delivery arrived. */
+  latencyArrivals: number[];
 }
 
 const expectedKey = process.env.BENCH_CRM_KEY ?? '';
@@ -43,6 +45,7 @@ function tagOf(name: string): Tag {
       last: Number.NaN,
       arrivals: [],
       latencies: [],
+      latencyArrivals: [],
     };
     tags.set(name, tag);
   }
@@ -76,8 +79,10 @@ function record(req: IncomingMessage, path: string, tagName: string, text: strin
     tag.arrivals.push(at);
     tag.unique.add(`${String(item.id)}|${path}`);
     const scheduled = Number(item.scheduledAt);
-    if (item.scheduledAt !== '' && item.scheduledAt !== undefined && Number.isFinite(scheduled))
+    if (item.scheduledAt !== '' && item.scheduledAt !== undefined && Number.isFinite(scheduled)) {
       tag.latencies.push(at - scheduled);
+      tag.latencyArrivals.push(at);
+    }
   }
   return tag;
 }
@@ -94,7 +99,18 @@ function stats(name: string) {
     first: tag.first,
     last: tag.last,
     latency: tag.latencies.length ? percentiles(tag.latencies) : undefined,
+    slowestBySecond: slowestBySecond(tag),
   };
+}
+
+/** The worst latency in each second of arrivals: where in the run a tail came from. */
+function slowestBySecond(tag: Tag): number[] {
+  const out: number[] = [];
+  tag.latencyArrivals.forEach((at, i) => {
+    const second = Math.floor((at - tag.first) / 1000);
+    out[second] = Math.max(out[second] ?? 0, Math.round(tag.latencies[i]!));
+  });
+  return Array.from(out, (v) => v ?? 0);
 }
 
 const server = createServer((req, res) => {

@@ -27,6 +27,8 @@ export interface CrmStats {
   first?: number;
   last?: number;
   latency?: { count: number; p50: number; p95: number; p99: number; max: number; mean: number };
+  /** The worst latency in each second of arrivals (ms), first second first. */
+  slowestBySecond?: number[];
 }
 
 /** The stand-in CRM process (bench/crm-server.ts) and its control endpoints. */
