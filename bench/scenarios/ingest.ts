@@ -30,12 +30,7 @@ async function ingestOnce(
     let url: string;
     let apiKey = 'none';
     if (who === 'engine') {
-      const engine = await ctx.startEngine({
-        prefix,
-        connections: [connection],
-        roles: 'api',
-        ...(process.env.TMP_PROF ? { cpuProfDir: process.env.TMP_PROF } : {}),
-      });
+      const engine = await ctx.startEngine({ prefix, connections: [connection], roles: 'api' });
       server = engine;
       url = engine.url!;
       apiKey = await createApiKey(ctx.redis, prefix);
