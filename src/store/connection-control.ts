@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Connection } from '../config/connection-schema.js';
 import { appendAttemptLua, type AttemptWrite } from './attempt-store.js';
+import { TurnBatch, forEachItem } from './turn-batch.js';
 import type { Keyspace } from './keys.js';
 
 /**
@@ -198,23 +199,21 @@ export interface ControlStatus {
   paused?: { by: string; at: string; reason: string };
 }
 
-interface WithControlScripts {
-  urAdmit(
-    control: string,
-    probe: string,
-    dedupe: string,
-    connections: string,
-    ...args: (string | number)[]
-  ): Promise<string[]>;
-  urSettle(
-    control: string,
-    probe: string,
-    dedupe: string,
-    attempts: string,
-    attemptCounter: string,
-    ...args: (string | number)[]
-  ): Promise<(string | number)[]>;
+/** One script call's keys and arguments (several go into one `forEachItem` call). */
+interface ScriptItem {
+  keys: string[];
+  args: (string | number)[];
 }
+
+interface WithControlScripts {
+  urAdmitEach(numberOfKeys: number, ...keysThenArgs: (string | number)[]): Promise<string[][]>;
+  urSettleEach(numberOfKeys: number, ...keysThenArgs: (string | number)[]): Promise<(string | number)[][]>;
+}
+
+const ADMIT_KEYS = 4;
+const ADMIT_ARGS = 10;
+const SETTLE_KEYS = 5;
+const SETTLE_ARGS = 14;
 
 /** A stable, email-free key part for the duplicate window: case and surrounding space do not matter. */
 export function emailHash(email: string): string {
@@ -222,17 +221,38 @@ export function emailHash(email: string): string {
 }
 
 export class ConnectionControl {
-  private readonly scripted: WithControlScripts;
-
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keyspace,
   ) {
-    // Registered commands: EVALSHA on the hot path, the script sent once per connection.
-    if (!('urAdmit' in redis)) redis.defineCommand('urAdmit', { numberOfKeys: 4, lua: ADMIT_SCRIPT });
-    if (!('urSettle' in redis)) redis.defineCommand('urSettle', { numberOfKeys: 5, lua: SETTLE_SCRIPT });
-    this.scripted = redis as unknown as WithControlScripts;
+    // Registered commands: EVALSHA on the hot path, the script sent once per connection. Each runs
+    // for every admission (or settlement) made in one turn of the event loop (TurnBatch).
+    if (!('urAdmitEach' in redis))
+      redis.defineCommand('urAdmitEach', { lua: forEachItem(ADMIT_SCRIPT, ADMIT_KEYS, ADMIT_ARGS) });
+    if (!('urSettleEach' in redis))
+      redis.defineCommand('urSettleEach', { lua: forEachItem(SETTLE_SCRIPT, SETTLE_KEYS, SETTLE_ARGS) });
+    const scripted = redis as unknown as WithControlScripts;
+    // Items are laid end to end, so each must have exactly the script's number of keys and args.
+    const send =
+      <T>(
+        command: (numberOfKeys: number, ...keysThenArgs: (string | number)[]) => Promise<T[]>,
+        shape: { keys: number; args: number },
+      ) =>
+      (items: ScriptItem[]) => {
+        if (items.some((item) => item.keys.length !== shape.keys || item.args.length !== shape.args))
+          throw new Error('connection control: a script item has the wrong number of keys or arguments');
+        return command.call(
+          redis,
+          items.length * shape.keys,
+          ...items.flatMap((item) => item.keys),
+          ...items.flatMap((item) => item.args),
+        );
+      };
+    this.admits = new TurnBatch(send(scripted.urAdmitEach, { keys: ADMIT_KEYS, args: ADMIT_ARGS }));
+    this.settles = new TurnBatch(send(scripted.urSettleEach, { keys: SETTLE_KEYS, args: SETTLE_ARGS }));
   }
+  private readonly admits: TurnBatch<ScriptItem, string[]>;
+  private readonly settles: TurnBatch<ScriptItem, (string | number)[]>;
 
   /**
    * May this delivery go now? Takes the rate-limit slot, the probe and the duplicate claim when it
@@ -249,22 +269,26 @@ export class ConnectionControl {
     const { perSecond, burst } = connection.limits;
     const interval = perSecond ? 1000 / perSecond : 0;
     const tolerance = perSecond ? ((burst ?? Math.max(1, Math.floor(perSecond))) - 1) * interval : 0;
-    const [kind, a, b, c] = await this.scripted.urAdmit(
-      this.keys.control(connection.id),
-      this.keys.controlProbe(connection.id),
-      this.keys.dedupe(connection.id, emailHash(email)),
-      this.keys.connections,
-      now,
-      deliveryId,
-      interval,
-      tolerance,
-      HOLD_MAX_MS,
-      connection.dedupe.window,
-      probeLeaseMs(connection),
-      connection.circuit.enabled ? 1 : 0,
-      connection.id,
-      options.version ?? '',
-    );
+    const [kind, a, b, c] = await this.admits.call({
+      keys: [
+        this.keys.control(connection.id),
+        this.keys.controlProbe(connection.id),
+        this.keys.dedupe(connection.id, emailHash(email)),
+        this.keys.connections,
+      ],
+      args: [
+        now,
+        deliveryId,
+        interval,
+        tolerance,
+        HOLD_MAX_MS,
+        connection.dedupe.window,
+        probeLeaseMs(connection),
+        connection.circuit.enabled ? 1 : 0,
+        connection.id,
+        options.version ?? '',
+      ],
+    });
     if (kind === 'stale') return a === undefined ? { kind } : { kind, record: a };
     if (kind === 'merged') return { kind, into: a! };
     if (kind === 'wait')
@@ -292,28 +316,32 @@ export class ConnectionControl {
     const { circuit } = connection;
     const { attempt } = options;
     const control = this.keys.control(connection.id);
-    const [state, consecutive, ...events] = await this.scripted.urSettle(
-      control,
-      this.keys.controlProbe(connection.id),
-      this.keys.dedupe(connection.id, emailHash(email)),
-      // Declared even when unused (Redis wants every key a script may touch named up front).
-      attempt?.list ?? control,
-      attempt?.counter ?? control,
-      now,
-      deliveryId,
-      outcome,
-      options.releaseClaim ? 1 : 0,
-      circuit.enabled ? 1 : 0,
-      circuit.failures,
-      circuit.warnAfter,
-      circuit.failureRatio ?? 0,
-      circuit.minRequests,
-      circuit.window,
-      circuit.cooldown,
-      attempt?.record ?? '',
-      attempt?.keep ?? 0,
-      attempt?.ttlMs ?? 0,
-    );
+    const [state, consecutive, ...events] = await this.settles.call({
+      keys: [
+        control,
+        this.keys.controlProbe(connection.id),
+        this.keys.dedupe(connection.id, emailHash(email)),
+        // Declared even when unused (Redis wants every key a script may touch named up front).
+        attempt?.list ?? control,
+        attempt?.counter ?? control,
+      ],
+      args: [
+        now,
+        deliveryId,
+        outcome,
+        options.releaseClaim ? 1 : 0,
+        circuit.enabled ? 1 : 0,
+        circuit.failures,
+        circuit.warnAfter,
+        circuit.failureRatio ?? 0,
+        circuit.minRequests,
+        circuit.window,
+        circuit.cooldown,
+        attempt?.record ?? '',
+        attempt?.keep ?? 0,
+        attempt?.ttlMs ?? 0,
+      ],
+    });
     return {
       state: state as CircuitState,
       consecutiveFailures: Number(consecutive),

@@ -246,3 +246,22 @@ describe('version check', () => {
     });
   });
 });
+
+describe('admissions made in one turn', () => {
+  // Calls made together go to Redis as one script call (TurnBatch): they must decide exactly as
+  // one-by-one calls would, in call order.
+  it('merges a duplicate sent in the same turn into the first, and spaces the rate in call order', async () => {
+    const c = connection({ dedupe: { window: '1h' }, limits: { perSecond: 10, burst: 1 } });
+    const t = 96_000_000;
+    const answers = await Promise.all([
+      control.admit(c, 'one', 'same@x.io', t),
+      control.admit(c, 'two', 'SAME@x.io', t),
+      control.admit(c, 'three', 'other@x.io', t),
+    ]);
+    expect(answers).toEqual([
+      { kind: 'go', waitMs: 0, probe: false, halfOpened: false },
+      { kind: 'merged', into: 'one' },
+      { kind: 'go', waitMs: 100, probe: false, halfOpened: false },
+    ]);
+  });
+});
