@@ -111,6 +111,36 @@ export async function drainOnce(
   }
 }
 
+/**
+ * One more engine drain, not measured, under `node --cpu-prof` (profiling slows the process down),
+ * summarised over the window the CRM was receiving deliveries.
+ */
+export async function profileDrain(
+  ctx: BenchContext,
+  deliveries: number,
+  tag: string,
+  options: { batch?: { maxSize: number; maxWait: string } } = {},
+): Promise<Record<string, unknown>> {
+  const parent = ctx.options.cpuProfDir ?? ctx.tmpDir;
+  await mkdir(parent, { recursive: true });
+  const dir = await mkdtemp(path.join(parent, `${tag}-`));
+  ctx.log(`${tag}: profiling one more engine drain (node --cpu-prof) into ${dir}`);
+  const profiled = await drainOnce(ctx, 'engine', deliveries, tag, { ...options, cpuProfDir: dir });
+  // Worker threads (tsx's loader) write profiles too: the main thread's is the biggest.
+  const files = (await readdir(dir)).filter((name) => name.endsWith('.cpuprofile'));
+  const sized = await Promise.all(
+    files.map(async (name) => ({ name, size: (await stat(path.join(dir, name))).size })),
+  );
+  const file = sized.sort((a, b) => b.size - a.size)[0]?.name;
+  if (!file) return { error: 'the engine wrote no .cpuprofile' };
+  const summary = await summarizeProfile(path.join(dir, file), {
+    fromMs: profiled.first - profiled.spawnedAt,
+    toMs: profiled.last - profiled.spawnedAt,
+    top: 20,
+  });
+  return { deliveriesPerSecondWhileProfiled: profiled.deliveriesPerSecond, ...summary };
+}
+
 export const drain: Scenario = {
   id: 'drain',
   title: 'Drain a backlog (engine vs bare BullMQ + undici)',
@@ -139,36 +169,9 @@ export const drain: Scenario = {
       });
     }
 
-    let extra: Record<string, unknown> | undefined;
-    if (ctx.options.cpuProf) {
-      // A separate, unmeasured drain: profiling slows the process down.
-      const dir = ctx.options.cpuProfDir
-        ? await mkdtemp(
-            path.join(
-              (await mkdir(ctx.options.cpuProfDir, { recursive: true }), ctx.options.cpuProfDir),
-              'drain-',
-            ),
-          )
-        : await mkdtemp(path.join(ctx.tmpDir, 'cpu-prof-'));
-      ctx.log(`drain: profiling one more engine drain (node --cpu-prof) into ${dir}`);
-      const profiled = await drainOnce(ctx, 'engine', deliveries, 'drain-profiled', { cpuProfDir: dir });
-      // Worker threads (tsx's loader) write profiles too: the main thread's is the biggest.
-      const files = (await readdir(dir)).filter((name) => name.endsWith('.cpuprofile'));
-      const sized = await Promise.all(
-        files.map(async (name) => ({ name, size: (await stat(path.join(dir, name))).size })),
-      );
-      const file = sized.sort((a, b) => b.size - a.size)[0]?.name;
-      if (file) {
-        const summary = await summarizeProfile(path.join(dir, file), {
-          fromMs: profiled.first - profiled.spawnedAt,
-          toMs: profiled.last - profiled.spawnedAt,
-          top: 20,
-        });
-        extra = {
-          profile: { deliveriesPerSecondWhileProfiled: profiled.deliveriesPerSecond, ...summary },
-        };
-      } else extra = { profile: { error: 'the engine wrote no .cpuprofile' } };
-    }
+    const extra = ctx.options.cpuProf
+      ? { profile: await profileDrain(ctx, deliveries, 'drain-profiled') }
+      : undefined;
 
     const ratio = metric(
       'ratio',

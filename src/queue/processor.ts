@@ -510,20 +510,34 @@ function eventMessage(type: string, connectionId: string, failures: number, cool
 
 /** The attempt record of one exchange: redacted request, status, bounded secret-free excerpt. */
 function attemptFields(request: RenderedRequest, outcome: SendOutcome, verdict: Verdict): AttemptFields {
-  const redacted = redactRequest(request);
-  const fields: AttemptFields = {
-    request: { method: redacted.method, url: redacted.url, headers: redacted.headers },
+  return {
+    ...exchangeRecord(request, outcome),
     verdict: verdict.verdict,
     reason: verdict.reason,
     ...('code' in verdict ? { errorCode: verdict.code } : {}),
   };
-  if (outcome.kind === 'error') return fields;
-  // A CRM may echo the request (and so a key) back in an error body: scrub the whole body, then cut.
-  const excerpt = scrubSecrets(outcome.body, request.secrets, { truncated: outcome.bodyTruncated }).slice(
-    0,
-    EXCERPT_BYTES,
-  );
-  return { ...fields, status: outcome.status, responseExcerpt: excerpt };
+}
+
+type ExchangeRecord = Pick<AttemptFields, 'request' | 'status' | 'responseExcerpt'>;
+// Every delivery of a batch records the same request and answer: redact and scrub them once.
+const exchangeRecords = new WeakMap<SendOutcome, ExchangeRecord>();
+
+function exchangeRecord(request: RenderedRequest, outcome: SendOutcome): ExchangeRecord {
+  const known = exchangeRecords.get(outcome);
+  if (known) return known;
+  const redacted = redactRequest(request);
+  const fields: ExchangeRecord = {
+    request: { method: redacted.method, url: redacted.url, headers: redacted.headers },
+  };
+  if (outcome.kind === 'response') {
+    // A CRM may echo the request (and so a key) back in an error body: scrub the whole body, then cut.
+    fields.status = outcome.status;
+    fields.responseExcerpt = scrubSecrets(outcome.body, request.secrets, {
+      truncated: outcome.bodyTruncated,
+    }).slice(0, EXCERPT_BYTES);
+  }
+  exchangeRecords.set(outcome, fields);
+  return fields;
 }
 
 /** BullMQ backoff strategy `connection`: the delay the processor planned for this failure. */
