@@ -5,12 +5,10 @@ import type { OAuth2Tokens } from '../auth/oauth2.js';
 import type { Connection, StoredConnection } from '../config/connection-schema.js';
 import {
   deliveryJobSchema,
-  type Attempt,
   type RenderedRequest,
   type SendOutcome,
   type Verdict,
 } from '../domain/delivery.js';
-import { scrubSecrets } from '../domain/scrub.js';
 import { RetryableDeliveryError, UnsubRelayError } from '../errors.js';
 import type { Sender } from '../http/sender.js';
 import { logEmail } from '../logging.js';
@@ -20,7 +18,6 @@ import type { ConnectionStore } from '../store/connection-store.js';
 import type { EventSink, OperationalEventInput } from '../events/operational-event.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { Admission, ConnectionControl, HealthOutcome } from '../store/connection-control.js';
-import { redactRequest } from '../templates/redact.js';
 import {
   compileConnection,
   templateContext,
@@ -28,7 +25,9 @@ import {
   type SecretSource,
   type TemplateContext,
 } from '../templates/render-request.js';
+import { attemptFields, type AttemptFields } from './attempt-fields.js';
 import { Batcher, batchCap } from './batcher.js';
+import { eventMessage, healthOf, refusedForItsContent } from './delivery-health.js';
 import { exchange, type Exchange } from './exchange.js';
 import { ruleValueResolver } from './rule-values.js';
 
@@ -40,9 +39,6 @@ interface BatchEntry {
   context: TemplateContext;
   resolve: (value: string) => string;
 }
-
-/** Bytes of response body kept in an attempt record: enough to read an error, not a whole page. */
-const EXCERPT_BYTES = 2_048;
 
 export interface ProcessorDeps {
   connections: ConnectionStore;
@@ -70,11 +66,6 @@ export interface ProcessorDeps {
 const HOLD_RECHECK_MS = 5_000;
 /** At most one `rate_limited` event per connection in this window: a 429 storm is one piece of news. */
 const RATE_LIMITED_EVENT_EVERY_MS = 60_000;
-
-type AttemptFields = Omit<
-  Attempt,
-  'deliveryId' | 'number' | 'startedAt' | 'durationMs' | 'connectionVersion'
->;
 
 /**
  * Delivers one unsubscribe to one connection: the connection's current version from the shared
@@ -474,70 +465,6 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
       throw new RetryableDeliveryError(waiting.code, verdict.reason, plan.delayMs);
     }
   };
-}
-
-/**
- * 400, 413 and 422 refuse a request for its content, which splitting can isolate; a refused key
- * (401, 403) or a wrong URL (404) fails every half the same way, so those fail the batch at once.
- */
-function refusedForItsContent(outcome: SendOutcome): boolean {
-  return outcome.kind === 'response' && [400, 413, 422].includes(outcome.status);
-}
-
-/**
- * What an answer says about the CRM's health, for the circuit breaker: transport failures and 5xx
- * mean it is not coping; a 429 says nothing; any other answer means it is up (even a refusal).
- */
-function healthOf(verdict: Verdict, outcome: SendOutcome): HealthOutcome {
-  if (verdict.verdict === 'rate_limited') return 'neutral';
-  if (verdict.verdict === 'success' || verdict.verdict === 'success_already_done') return 'up';
-  if (outcome.kind === 'error') return outcome.code === 'TARGET_REFUSED' ? 'neutral' : 'down';
-  return outcome.status >= 500 ? 'down' : 'up';
-}
-
-function eventMessage(type: string, connectionId: string, failures: number, cooldownMs: number): string {
-  switch (type) {
-    case 'circuit_opened':
-      return `circuit of ${connectionId} opened after ${failures} consecutive failures: its deliveries wait (nothing is dropped) and one probe goes in ${Math.round(cooldownMs / 1000)}s`;
-    case 'circuit_closed':
-      return `circuit of ${connectionId} closed: its CRM answers again and deliveries flow`;
-    case 'connection_failing':
-      return `deliveries to ${connectionId} are failing (${failures} in a row): check its CRM and its attempts`;
-    default:
-      return `deliveries to ${connectionId} succeed again`;
-  }
-}
-
-/** The attempt record of one exchange: redacted request, status, bounded secret-free excerpt. */
-function attemptFields(request: RenderedRequest, outcome: SendOutcome, verdict: Verdict): AttemptFields {
-  return {
-    ...exchangeRecord(request, outcome),
-    verdict: verdict.verdict,
-    reason: verdict.reason,
-    ...('code' in verdict ? { errorCode: verdict.code } : {}),
-  };
-}
-
-type ExchangeRecord = Pick<AttemptFields, 'request' | 'status' | 'responseExcerpt'>;
-// Every delivery of a batch records the same request and answer: redact and scrub them once.
-const exchangeRecords = new WeakMap<SendOutcome, ExchangeRecord>();
-
-function exchangeRecord(request: RenderedRequest, outcome: SendOutcome): ExchangeRecord {
-  const known = exchangeRecords.get(outcome);
-  if (known) return known;
-  const redacted = redactRequest(request);
-  const fields: ExchangeRecord = {
-    request: { method: redacted.method, url: redacted.url, headers: redacted.headers },
-  };
-  if (outcome.kind === 'response') {
-    // A CRM may echo the request (and so a key) back in an error body: scrub the whole body, then cut.
-    fields.status = outcome.status;
-    fields.responseExcerpt = scrubSecrets(outcome.body, request.secrets, {
-      truncated: outcome.bodyTruncated,
-    }).slice(0, EXCERPT_BYTES);
-  }
-  exchangeRecords.set(outcome, fields);
-  return fields;
 }
 
 /** BullMQ backoff strategy `connection`: the delay the processor planned for this failure. */

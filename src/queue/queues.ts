@@ -86,14 +86,21 @@ export class DeliveryQueues {
       });
       this.producer = { raw, wrapped: createIORedisClient(raw) };
     }
+    const producer = this.producer;
     // The caller's own scripts, defined once, so its MULTI can run them beside the jobs.
     for (const [name, script] of Object.entries(scripts))
-      if (!(name in this.producer.raw))
-        this.producer.raw.defineCommand(name, { numberOfKeys: script.keys, lua: script.lua });
-    await waitReady(this.producer.raw, 2_000);
-    return this.producer.wrapped;
+      if (!(name in producer.raw))
+        producer.raw.defineCommand(name, { numberOfKeys: script.keys, lua: script.lua });
+    // Waited for once (concurrent first callers share it); after that a dropped connection fails the
+    // MULTI itself, at once (no offline queue), and the caller answers 503.
+    producer.ready ??= waitReady(producer.raw, 2_000).catch((error: unknown) => {
+      producer.ready = undefined;
+      throw error;
+    });
+    await producer.ready;
+    return producer.wrapped;
   }
-  private producer: { raw: Redis; wrapped: IRedisClient } | undefined;
+  private producer: { raw: Redis; wrapped: IRedisClient; ready?: Promise<void> } | undefined;
 
   async close(): Promise<void> {
     await Promise.all([...this.queues.values()].map((queue) => queue.close()));

@@ -33,7 +33,14 @@ export class TurnBatch<In, Out> {
     const batch = this.pending;
     if (batch.length === 0) return;
     this.pending = [];
-    this.run(batch.map((entry) => entry.input)).then(
+    let answered: Promise<Out[]>;
+    try {
+      answered = this.run(batch.map((entry) => entry.input));
+    } catch (error) {
+      // A run that throws before it returns a promise still answers its callers, never the loop.
+      answered = Promise.reject(error);
+    }
+    answered.then(
       (outs) => batch.forEach((entry, i) => entry.resolve(outs[i]!)),
       (error: unknown) => batch.forEach((entry) => entry.reject(error)),
     );
