@@ -143,7 +143,7 @@ export class BenchContext {
       CONNECTIONS_DIR: connectionsDir,
       ALLOW_PRIVATE_TARGETS: 'true',
       SANDBOX: 'off',
-      LOG_LEVEL: 'warn',
+      LOG_LEVEL: process.env.BENCH_ENGINE_LOG_LEVEL ?? 'warn',
       LOG_FORMAT: 'json',
       ADMIN_TOKEN: this.adminToken,
       ROLES: options.roles,

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { createWriteStream, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -45,8 +45,16 @@ export function spawnNode(name: string, args: string[], env: Record<string, stri
   });
   if (child.pid === undefined) throw new Error(`could not start ${name}`);
   let tail = '';
+  // BENCH_LOG_DIR keeps every process's whole output (to see why a run went wrong); otherwise only a
+  // tail is kept, shown when a process fails.
+  const logFile = process.env.BENCH_LOG_DIR
+    ? createWriteStream(
+        path.join(process.env.BENCH_LOG_DIR, `${name.replace(/[^\w.-]+/g, '_')}-${child.pid}.log`),
+      )
+    : undefined;
   const keep = (chunk: Buffer) => {
     tail = (tail + chunk.toString()).slice(-LOG_TAIL_BYTES);
+    logFile?.write(chunk);
   };
   const lines: string[] = [];
   const lineWaiters: Array<() => void> = [];
@@ -66,6 +74,7 @@ export function spawnNode(name: string, args: string[], env: Record<string, stri
   let exitCode: number | null | undefined;
   const exited = new Promise<number | null>((resolve) =>
     child.once('exit', (code, signal) => {
+      logFile?.end();
       exitCode = code ?? (signal ? -1 : null);
       running.delete(handle);
       for (const wake of lineWaiters.splice(0)) wake();
