@@ -16,6 +16,7 @@ import {
   verdictsOn,
   type ContractSpec,
 } from './helpers.js';
+import { invalid, throttled } from './klaviyo-answers.js';
 
 const OPERATION = 'bulk_unsubscribe_profiles';
 const KEY = 'pk_4c5d6e7f8a9b0c1d2e3f4a5b6c7d8e9f01';
@@ -95,26 +96,6 @@ describe('Klaviyo batch example', () => {
   });
 
   describe('response rules (Klaviyo answers for the whole job, never per profile)', () => {
-    // https://developers.klaviyo.com/en/docs/rate_limits_and_error_handling
-    const error = (status: number, code: string, title: string, detail: string) => ({
-      errors: [
-        {
-          id: 'e4eebb08-b055-4a6f-bb13-c8cb69c9eb94',
-          status,
-          code,
-          title,
-          detail,
-          source: { pointer: '/data/' },
-        },
-      ],
-    });
-    const throttled = error(
-      429,
-      'throttled',
-      'Request was throttled.',
-      'Request was throttled. Expected available in 1 second.',
-    );
-    const invalid = error(400, 'invalid', 'Invalid input.', "Invalid email address 'not-an-email'");
     const verdicts = (answer: Parameters<typeof verdictsOn>[1]) =>
       verdictsOn(example, answer, EMAILS_IN_BATCH).map((v) => v.verdict);
 

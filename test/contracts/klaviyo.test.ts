@@ -14,6 +14,7 @@ import {
   verdictOn,
   type ContractSpec,
 } from './helpers.js';
+import { invalid, throttled } from './klaviyo-answers.js';
 
 const OPERATION = 'bulk_unsubscribe_profiles';
 const KEY = 'pk_4c5d6e7f8a9b0c1d2e3f4a5b6c7d8e9f01';
@@ -93,27 +94,6 @@ describe('Klaviyo example', () => {
   });
 
   describe('response rules', () => {
-    // https://developers.klaviyo.com/en/docs/rate_limits_and_error_handling
-    const error = (status: number, code: string, title: string, detail: string) => ({
-      errors: [
-        {
-          id: 'e4eebb08-b055-4a6f-bb13-c8cb69c9eb94',
-          status,
-          code,
-          title,
-          detail,
-          source: { pointer: '/data/' },
-        },
-      ],
-    });
-    const throttled = error(
-      429,
-      'throttled',
-      'Request was throttled.',
-      'Request was throttled. Expected available in 1 second.',
-    );
-    const invalid = error(400, 'invalid', 'Invalid input.', "Invalid email address 'not-an-email'");
-
     it('uses answers shaped as the spec documents them', () => {
       expect(spec.checkResponse(OPERATION, 429, throttled)).toEqual([]);
       expect(spec.checkResponse(OPERATION, 400, invalid)).toEqual([]);
