@@ -1,10 +1,14 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { eventually } from './redis.js';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 const BIN = path.join(ROOT, 'bin/unsub-relay.js');
+// The benchmark's parent watch: an engine whose test runner was killed stops by itself instead of
+// polling Redis (and recreating its queue's keys) until someone notices.
+const PARENT_WATCH = pathToFileURL(path.join(ROOT, 'bench/parent-watch.js')).href;
 
 export async function freePort(): Promise<number> {
   const server = createServer();
@@ -39,7 +43,7 @@ export interface EngineProcess {
 /** Starts `unsub-relay start` as a child process and waits until /readyz says it is ready. */
 export async function spawnEngine(env: Record<string, string>): Promise<EngineProcess> {
   const port = Number(env.PORT ?? (await freePort()));
-  const child = spawn(process.execPath, [BIN, 'start'], {
+  const child = spawn(process.execPath, ['--import', PARENT_WATCH, BIN, 'start'], {
     cwd: ROOT,
     env: { ...process.env, HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env, PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],
