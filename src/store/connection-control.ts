@@ -237,18 +237,17 @@ export class ConnectionControl {
     const send =
       <T>(
         command: (numberOfKeys: number, ...keysThenArgs: (string | number)[]) => Promise<T[]>,
-        shape: { keys: number; args: number },
+        keysPerItem: number,
       ) =>
-      (items: ScriptItem[]) => {
-        return command.call(
+      (items: ScriptItem[]) =>
+        command.call(
           redis,
-          items.length * shape.keys,
+          items.length * keysPerItem,
           ...items.flatMap((item) => item.keys),
           ...items.flatMap((item) => item.args),
         );
-      };
-    this.admits = new TurnBatch(send(scripted.urAdmitEach, { keys: ADMIT_KEYS, args: ADMIT_ARGS }));
-    this.settles = new TurnBatch(send(scripted.urSettleEach, { keys: SETTLE_KEYS, args: SETTLE_ARGS }));
+    this.admits = new TurnBatch(send(scripted.urAdmitEach, ADMIT_KEYS));
+    this.settles = new TurnBatch(send(scripted.urSettleEach, SETTLE_KEYS));
   }
   private readonly admits: TurnBatch<ScriptItem, string[]>;
   private readonly settles: TurnBatch<ScriptItem, (string | number)[]>;

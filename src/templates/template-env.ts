@@ -83,7 +83,7 @@ type SetUpTemplate = HandlebarsTemplateDelegate & { _setup(options: object): voi
  * and rebuilds the prototype-access rules: 12% of a drain's CPU in the profile (docs/performance.md).
  * Both depend only on this module's environment (helpers are registered once, at import) and on
  * `runtimeOptions`, which never change, so they are set up once per template and the per-render
- * setup becomes a no-op. `test/unit/template-env.test.ts` pins this to the installed Handlebars.
+ * setup becomes a no-op. `test/unit/templates-env.test.ts` pins this to the installed Handlebars.
  */
 function buildTemplate(program: Program): HandlebarsTemplateDelegate {
   const internals = env as unknown as CompilerInternals;

@@ -147,19 +147,15 @@ export interface CrmAnswer {
   headers?: Record<string, string>;
 }
 
-/** The example's verdict on a (documented) CRM answer, as the worker would decide it. */
-export function verdictOn(
-  example: Example,
-  answer: CrmAnswer,
-  email: string = EMAILS.apostrophePlus,
-): Verdict {
+/** A CRM answer as the sender hands it to the rules (header names lower-cased, body as text). */
+function outcomeOf(answer: CrmAnswer): SendOutcome {
   const body =
     answer.body === undefined
       ? ''
       : typeof answer.body === 'string'
         ? answer.body
         : JSON.stringify(answer.body);
-  const outcome: SendOutcome = {
+  return {
     kind: 'response',
     status: answer.status,
     headers: Object.fromEntries(Object.entries(answer.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v])),
@@ -167,6 +163,15 @@ export function verdictOn(
     bodyTruncated: false,
     durationMs: 42,
   };
+}
+
+/** The example's verdict on a (documented) CRM answer, as the worker would decide it. */
+export function verdictOn(
+  example: Example,
+  answer: CrmAnswer,
+  email: string = EMAILS.apostrophePlus,
+): Verdict {
+  const outcome = outcomeOf(answer);
   const context = contextFor(example, email);
   return classify(
     example.connection.response.rules,
@@ -215,20 +220,7 @@ export function renderBatch(
  * rendered for each delivery. When every one is `fail` the engine splits the batch instead.
  */
 export function verdictsOn(example: Example, answer: CrmAnswer, emails: readonly string[]): Verdict[] {
-  const body =
-    answer.body === undefined
-      ? ''
-      : typeof answer.body === 'string'
-        ? answer.body
-        : JSON.stringify(answer.body);
-  const outcome: SendOutcome = {
-    kind: 'response',
-    status: answer.status,
-    headers: Object.fromEntries(Object.entries(answer.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v])),
-    body,
-    bodyTruncated: false,
-    durationMs: 42,
-  };
+  const outcome = outcomeOf(answer);
   return batchContexts(example, emails).map((context) =>
     classify(example.connection.response.rules, outcome, Date.parse(RECEIVED_AT), ruleValueResolver(context)),
   );
