@@ -93,7 +93,12 @@ export class DeliveryRecords {
   }
 
   async get(id: string): Promise<DeliveryDetail> {
-    const job = await this.queues.ofDelivery(id).getJob(id);
+    const queue = this.queues.ofDelivery(id);
+    // The state first, then the job: read the other way round, a delivery that fails for good in
+    // between shows as failed with its previous attempt's reason. A finished state does not change,
+    // so the job read after it carries that state's own reason.
+    const stateFirst = await queue.getJobState(id);
+    const job = await queue.getJob(id);
     if (!job) {
       // A delivery an operator moved or discarded keeps its attempt list, ending with why.
       const last = (await this.attempts.list(id)).at(-1);
@@ -101,7 +106,8 @@ export class DeliveryRecords {
         throw new NotFoundError(`delivery ${id} is gone: ${last.reason} at ${last.startedAt}`);
       throw new NotFoundError(`no delivery ${id} (it may have expired; see RETENTION_* in README)`);
     }
-    const state = await job.getState();
+    // 'unknown': the job was added between the two reads.
+    const state = stateFirst === 'unknown' ? await job.getState() : stateFirst;
     const summary = await summarize(job, statusOf(state));
     return { ...summary, attempts: await this.attempts.list(id) };
   }
