@@ -23,6 +23,7 @@ import { resolveAdminToken } from './admin-token.js';
 import { CampaignStore } from './store/campaigns.js'; // issue 5
 import { ApiKeyStore } from './store/api-keys.js';
 import { AttemptStore } from './store/attempt-store.js';
+import { LedgerRecords } from './store/ledger.js';
 import { ConnectionIndex } from './store/connection-index.js';
 import { ConnectionStore } from './store/connection-store.js';
 import { DeliveryRecords } from './store/delivery-records.js';
@@ -62,6 +63,7 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
 
     const store = new ConnectionStore(redis, keys);
     const attempts = new AttemptStore(redis, keys);
+    const ledger = new LedgerRecords(redis, keys);
     const queues = new DeliveryQueues(redis, keys);
     closers.unshift({ name: 'queues', release: () => queues.close() });
     const control = new ConnectionControl(redis, keys);
@@ -127,6 +129,7 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
       );
       const processor = createProcessor({
         connections: store,
+        ledger,
         attempts,
         sender,
         tokens: new OAuth2Tokens(redis, keys.prefix, sender, { logger }),
@@ -152,6 +155,7 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
         processor,
         concurrency: env.WORKER_CONCURRENCY,
         lockDurationMs: env.WORKER_LOCK_DURATION,
+        retention,
         logger,
       });
       workers = pool;
@@ -209,7 +213,7 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
         sandbox,
         admin: {
           adminToken: admin.token,
-          deliveries: new DeliveryRecords(queues, attempts),
+          deliveries: new DeliveryRecords(queues, attempts, ledger, retention),
           apiKeys,
           // Unsubscribes view, suppressions and audit export (issue 5).
           unsubscribes: new UnsubscribeLedger(redis, queues, keys, attempts),

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -121,6 +122,16 @@ export class BenchContext {
   /** A Redis prefix no one else uses, deleted by `cleanPrefix` or at the end of the run at the latest. */
   prefix(name: string): string {
     const prefix = `bench:${this.runId}:${name}:${++this.counter}`;
+    this.prefixes.add(prefix);
+    return prefix;
+  }
+
+  /**
+   * A prefix as short as an install's (REDIS_PREFIX defaults to `ur`), still unique: for the memory
+   * scenario, where every queued delivery carries it in three key names.
+   */
+  shortPrefix(): string {
+    const prefix = `b${randomBytes(4).readUInt32BE(0).toString(36).padStart(6, '0').slice(-5)}`;
     this.prefixes.add(prefix);
     return prefix;
   }

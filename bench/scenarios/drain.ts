@@ -1,6 +1,6 @@
 import { mkdir, mkdtemp, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { bullPrefix, deliveryQueueName, fillBacklog, jobCounts } from '../lib/backlog.js';
+import { deliveryQueueName, fillBacklog, jobCounts } from '../lib/backlog.js';
 import { BENCH_CRM_KEY, BODY_TEMPLATE, benchConnection } from '../lib/connections.js';
 import type { BenchContext, CrmStats } from '../lib/context.js';
 import { spawnScript, type Child } from '../lib/processes.js';
@@ -63,7 +63,7 @@ export async function drainOnce(
           })
         : spawnScript('baseline-worker', 'baseline-worker.ts', {
             BENCH_REDIS_URL: ctx.options.redisUrl,
-            BENCH_BULL_PREFIX: bullPrefix(prefix),
+            BENCH_PREFIX: prefix,
             BENCH_QUEUE: deliveryQueueName(CONNECTION_ID),
             BENCH_TARGET_URL: connection.request.url,
             BENCH_CRM_KEY,

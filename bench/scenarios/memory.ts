@@ -2,6 +2,8 @@ import type { Redis } from 'ioredis';
 import { bullPrefix, deliveryQueueName, fillBacklog, jobCounts } from '../lib/backlog.js';
 import { benchConnection } from '../lib/connections.js';
 import { usedMemory } from '../lib/redis.js';
+import { partsOfDeliveryId } from '../../src/domain/delivery.js';
+import { keyspace } from '../../src/store/keys.js';
 import { check, metric, target } from '../lib/result.js';
 import { sleep } from '../lib/stats.js';
 import type { Scenario } from '../lib/types.js';
@@ -71,7 +73,7 @@ export const memory: Scenario = {
     let breakdown: Record<string, { keys: number; bytesPerDelivery: number }> = {};
     const counts: number[] = [];
     for (let run = 0; run < ctx.options.runs; run++) {
-      const prefix = ctx.prefix('memory');
+      const prefix = ctx.shortPrefix();
       const connection = benchConnection(CONNECTION_ID, `${ctx.crm.url}/ok/memory/unsubscribes`);
       try {
         ctx.log(`memory run ${run + 1}/${ctx.options.runs}: ${pending} pending deliveries, no worker`);
@@ -82,7 +84,8 @@ export const memory: Scenario = {
         const after = await settledMemory(ctx.redis);
         const jobs = await jobCounts(ctx.redis, prefix, CONNECTION_ID);
         counts.push(jobs.waiting ?? 0);
-        // The payload: the job's `data` field as BullMQ stores it, averaged over a sample of jobs.
+        // The payload: the unsubscribe as JSON, as its ledger entry holds it (the one copy: each
+        // job refers to it by id), averaged over a sample of queued deliveries.
         const ids = await ctx.redis.lrange(
           `${bullPrefix(prefix)}:${deliveryQueueName(CONNECTION_ID)}:wait`,
           0,
@@ -90,11 +93,9 @@ export const memory: Scenario = {
         );
         let payloadBytes = 0;
         for (const id of ids) {
-          const data = await ctx.redis.hgetBuffer(
-            `${bullPrefix(prefix)}:${deliveryQueueName(CONNECTION_ID)}:${id}`,
-            'data',
-          );
-          payloadBytes += data?.length ?? 0;
+          const raw = await ctx.redis.get(keyspace(prefix).unsubscribe(partsOfDeliveryId(id).unsubscribeId));
+          const unsubscribe = raw ? (JSON.parse(raw) as { unsubscribe: unknown }).unsubscribe : undefined;
+          payloadBytes += unsubscribe ? Buffer.byteLength(JSON.stringify(unsubscribe)) : 0;
         }
         const payload = payloadBytes / Math.max(1, ids.length);
         const kinds = await usageByKind(ctx.redis, prefix);
@@ -120,11 +121,11 @@ export const memory: Scenario = {
     return {
       id: 'memory',
       title: this.title,
-      description: `${pending.toLocaleString('en-US')} unsubscribes queued with the engine's DeliveryProducer (one connection, so one delivery each) and no worker running: Redis used_memory (INFO memory) after minus before, per delivery. The payload is the job's data field (the unsubscribe as JSON); "beyond payload" is the rest: BullMQ's job hash fields and wait-list entry, the ledger entry, the account and email indexes, key and expiry overhead.`,
+      description: `${pending.toLocaleString('en-US')} unsubscribes queued with the engine's DeliveryProducer (one connection, so one delivery each) and no worker running: Redis used_memory (INFO memory) after minus before, per delivery. The payload is the unsubscribe as JSON, stored once in its ledger entry (jobs refer to it by id); "beyond payload" is the rest: BullMQ's job hash and wait-list entry, the ledger entry's key and wrapper, the account and email indexes, key and expiry overhead.`,
       params: { pending },
       metrics: [
         metric('gross', 'gross (INFO used_memory delta)', 'B', gross),
-        metric('payload', 'job payload (data field)', 'B', payloads),
+        metric('payload', 'payload (the unsubscribe as JSON)', 'B', payloads),
         beyondMetric,
         metric('scoped_gross', 'gross, by MEMORY USAGE of the prefix keys', 'B', scopedGross),
         metric('scoped_beyond', 'beyond payload, by MEMORY USAGE', 'B', scopedBeyond),

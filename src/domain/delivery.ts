@@ -1,16 +1,53 @@
 import { z } from 'zod';
-import { unsubscribeSchema } from './unsubscribe.js';
+import { unsubscribeSchema, type Unsubscribe } from './unsubscribe.js';
 
-/** One unsubscribe to one connection: the BullMQ job's data. The job id is `${unsubscribeId}:${connectionId}`. */
+/**
+ * One unsubscribe to one connection: the BullMQ job's data. The job id names the delivery,
+ * `${unsubscribeId}:${connectionId}`, and the queue is the connection's, so the data holds only what
+ * changes how it is sent. The worker reads the unsubscribe from its ledger entry (src/store/ledger.ts):
+ * one copy however many connections it goes to, and a queued job's hash small enough to stay a listpack.
+ */
 export const deliveryJobSchema = z.object({
-  unsubscribe: unsubscribeSchema,
-  connectionId: z.string(),
   /** Replay of the original request (issue 5): render with this stored connection version, not the current one. */
   pinVersion: z.number().int().min(1).optional(),
   /** A batch the CRM refused was split: this delivery goes in batches of at most this many. */
   batchSplit: z.number().int().min(1).optional(),
 });
 export type DeliveryJob = z.infer<typeof deliveryJobSchema>;
+
+/** Jobs queued before deliveries referred to the ledger carry the whole unsubscribe: still delivered as they are. */
+const inlineDeliveryJobSchema = deliveryJobSchema.extend({
+  unsubscribe: unsubscribeSchema,
+  connectionId: z.string(),
+});
+
+/** A delivery job read back: who it is for, and the unsubscribe itself when the job carries it. */
+export interface StoredDeliveryJob extends DeliveryJob {
+  deliveryId: string;
+  unsubscribeId: string;
+  connectionId: string;
+  unsubscribe?: Unsubscribe;
+}
+
+/** Reads a delivery job of either shape (a malformed one throws, as any zod boundary does). */
+export function readDeliveryJob(job: { id?: string | undefined; data: unknown }): StoredDeliveryJob {
+  const id = job.id ?? '';
+  const { unsubscribeId, connectionId } = partsOfDeliveryId(id);
+  const inline = inlineDeliveryJobSchema.safeParse(job.data);
+  if (inline.success) {
+    const { unsubscribe, connectionId: _same, ...adjustments } = inline.data;
+    return { ...adjustments, deliveryId: id, unsubscribeId, connectionId, unsubscribe };
+  }
+  return { ...deliveryJobSchema.parse(job.data), deliveryId: id, unsubscribeId, connectionId };
+}
+
+/** Unsubscribe ids are UUIDs (no ":"), so everything after the first ":" is the connection id. */
+export function partsOfDeliveryId(id: string): { unsubscribeId: string; connectionId: string } {
+  const at = id.indexOf(':');
+  return at < 0
+    ? { unsubscribeId: id, connectionId: '' }
+    : { unsubscribeId: id.slice(0, at), connectionId: id.slice(at + 1) };
+}
 
 export function deliveryId(unsubscribeId: string, connectionId: string): string {
   return `${unsubscribeId}:${connectionId}`;

@@ -1,5 +1,5 @@
 import type { Job } from 'bullmq';
-import { deliveryJobSchema } from '../domain/delivery.js';
+import { readDeliveryJob } from '../domain/delivery.js';
 import type { EventSink } from '../events/operational-event.js';
 import { ConflictError, NotFoundError } from '../errors.js';
 import type { AttemptStore } from '../store/attempt-store.js';
@@ -133,8 +133,8 @@ export class ConnectionOperations {
     const moved: string[] = [];
     let alreadyThere = 0;
     for (const job of await this.backlogJobs(connectionId, selection)) {
-      const { unsubscribe } = deliveryJobSchema.parse(job.data);
-      if (await this.deps.producer.enqueueExisting(unsubscribe, target.connection)) moved.push(job.id!);
+      const { unsubscribeId } = readDeliveryJob(job);
+      if (await this.deps.producer.enqueueExisting(unsubscribeId, target.connection)) moved.push(job.id!);
       else alreadyThere += 1;
       await this.note(job, 'MOVED', `moved by ${who} to connection ${targetId}`);
       await job.remove();

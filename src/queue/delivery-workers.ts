@@ -24,6 +24,8 @@ export interface DeliveryWorkersOptions {
   /** Deliveries in flight per connection in this process (the connection's `limits.concurrency` may lower it). */
   concurrency: number;
   lockDurationMs: number;
+  /** How long finished deliveries are kept (RETENTION_SUCCEEDED, RETENTION_FAILED). */
+  retention: { succeededMs: number; failedMs: number };
   logger: Logger;
   /** Re-read the store this often too, since pub/sub loses messages while reconnecting. */
   resyncMs?: number;
@@ -177,6 +179,10 @@ export class DeliveryWorkers {
         maxStalledCount: 5,
         limiter: HONOUR_RATE_LIMIT_WINDOWS,
         settings: { backoffStrategy: connectionBackoff },
+        // The worker's, not each job's: job options that fit a listpack keep a queued job small
+        // (DeliveryProducer.jobOptions). Jobs queued with their own (earlier versions) keep theirs.
+        removeOnComplete: { age: Math.ceil(this.options.retention.succeededMs / 1000) },
+        removeOnFail: { age: Math.ceil(this.options.retention.failedMs / 1000) },
         autorun: false,
       });
       worker.on('error', (error) =>

@@ -3,18 +3,14 @@ import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import type { OAuth2Tokens } from '../auth/oauth2.js';
 import type { Connection, StoredConnection } from '../config/connection-schema.js';
-import {
-  deliveryJobSchema,
-  type RenderedRequest,
-  type SendOutcome,
-  type Verdict,
-} from '../domain/delivery.js';
+import { readDeliveryJob, type RenderedRequest, type SendOutcome, type Verdict } from '../domain/delivery.js';
 import { RetryableDeliveryError, UnsubRelayError } from '../errors.js';
 import type { Sender } from '../http/sender.js';
 import { logEmail } from '../logging.js';
 import { planRetry } from '../rules/retry-plan.js';
 import type { AttemptStore } from '../store/attempt-store.js';
 import type { ConnectionStore } from '../store/connection-store.js';
+import type { LedgerRecords } from '../store/ledger.js';
 import type { EventSink, OperationalEventInput } from '../events/operational-event.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { Admission, ConnectionControl, HealthOutcome } from '../store/connection-control.js';
@@ -42,6 +38,8 @@ interface BatchEntry {
 
 export interface ProcessorDeps {
   connections: ConnectionStore;
+  /** Where a job's unsubscribe is (jobs carry only its id). */
+  ledger: LedgerRecords;
   attempts: AttemptStore;
   sender: Sender;
   tokens: OAuth2Tokens;
@@ -122,9 +120,9 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
   };
 
   return async function processDelivery(job: Job, token?: string): Promise<unknown> {
-    const { unsubscribe, connectionId, pinVersion, batchSplit } = deliveryJobSchema.parse(job.data);
-    const id = job.id!;
-    const log = deps.logger.child({ deliveryId: id, unsubscribeId: unsubscribe.id, connectionId });
+    const data = readDeliveryJob(job);
+    const { deliveryId: id, unsubscribeId, connectionId, pinVersion, batchSplit } = data;
+    const log = deps.logger.child({ deliveryId: id, unsubscribeId, connectionId });
     const startedAt = clock();
     const attemptNumber = job.attemptsMade + 1;
     let version = 0;
@@ -142,13 +140,28 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
           ? deps.retention.succeededMs
           : deps.retention.failedMs,
       );
-    const record = (fields: AttemptFields, durationMs: number) =>
-      deps.attempts.write(attempt(fields, durationMs));
+    // A delivery left waiting for a retry, or failed and kept for replay, still needs its
+    // unsubscribe: the ledger entry lives at least as long as a failed delivery is kept.
+    const keepLedger = (fields: AttemptFields) =>
+      fields.verdict === 'success' || fields.verdict === 'success_already_done'
+        ? undefined
+        : deps.ledger.keepFor(unsubscribeId, deps.retention.failedMs);
+    const record = async (fields: AttemptFields, durationMs: number) => {
+      await Promise.all([deps.attempts.write(attempt(fields, durationMs)), keepLedger(fields)]);
+    };
     const failNow = async (code: string, reason: string, fields: Partial<AttemptFields> = {}) => {
       await record({ verdict: 'fail', errorCode: code, reason, ...fields }, clock() - startedAt);
       log.warn({ code, attempt: attemptNumber }, 'delivery failed: %s', reason);
       throw new UnrecoverableError(`${code}: ${reason}`);
     };
+
+    const found = data.unsubscribe ?? (await deps.ledger.get(unsubscribeId))?.unsubscribe;
+    if (!found)
+      return failNow(
+        'UNSUBSCRIBE_EXPIRED',
+        `unsubscribe ${unsubscribeId} is no longer in the ledger (RETENTION_UNSUBSCRIBES): nothing to deliver`,
+      );
+    const unsubscribe = found;
 
     // A replay of the original request (issue 5) pins the version its first attempt used.
     const pinned =
@@ -226,14 +239,17 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
       outcome: HealthOutcome,
       final: boolean,
     ) => {
-      const settled = await deps.control.settle(
-        control,
-        id,
-        unsubscribe.email,
-        outcome,
-        { releaseClaim: final, attempt: attempt(fields, durationMs) },
-        clock(),
-      );
+      const [settled] = await Promise.all([
+        deps.control.settle(
+          control,
+          id,
+          unsubscribe.email,
+          outcome,
+          { releaseClaim: final, attempt: attempt(fields, durationMs) },
+          clock(),
+        ),
+        keepLedger(fields),
+      ]);
       for (const type of settled.events) {
         deps.metrics?.circuitTransitions.inc({ connection: connectionId, to: type });
         emit({

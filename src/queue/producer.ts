@@ -5,6 +5,7 @@ import type { Connection } from '../config/connection-schema.js';
 import { canonicalJson } from '../domain/canonical-json.js';
 import { deliveryId, type DeliveryJob } from '../domain/delivery.js';
 import type { Unsubscribe } from '../domain/unsubscribe.js';
+import { ledgerValue, type LedgerRecord } from '../store/ledger.js';
 import { StoreUnavailableError } from '../errors.js';
 import type { Keyspace } from '../store/keys.js';
 import { emailUnsubscribesKey } from '../store/unsubscribes.js';
@@ -21,15 +22,6 @@ export type AcceptResult =
   | { outcome: 'accepted'; id: string; deliveries: number }
   | { outcome: 'replayed'; id: string }
   | { outcome: 'conflict'; id: string };
-
-/**
- * The ledger entry: the unsubscribe and where it was fanned out to. (The request's fingerprint lives
- * only in the Idempotency-Key claim, the one place it is compared: 80 bytes less per unsubscribe.)
- */
-interface LedgerRecord {
-  unsubscribe: Unsubscribe;
-  connections: string[];
-}
 
 /**
  * Everything an accepted unsubscribe writes besides its jobs, as one script in the MULTI (one
@@ -142,6 +134,8 @@ export class DeliveryProducer {
   ): Promise<void> {
     const now = this.clock();
     const unsubscribe: Unsubscribe = { ...request, id, receivedAt: now.toISOString() };
+    // The request's fingerprint is not in the ledger entry: it lives only in the Idempotency-Key
+    // claim, the one place it is compared.
     const record: LedgerRecord = { unsubscribe, connections: connections.map((c) => c.id) };
     // Jobs for several connections' queues go into one MULTI on the transactions client.
     const multi = (await this.queues.transactions({ [RECORD_COMMAND]: RECORD_SCRIPT })).multi();
@@ -153,7 +147,7 @@ export class DeliveryProducer {
       accountsKey(this.keys),
       campaignsKey(this.keys, request.account),
       this.keys.deliveryQueues,
-      JSON.stringify(record),
+      ledgerValue(record),
       this.retention.unsubscribesMs,
       nowMs,
       nowMs - this.retention.unsubscribesMs,
@@ -163,8 +157,9 @@ export class DeliveryProducer {
       request.campaign ? seenCampaignValue(now) : '',
       ...connections.map((c) => c.id),
     ]);
+    // Each job refers (by its id) to the ledger entry written in this same MULTI.
+    const data: DeliveryJob = {};
     for (const connection of connections) {
-      const data: DeliveryJob = { unsubscribe, connectionId: connection.id };
       const job = new Job(
         this.queues.for(connection.id),
         connection.id,
@@ -182,17 +177,21 @@ export class DeliveryProducer {
   }
 
   /**
-   * Queues one delivery of an already stored unsubscribe (campaign backfill, issue 5) with the same
-   * job id and options as `accept`: returns false when that delivery already exists (nothing queued twice).
+   * Queues one delivery of an already stored unsubscribe (campaign backfill, issue 5; a backlog
+   * moved to another connection, issue 6) with the same job id and options as `accept`: returns
+   * false when that delivery already exists (nothing queued twice). The ledger entry is kept at
+   * least RETENTION_FAILED from now, since the new delivery refers to it however late in its life it
+   * comes.
    */
-  async enqueueExisting(unsubscribe: Unsubscribe, connection: Connection): Promise<boolean> {
-    const id = deliveryId(unsubscribe.id, connection.id);
+  async enqueueExisting(unsubscribeId: string, connection: Connection): Promise<boolean> {
+    const id = deliveryId(unsubscribeId, connection.id);
     const queue = this.queues.for(connection.id);
     if (await queue.getJob(id)) return false;
-    const data: DeliveryJob = { unsubscribe, connectionId: connection.id };
+    const data: DeliveryJob = {};
     // Added like `store` does (Job.addJob), which takes our `<unsubscribe>:<connection>` ids.
     const multi = (await this.queues.transactions()).multi();
     multi.runCommand('sadd', [this.keys.deliveryQueues, connection.id]);
+    multi.runCommand('pexpire', [this.keys.unsubscribe(unsubscribeId), this.retention.failedMs, 'GT']);
     await new Job(queue, connection.id, data, this.jobOptions(connection), id).addJob(multi);
     const results = await multi.exec();
     const failed = results?.find(([error]) => error !== null);
@@ -204,13 +203,17 @@ export class DeliveryProducer {
     return true;
   }
 
+  /**
+   * Only what differs per connection. How long finished jobs are kept is the workers' setting
+   * (DeliveryWorkers), not the job's: with these two options and the ledger reference as data,
+   * every value of a queued job's hash is under Redis' 64-byte listpack limit, and the hash takes
+   * a third of the memory (docs/performance.md, "Memory").
+   */
   private jobOptions(connection: Connection) {
     return {
       attempts: connection.retry.attempts,
       // The delay is computed by the worker (retry policy + Retry-After) and carried on the error.
       backoff: { type: 'connection' },
-      removeOnComplete: { age: Math.ceil(this.retention.succeededMs / 1000) },
-      removeOnFail: { age: Math.ceil(this.retention.failedMs / 1000) },
     };
   }
 }

@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import { Queue, createIORedisClient, type IRedisClient } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { partsOfDeliveryId } from '../domain/delivery.js';
 import type { Keyspace } from '../store/keys.js';
 import { waitReady } from '../store/redis.js';
 
@@ -115,8 +116,7 @@ export function deliveryQueueName(connectionId: string): string {
   return `deliveries.${connectionId}`;
 }
 
-/** Unsubscribe ids are UUIDs (no ":"), so everything after the first ":" is the connection id. */
+/** The connection a delivery id (`<unsubscribe id>:<connection id>`) goes to. */
 export function connectionOfDelivery(deliveryId: string): string {
-  const at = deliveryId.indexOf(':');
-  return at < 0 ? '' : deliveryId.slice(at + 1);
+  return partsOfDeliveryId(deliveryId).connectionId;
 }

@@ -1,14 +1,17 @@
 import type { Job, JobType } from 'bullmq';
 import type { DeliveryQueues } from '../queue/queues.js';
-import { deliveryJobSchema, type Attempt, type DeliveryStatus } from '../domain/delivery.js';
+import { readDeliveryJob, type Attempt, type DeliveryStatus } from '../domain/delivery.js';
+import type { Unsubscribe } from '../domain/unsubscribe.js';
 import { ConflictError, NotFoundError } from '../errors.js';
 import type { AttemptStore } from './attempt-store.js';
+import type { LedgerRecords } from './ledger.js';
 
 export interface DeliverySummary {
   id: string;
   unsubscribeId: string;
   connectionId: string;
-  account: string;
+  /** From the unsubscribe's ledger entry; absent only if that entry is gone (see LedgerRecords). */
+  account?: string;
   campaign?: string;
   status: DeliveryStatus;
   attemptsMade: number;
@@ -50,13 +53,24 @@ const MAX_SCANNED = 50_000;
 
 /**
  * Delivery records are the BullMQ jobs themselves (state, attempts made, failure reason) plus the
- * attempt list kept beside them, so there is one source of truth for "what happened to this delivery".
+ * attempt list kept beside them, so there is one source of truth for "what happened to this
+ * delivery"; the account and campaign come from the unsubscribe's ledger entry the job refers to.
  */
 export class DeliveryRecords {
   constructor(
     private readonly queues: DeliveryQueues,
     private readonly attempts: AttemptStore,
+    private readonly ledger: LedgerRecords,
+    private readonly retention: { failedMs: number },
   ) {}
+
+  /** The unsubscribe of each job (one MGET for those that refer to the ledger). */
+  private async unsubscribesOf(jobs: readonly Job[]): Promise<Array<Unsubscribe | undefined>> {
+    const data = jobs.map((job) => readDeliveryJob(job));
+    const records = await this.ledger.getMany(data.filter((d) => !d.unsubscribe).map((d) => d.unsubscribeId));
+    let next = 0;
+    return data.map((d) => d.unsubscribe ?? records[next++]?.unsubscribe);
+  }
 
   /** Newest first, across every connection's queue (or only the filtered connection's). */
   async list(filter: DeliveryFilter = {}): Promise<DeliverySummary[]> {
@@ -73,10 +87,12 @@ export class DeliveryRecords {
     const found: DeliverySummary[] = [];
     for (const status of statuses) {
       for (let start = 0; start < MAX_SCANNED && found.length < limit; start += PAGE) {
-        const jobs = await queue.getJobs(STATES[status], start, start + PAGE - 1, false);
-        for (const job of jobs) {
-          if (!job) continue;
-          const summary = await summarize(job, status);
+        const jobs = (await queue.getJobs(STATES[status], start, start + PAGE - 1, false)).filter(
+          (job): job is Job => Boolean(job),
+        );
+        const unsubscribes = await this.unsubscribesOf(jobs);
+        for (const [i, job] of jobs.entries()) {
+          const summary = summarize(job, status, unsubscribes[i]);
           if (filter.connection && summary.connectionId !== filter.connection) continue;
           if (filter.since && new Date(summary.createdAt) < filter.since) continue;
           if (filter.until && new Date(summary.createdAt) > filter.until) continue;
@@ -108,7 +124,8 @@ export class DeliveryRecords {
     }
     // 'unknown': the job was added between the two reads.
     const state = stateFirst === 'unknown' ? await job.getState() : stateFirst;
-    const summary = await summarize(job, statusOf(state));
+    const [unsubscribe] = await this.unsubscribesOf([job]);
+    const summary = summarize(job, statusOf(state), unsubscribe);
     return { ...summary, attempts: await this.attempts.list(id) };
   }
 
@@ -150,7 +167,9 @@ export class DeliveryRecords {
       throw new ConflictError(
         `delivery ${id} is ${statusOf(state)}, not failed: only failed deliveries are replayed`,
       );
-    const data = deliveryJobSchema.parse(job.data);
+    // The job's data as stored (either shape), so only the pin changes.
+    const data = job.data as Record<string, unknown>;
+    const { unsubscribeId } = readDeliveryJob(job);
     if (mode === 'original') {
       const attempts = await this.attempts.list(id);
       const first = [...attempts].sort((a, b) => a.startedAt.localeCompare(b.startedAt))[0];
@@ -161,6 +180,8 @@ export class DeliveryRecords {
       const { pinVersion: _pin, ...rest } = data;
       await job.updateData(rest);
     }
+    // Back in the queue, it needs its unsubscribe for as long as a failed delivery is kept.
+    await this.ledger.keepFor(unsubscribeId, this.retention.failedMs);
     await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
   }
 }
@@ -176,14 +197,14 @@ function statusOf(state: string): DeliveryStatus {
   return 'pending';
 }
 
-async function summarize(job: Job, status: DeliveryStatus): Promise<DeliverySummary> {
-  const data = deliveryJobSchema.parse(job.data);
+function summarize(job: Job, status: DeliveryStatus, unsubscribe: Unsubscribe | undefined): DeliverySummary {
+  const { deliveryId, unsubscribeId, connectionId } = readDeliveryJob(job);
   return {
-    id: job.id!,
-    unsubscribeId: data.unsubscribe.id,
-    connectionId: data.connectionId,
-    account: data.unsubscribe.account,
-    ...(data.unsubscribe.campaign ? { campaign: data.unsubscribe.campaign } : {}),
+    id: deliveryId,
+    unsubscribeId,
+    connectionId,
+    ...(unsubscribe ? { account: unsubscribe.account } : {}),
+    ...(unsubscribe?.campaign ? { campaign: unsubscribe.campaign } : {}),
     status,
     attemptsMade: job.attemptsMade,
     createdAt: new Date(job.timestamp).toISOString(),

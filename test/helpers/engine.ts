@@ -10,9 +10,13 @@ import { createLogger } from '../../src/logging.js';
 import { ApiKeyStore } from '../../src/store/api-keys.js';
 import { AttemptStore } from '../../src/store/attempt-store.js';
 import { DeliveryRecords } from '../../src/store/delivery-records.js';
+import { LedgerRecords } from '../../src/store/ledger.js';
 import { DeliveryQueues } from '../../src/queue/queues.js';
 import { keyspace } from '../../src/store/keys.js';
 import { cleanPrefix, REDIS_URL, testRedis } from './redis.js';
+
+/** The engine's default RETENTION_FAILED: how long a replayed delivery keeps its ledger entry. */
+const TEST_RETENTION = { failedMs: 30 * 86_400_000 };
 
 export interface TestEngine {
   url: string;
@@ -66,7 +70,12 @@ export async function startTestEngine(
   const redis = testRedis();
   const keys = keyspace(prefix);
   const queues = new DeliveryQueues(redis, keys);
-  const records = new DeliveryRecords(queues, new AttemptStore(redis, keys));
+  const records = new DeliveryRecords(
+    queues,
+    new AttemptStore(redis, keys),
+    new LedgerRecords(redis, keys),
+    TEST_RETENTION,
+  );
   const apiKeys = new ApiKeyStore(redis, keys);
   const accountKeys = new Map<string, string>();
   return {
@@ -107,7 +116,12 @@ export function deliveryRecords(prefix: string): { records: DeliveryRecords; clo
   const keys = keyspace(prefix);
   const queues = new DeliveryQueues(redis, keys);
   return {
-    records: new DeliveryRecords(queues, new AttemptStore(redis, keys)),
+    records: new DeliveryRecords(
+      queues,
+      new AttemptStore(redis, keys),
+      new LedgerRecords(redis, keys),
+      TEST_RETENTION,
+    ),
     close: async () => {
       await queues.close();
       redis.disconnect();

@@ -113,4 +113,12 @@ describe('environment', () => {
       expect(Object.keys((error as InputError).fields).sort()).toEqual(['PORT', 'ROLES']);
     }
   });
+  it('refuses a ledger retention shorter than failed deliveries are kept (they are replayed from it)', () => {
+    expect(() => parseEnv({ RETENTION_FAILED: '30d', RETENTION_UNSUBSCRIBES: '7d' })).toThrow(
+      /RETENTION_UNSUBSCRIBES: must be at least RETENTION_FAILED/,
+    );
+    expect(parseEnv({ RETENTION_FAILED: '7d', RETENTION_UNSUBSCRIBES: '7d' }).RETENTION_UNSUBSCRIBES).toBe(
+      7 * 86_400_000,
+    );
+  });
 });

@@ -456,7 +456,7 @@ export function registerConnectionRoutes(admin: AdminApp, deps: ConnectionAdminD
         const due = started + (i * 1000) / backfill.perSecond;
         const wait = due - Date.now();
         if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-        if (await deps.producer.enqueueExisting(unsubscribe, linked)) queued += 1;
+        if (await deps.producer.enqueueExisting(unsubscribe.id, linked)) queued += 1;
         else alreadyQueued += 1;
       }
       request.log.info(

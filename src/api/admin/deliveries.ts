@@ -7,7 +7,7 @@ const deliverySummary = z.object({
   id: z.string(),
   unsubscribeId: z.string(),
   connectionId: z.string(),
-  account: z.string(),
+  account: z.string().optional(),
   campaign: z.string().optional(),
   status: deliveryStatus,
   attemptsMade: z.number(),
