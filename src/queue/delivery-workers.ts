@@ -42,6 +42,13 @@ function usefulInFlight(limits: Limits): number {
   return Math.max(1, Math.ceil((limits.perSecond * 2 * HOLD_MAX_MS) / 1000) + burst);
 }
 
+/**
+ * Batches of a batched connection a process keeps filling or in flight. Two kept an instant CRM
+ * busy, but against one that answers in 100 ms the next batch was still filling (a job at a time)
+ * when the CRM was ready for it: 1,289/s with two, against ~2,000/s possible (docs/performance.md).
+ */
+const BATCHES_IN_FLIGHT = 4;
+
 /** Who holds a queue paused because its connection is disabled (a hand pause is never undone by a sync). */
 const DISABLED_BY = 'connection disabled';
 
@@ -142,11 +149,11 @@ export class DeliveryWorkers {
     const { queues, control, logger } = this.options;
     const queue = queues.for(connection.id);
     // Limits count requests; BullMQ counts deliveries. A batched request carries up to maxSize of
-    // them, and a process keeps two batches filling or in flight.
+    // them, and a process keeps BATCHES_IN_FLIGHT batches filling or in flight.
     const perRequest = connection.batch?.maxSize ?? 1;
     const global = connection.limits.concurrency ? connection.limits.concurrency * perRequest : undefined;
     const perProcess = Math.min(
-      Math.max(this.options.concurrency, 2 * perRequest),
+      Math.max(this.options.concurrency, connection.batch ? BATCHES_IN_FLIGHT * perRequest : 1),
       global ?? Infinity,
       usefulInFlight(connection.limits) * perRequest,
     );
