@@ -2,7 +2,8 @@
  * The benchmark's stand-in CRM: a bare node:http server on loopback, run as its own process so its
  * work does not share an event loop with the harness. Paths:
  *
- *   POST /ok/<tag>/...    200 {"ok":true}, recorded under <tag>
+ *   POST /ok/<tag>/...    200 {"ok":true}, recorded under <tag>; with ?latencyMs=N, answered N ms
+ *                         after it arrived, like a CRM across a network (arrival is still the record)
  *   POST /hang/<tag>/...  recorded under <tag>, never answered (the client's timeout ends it)
  *   GET  /_count?tag=t    {count, unique} so far
  *   GET  /_stats?tag=t    counts, first/last arrival and scheduled→received latency percentiles
@@ -138,8 +139,13 @@ const server = createServer((req, res) => {
       res.on('close', () => hanging.delete(res));
       return;
     }
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': 11 });
-    res.end('{"ok":true}');
+    const answer = () => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': 11 });
+      res.end('{"ok":true}');
+    };
+    const latency = Number(url.searchParams.get('latencyMs') ?? 0);
+    if (latency > 0) setTimeout(answer, latency);
+    else answer();
   });
 });
 // Longer than any client's keep-alive, so the server never closes a socket a client is about to reuse.

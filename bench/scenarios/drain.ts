@@ -38,10 +38,16 @@ export async function drainOnce(
   who: 'engine' | 'baseline',
   deliveries: number,
   tag: string,
-  options: { cpuProfDir?: string; batch?: { maxSize: number; maxWait: string } } = {},
+  options: {
+    cpuProfDir?: string;
+    batch?: { maxSize: number; maxWait: string };
+    /** The CRM answers each request this long after it arrives (default: at once). */
+    crmLatencyMs?: number;
+  } = {},
 ): Promise<DrainRun & { spawnedAt: number; first: number; last: number }> {
   const prefix = ctx.prefix(`drain-${who}`);
-  const plain = benchConnection(CONNECTION_ID, `${ctx.crm.url}/ok/${tag}/unsubscribes`);
+  const latency = options.crmLatencyMs ? `?latencyMs=${options.crmLatencyMs}` : '';
+  const plain = benchConnection(CONNECTION_ID, `${ctx.crm.url}/ok/${tag}/unsubscribes${latency}`);
   // Batched: the same body per unsubscribe, listed in one request (the CRM counts the items).
   const connection = options.batch
     ? {
