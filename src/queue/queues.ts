@@ -20,22 +20,42 @@ const { version: bullmqVersion } = require('bullmq/dist/cjs/version.js') as { ve
  * Queue objects are cheap (they share one Redis client) and cached. Every connection that ever had
  * a delivery queued is in the set `<prefix>:delivery-queues`, so backlogs of deleted connections
  * stay findable.
+ *
+ * The queues share a client of their own, duplicated from the one given: BullMQ defines its 64
+ * scripts on the client a queue uses, and ioredis copies every script of a client into each
+ * pipeline it builds. The given client auto-pipelines the hot path's commands (a pipeline per
+ * event-loop turn), and with BullMQ's scripts on it that copying was 6% of a drain's CPU
+ * (docs/performance.md).
  */
 export class DeliveryQueues {
   private readonly queues = new Map<string, Queue>();
+  private queueClient: Redis | undefined;
 
   constructor(
-    /** The one client every queue shares (commands, not blocking reads). */
+    /** The caller's command client (the set of delivery queues is read with it). */
     readonly redis: Redis,
     private readonly keys: Keyspace,
   ) {}
+
+  /** The client every queue shares (commands, not blocking reads; no auto-pipelining). */
+  private get bullRedis(): Redis {
+    if (!this.queueClient) {
+      this.queueClient = this.redis.duplicate({
+        connectionName: 'unsub-relay:queues',
+        enableAutoPipelining: false,
+      });
+      // A failed command reports it; the client reconnects.
+      this.queueClient.on('error', () => undefined);
+    }
+    return this.queueClient;
+  }
 
   /** The queue of one connection. */
   for(connectionId: string): Queue {
     let queue = this.queues.get(connectionId);
     if (!queue) {
       queue = new Queue(deliveryQueueName(connectionId), {
-        connection: this.redis,
+        connection: this.bullRedis,
         prefix: this.keys.bullPrefix,
       });
       // Errors surface on the command that failed; an unhandled 'error' event would crash the process.
@@ -73,7 +93,7 @@ export class DeliveryQueues {
    * hold the ledger entry and jobs for several connections' queues.
    *
    * Its own connection, with only BullMQ's add-job script defined: ioredis copies every script of a
-   * client onto each MULTI it opens, and the shared client has BullMQ's 64, which cost 80 µs per
+   * client onto each MULTI it opens, and a queue's client has BullMQ's 64, which cost 80 µs per
    * accepted unsubscribe (a tenth of ingest's CPU in the profile, docs/performance.md). Jobs are
    * added with `Job.addJob` on this MULTI, exactly as before; only the client is lighter.
    */
@@ -106,6 +126,8 @@ export class DeliveryQueues {
   async close(): Promise<void> {
     await Promise.all([...this.queues.values()].map((queue) => queue.close()));
     this.queues.clear();
+    this.queueClient?.disconnect();
+    this.queueClient = undefined;
     this.producer?.raw.disconnect();
     this.producer = undefined;
   }
