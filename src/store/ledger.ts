@@ -38,9 +38,11 @@ export function parseLedgerRecord(raw: string | null | undefined): LedgerRecord 
  *
  * An entry expires RETENTION_UNSUBSCRIBES after it was accepted, which is longer than a failed
  * delivery is kept (the environment check holds RETENTION_UNSUBSCRIBES ≥ RETENTION_FAILED). A
- * delivery can still outlive that: a backlog held for months, retries past the retention, a replay
- * or a backfill late in the entry's life. So whatever leaves a delivery waiting or failed calls
- * `keepFor`, and the entry lives at least as long as the delivery that refers to it.
+ * delivery can still come later in the entry's life: retries past the retention, a replay, a
+ * backfill or a backlog move. Each of those calls `keepFor`, so the entry lives at least
+ * RETENTION_FAILED past the last of them. What it does not cover: a backlog held (its connection
+ * disabled or deleted) for longer than RETENTION_UNSUBSCRIBES; its deliveries then fail, visibly,
+ * as UNSUBSCRIBE_EXPIRED when they are finally taken.
  */
 export class LedgerRecords {
   constructor(
