@@ -121,7 +121,7 @@ export const memory: Scenario = {
     return {
       id: 'memory',
       title: this.title,
-      description: `${pending.toLocaleString('en-US')} unsubscribes queued with the engine's DeliveryProducer (one connection, so one delivery each) and no worker running: Redis used_memory (INFO memory) after minus before, per delivery. The payload is the unsubscribe as JSON, stored once in its ledger entry (jobs refer to it by id); "beyond payload" is the rest: BullMQ's job hash and wait-list entry, the ledger entry's key and wrapper, the account and email indexes, key and expiry overhead.`,
+      description: `${pending.toLocaleString('en-US')} unsubscribes queued with the engine's DeliveryProducer (one connection, so one delivery each) and no worker running: Redis used_memory (INFO memory) after minus before, per delivery. The payload is the unsubscribe as JSON, stored once in its ledger entry (jobs refer to it by id); "beyond payload" is the rest: BullMQ's job hash and wait-list entry, the ledger entry's key and wrapper, the account and email indexes, key and expiry overhead. The keys are under a 6-character prefix, about as short as an install's (REDIS_PREFIX defaults to \`ur\`): each prefix character adds about 3 B per delivery.`,
       params: { pending },
       metrics: [
         metric('gross', 'gross (INFO used_memory delta)', 'B', gross),
