@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import type { Connection } from '../config/connection-schema.js';
 import type { Unsubscribe } from '../domain/unsubscribe.js';
 import type { Keyspace } from './keys.js';
+import { LedgerRecords } from './ledger.js';
 
 /**
  * Accounts and their campaigns (issue 5). A campaign is registered by the admin API/CLI, or seen on
@@ -85,15 +86,11 @@ export async function ledgerUnsubscribes(
   campaign: string,
 ): Promise<Unsubscribe[]> {
   const ids = await redis.zrange(keys.accountUnsubscribes(account), 0, -1);
+  const ledger = new LedgerRecords(redis, keys);
   const found: Unsubscribe[] = [];
   for (let i = 0; i < ids.length; i += 500) {
-    const chunk = ids.slice(i, i + 500);
-    const raws = chunk.length ? await redis.mget(chunk.map((id) => keys.unsubscribe(id))) : [];
-    for (const raw of raws) {
-      if (!raw) continue;
-      const { unsubscribe } = JSON.parse(raw) as { unsubscribe: Unsubscribe };
-      if (unsubscribe.campaign === campaign) found.push(unsubscribe);
-    }
+    for (const record of await ledger.getMany(ids.slice(i, i + 500)))
+      if (record?.unsubscribe.campaign === campaign) found.push(record.unsubscribe);
   }
   return found;
 }

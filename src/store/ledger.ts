@@ -11,7 +11,7 @@ import type { Keyspace } from './keys.js';
  */
 export const ledgerRecordSchema = z.object({
   unsubscribe: unsubscribeSchema,
-  connections: z.array(z.string()),
+  connections: z.array(z.string()).default([]),
 });
 export type LedgerRecord = z.infer<typeof ledgerRecordSchema>;
 

@@ -1,10 +1,11 @@
 import type { Redis } from 'ioredis';
 import { deliveryId, type Attempt, type DeliveryStatus } from '../domain/delivery.js';
-import { emailKey, unsubscribeSchema, type Unsubscribe } from '../domain/unsubscribe.js';
+import { emailKey, type Unsubscribe } from '../domain/unsubscribe.js';
 import { InputError, NotFoundError } from '../errors.js';
 import type { DeliveryQueues } from '../queue/queues.js';
 import type { AttemptStore } from './attempt-store.js';
 import type { Keyspace } from './keys.js';
+import { LedgerRecords, type LedgerRecord } from './ledger.js';
 
 /**
  * Per (account, email) index of unsubscribe ids scored by receivedAt ms, written by the producer in
@@ -64,11 +65,6 @@ export interface AuditRow {
   lastErrorCode: string;
 }
 
-interface LedgerRecord {
-  unsubscribe: Unsubscribe;
-  connections: string[];
-}
-
 interface Entry {
   id: string;
   score: number;
@@ -101,7 +97,10 @@ export class UnsubscribeLedger {
     private readonly queues: DeliveryQueues,
     private readonly keys: Keyspace,
     private readonly attempts: AttemptStore,
-  ) {}
+  ) {
+    this.records = new LedgerRecords(redis, keys);
+  }
+  private readonly records: LedgerRecords;
 
   /** Newest first. The cursor is `<score>:<id>` of the last item returned; pages never repeat or skip. */
   async list(account: string, filter: UnsubscribeFilter = {}): Promise<UnsubscribePage> {
@@ -122,7 +121,7 @@ export class UnsubscribeLedger {
   }
 
   async get(account: string, id: string): Promise<UnsubscribeView> {
-    const record = parseRecord(await this.redis.get(this.keys.unsubscribe(id)));
+    const record = await this.records.get(id);
     if (!record || record.unsubscribe.account !== account)
       throw new NotFoundError(`no unsubscribe ${id} for account ${account} (it may have expired)`);
     return (await this.withStatuses([record]))[0]!;
@@ -210,9 +209,9 @@ export class UnsubscribeLedger {
         ? entries.filter((e) => e.score < after.score || (e.score === after.score && e.id < after.id))
         : entries;
       if (fresh.length === 0) continue;
-      const values = await this.redis.mget(fresh.map((e) => this.keys.unsubscribe(e.id)));
+      const records = await this.records.getMany(fresh.map((e) => e.id));
       for (let i = 0; i < fresh.length; i++) {
-        const record = parseRecord(values[i] ?? null);
+        const record = records[i];
         // The ledger entry expires on its own; the index is trimmed on the next write.
         if (!record) continue;
         const u = record.unsubscribe;
@@ -249,17 +248,6 @@ function acknowledgedAt(attempts: Attempt[]): string {
   const success = attempts.findLast((a) => a.verdict === 'success' || a.verdict === 'success_already_done');
   if (!success) return '';
   return new Date(new Date(success.startedAt).getTime() + Math.round(success.durationMs)).toISOString();
-}
-
-function parseRecord(raw: string | null): LedgerRecord | undefined {
-  if (!raw) return undefined;
-  const value = JSON.parse(raw) as { unsubscribe: unknown; connections?: unknown };
-  const unsubscribe = unsubscribeSchema.safeParse(value.unsubscribe);
-  if (!unsubscribe.success) return undefined;
-  const connections = Array.isArray(value.connections)
-    ? value.connections.filter((c): c is string => typeof c === 'string')
-    : [];
-  return { unsubscribe: unsubscribe.data, connections };
 }
 
 function parseCursor(cursor: string): Entry {
