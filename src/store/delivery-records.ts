@@ -1,6 +1,11 @@
 import type { Job, JobType } from 'bullmq';
 import type { DeliveryQueues } from '../queue/queues.js';
-import { readDeliveryJob, type Attempt, type DeliveryStatus } from '../domain/delivery.js';
+import {
+  readDeliveryJob,
+  type StoredDeliveryJob,
+  type Attempt,
+  type DeliveryStatus,
+} from '../domain/delivery.js';
 import type { Unsubscribe } from '../domain/unsubscribe.js';
 import { ConflictError, NotFoundError } from '../errors.js';
 import type { AttemptStore } from './attempt-store.js';
@@ -64,12 +69,16 @@ export class DeliveryRecords {
     private readonly retention: { failedMs: number },
   ) {}
 
-  /** The unsubscribe of each job (one MGET for those that refer to the ledger). */
-  private async unsubscribesOf(jobs: readonly Job[]): Promise<Array<Unsubscribe | undefined>> {
-    const data = jobs.map((job) => readDeliveryJob(job));
-    const records = await this.ledger.getMany(data.filter((d) => !d.unsubscribe).map((d) => d.unsubscribeId));
+  /** Each job read, with its unsubscribe (one MGET for those that refer to the ledger). */
+  private async read(jobs: readonly Job[]): Promise<ReadDelivery[]> {
+    const read = jobs.map((job) => readDeliveryJob(job));
+    const records = await this.ledger.getMany(read.filter((d) => !d.unsubscribe).map((d) => d.unsubscribeId));
     let next = 0;
-    return data.map((d) => d.unsubscribe ?? records[next++]?.unsubscribe);
+    return read.map((delivery, i) => ({
+      job: jobs[i]!,
+      delivery,
+      unsubscribe: delivery.unsubscribe ?? records[next++]?.unsubscribe,
+    }));
   }
 
   /** Newest first, across every connection's queue (or only the filtered connection's). */
@@ -87,12 +96,11 @@ export class DeliveryRecords {
     const found: DeliverySummary[] = [];
     for (const status of statuses) {
       for (let start = 0; start < MAX_SCANNED && found.length < limit; start += PAGE) {
-        const jobs = (await queue.getJobs(STATES[status], start, start + PAGE - 1, false)).filter(
-          (job): job is Job => Boolean(job),
-        );
-        const unsubscribes = await this.unsubscribesOf(jobs);
-        for (const [i, job] of jobs.entries()) {
-          const summary = summarize(job, status, unsubscribes[i]);
+        const page = await queue.getJobs(STATES[status], start, start + PAGE - 1, false);
+        // A job removed between the listing and the read comes back empty.
+        const jobs = page.filter((job): job is Job => Boolean(job));
+        for (const read of await this.read(jobs)) {
+          const summary = summarize(read, status);
           if (filter.connection && summary.connectionId !== filter.connection) continue;
           if (filter.since && new Date(summary.createdAt) < filter.since) continue;
           if (filter.until && new Date(summary.createdAt) > filter.until) continue;
@@ -102,7 +110,7 @@ export class DeliveryRecords {
           found.push(summary);
           if (found.length >= limit) break;
         }
-        if (jobs.length < PAGE) break;
+        if (page.length < PAGE) break;
       }
     }
     return found;
@@ -124,8 +132,8 @@ export class DeliveryRecords {
     }
     // 'unknown': the job was added between the two reads.
     const state = stateFirst === 'unknown' ? await job.getState() : stateFirst;
-    const [unsubscribe] = await this.unsubscribesOf([job]);
-    const summary = summarize(job, statusOf(state), unsubscribe);
+    const [read] = await this.read([job]);
+    const summary = summarize(read!, statusOf(state));
     return { ...summary, attempts: await this.attempts.list(id) };
   }
 
@@ -197,8 +205,15 @@ function statusOf(state: string): DeliveryStatus {
   return 'pending';
 }
 
-function summarize(job: Job, status: DeliveryStatus, unsubscribe: Unsubscribe | undefined): DeliverySummary {
-  const { deliveryId, unsubscribeId, connectionId } = readDeliveryJob(job);
+/** A job, what its data says, and its unsubscribe (absent only if its ledger entry is gone). */
+interface ReadDelivery {
+  job: Job;
+  delivery: StoredDeliveryJob;
+  unsubscribe: Unsubscribe | undefined;
+}
+
+function summarize({ job, delivery, unsubscribe }: ReadDelivery, status: DeliveryStatus): DeliverySummary {
+  const { deliveryId, unsubscribeId, connectionId } = delivery;
   return {
     id: deliveryId,
     unsubscribeId,
