@@ -16,7 +16,7 @@ import { keyspace } from '../../src/store/keys.js';
 import { cleanPrefix, REDIS_URL, testRedis } from './redis.js';
 
 /** The engine's default RETENTION_FAILED: how long a replayed delivery keeps its ledger entry. */
-const TEST_RETENTION = { failedMs: 30 * 86_400_000 };
+const TEST_RETENTION = { failedMs: parseEnv({}).RETENTION_FAILED };
 
 export interface TestEngine {
   url: string;
