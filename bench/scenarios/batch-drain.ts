@@ -24,7 +24,7 @@ export const batchDrain: Scenario = {
   title: 'Batch delivery: drain a backlog unbatched and batched (engine)',
   async run(ctx) {
     const deliveries = ctx.options.quick ? 300 : 20_000;
-    // Unbatched against a 100 ms CRM, a process delivers about 16 (sockets) per 100 ms.
+    // Unbatched against a 100 ms CRM, a process delivers about WORKER_CONCURRENCY per 100 ms.
     const networkedDeliveries = ctx.options.quick ? 200 : 6_000;
     const strip = ({ spawnedAt: _s, first: _f, last: _l, ...rest }: Awaited<ReturnType<typeof drainOnce>>) =>
       rest;
@@ -78,7 +78,7 @@ export const batchDrain: Scenario = {
     return {
       id: 'batch-drain',
       title: this.title,
-      description: `A backlog drained by one ROLES=worker engine process twice, as is and with batch ${JSON.stringify(BATCH)} (the same body per unsubscribe, in a list), against two CRMs: the loopback one answering at once (${deliveries.toLocaleString('en-US')} deliveries), and the same answering ${NETWORK_LATENCY_MS} ms after each request arrives, as a CRM across the internet does (${networkedDeliveries.toLocaleString('en-US')} deliveries). Both at the engine's defaults: WORKER_CONCURRENCY ${ctx.options.concurrency}, 16 sockets per CRM. Timed at the CRM from the first delivery received to the last; a batched request counts once per unsubscribe it carries.`,
+      description: `A backlog drained by one ROLES=worker engine process twice, as is and with batch ${JSON.stringify(BATCH)} (the same body per unsubscribe, in a list), against two CRMs: the loopback one answering at once (${deliveries.toLocaleString('en-US')} deliveries), and the same answering ${NETWORK_LATENCY_MS} ms after each request arrives, as a CRM across the internet does (${networkedDeliveries.toLocaleString('en-US')} deliveries). Both with WORKER_CONCURRENCY ${ctx.options.concurrency}, which is also the sender's sockets per CRM. Timed at the CRM from the first delivery received to the last; a batched request counts once per unsubscribe it carries.`,
       params: {
         deliveries,
         networkedDeliveries,
@@ -157,7 +157,7 @@ export const batchDrain: Scenario = {
       },
       notes: [
         'Against the instant CRM a request costs the engine only CPU, and batching saves only that part: every delivery is still one BullMQ job (fetched, locked, completed) with its own admission, ledger read and attempt record, so the job sets the ceiling; see docs/performance.md.',
-        `Against the ${NETWORK_LATENCY_MS} ms CRM, unbatched deliveries wait for answers: a process has at most 16 requests in flight to one CRM (the sender's sockets per origin), so about 16 per ${NETWORK_LATENCY_MS} ms, while a batch carries up to ${BATCH.maxSize}.`,
+        `Against the ${NETWORK_LATENCY_MS} ms CRM, unbatched deliveries wait for answers: a process has WORKER_CONCURRENCY (${ctx.options.concurrency}) requests in flight to one CRM, so about ${ctx.options.concurrency} per ${NETWORK_LATENCY_MS} ms, while a batch carries up to ${BATCH.maxSize}. Batched, the ceiling is again the engine's CPU per delivery: every delivery is one BullMQ job.`,
       ],
       ...(extra ? { extra } : {}),
     };

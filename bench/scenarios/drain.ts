@@ -282,7 +282,7 @@ export const drain: Scenario = {
       },
       notes: [
         `Duplicates at the CRM (at-least-once re-sends): ${all.map((r) => r.received - r.arrived).reduce((a, b) => a + b, 0)}.`,
-        "The engine's HTTP sender keeps at most 16 sockets per CRM origin (src/http/sender.ts), so 50 deliveries in flight share 16 connections; the baseline uses undici's default Agent (no per-origin cap).",
+        "The engine's HTTP sender keeps at most WORKER_CONCURRENCY sockets per CRM origin (src/http/sender.ts); the baseline uses undici's default Agent (no per-origin cap).",
       ],
       ...(extra ? { extra } : {}),
     };
