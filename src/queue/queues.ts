@@ -75,7 +75,7 @@ export class DeliveryQueues {
 
   /** The queue a delivery id belongs to (`<unsubscribe id>:<connection id>`). */
   ofDelivery(deliveryId: string): Queue {
-    return this.for(connectionOfDelivery(deliveryId));
+    return this.for(partsOfDeliveryId(deliveryId).connectionId);
   }
 
   /** Every connection id that has (or had) a delivery queue, sorted. */
@@ -136,9 +136,4 @@ export class DeliveryQueues {
 /** BullMQ queue names may not contain ":"; connection ids are slugs, so "." keeps them unambiguous. */
 export function deliveryQueueName(connectionId: string): string {
   return `deliveries.${connectionId}`;
-}
-
-/** The connection a delivery id (`<unsubscribe id>:<connection id>`) goes to. */
-export function connectionOfDelivery(deliveryId: string): string {
-  return partsOfDeliveryId(deliveryId).connectionId;
 }
