@@ -267,11 +267,13 @@ export class ConnectionControl {
     const { perSecond, burst } = connection.limits;
     const interval = perSecond ? 1000 / perSecond : 0;
     const tolerance = perSecond ? ((burst ?? Math.max(1, Math.floor(perSecond))) - 1) * interval : 0;
+    const control = this.keys.control(connection.id);
     const [kind, a, b, c] = await this.admits.call({
       keys: [
-        this.keys.control(connection.id),
+        control,
         this.keys.controlProbe(connection.id),
-        this.keys.dedupe(connection.id, emailHash(email)),
+        // The claim's key is hashed only when there is a duplicate window to claim in.
+        connection.dedupe.window > 0 ? this.keys.dedupe(connection.id, emailHash(email)) : control,
         this.keys.connections,
       ],
       args: [
@@ -314,11 +316,14 @@ export class ConnectionControl {
     const { circuit } = connection;
     const { attempt } = options;
     const control = this.keys.control(connection.id);
+    // Only a final outcome gives the duplicate claim back (a delivered one keeps it for the window),
+    // so only then is the claim's key needed, and the email hashed.
+    const releaseClaim = options.releaseClaim && connection.dedupe.window > 0;
     const [state, consecutive, ...events] = await this.settles.call({
       keys: [
         control,
         this.keys.controlProbe(connection.id),
-        this.keys.dedupe(connection.id, emailHash(email)),
+        releaseClaim ? this.keys.dedupe(connection.id, emailHash(email)) : control,
         // Declared even when unused (Redis wants every key a script may touch named up front).
         attempt?.list ?? control,
         attempt?.counter ?? control,
@@ -327,7 +332,7 @@ export class ConnectionControl {
         now,
         deliveryId,
         outcome,
-        options.releaseClaim ? 1 : 0,
+        releaseClaim ? 1 : 0,
         circuit.enabled ? 1 : 0,
         circuit.failures,
         circuit.warnAfter,
