@@ -12,7 +12,6 @@ import { nowMs } from './stats.js';
 function defaultRetention() {
   const env = parseEnv({});
   return {
-    succeededMs: env.RETENTION_SUCCEEDED,
     failedMs: env.RETENTION_FAILED,
     unsubscribesMs: env.RETENTION_UNSUBSCRIBES,
   };

@@ -12,10 +12,12 @@ import { emailUnsubscribesKey } from '../store/unsubscribes.js';
 import { accountsKey, campaignsKey, seenCampaignValue } from '../store/campaigns.js';
 import type { DeliveryQueues } from './queues.js';
 
+/** What the producer keeps, and for how long (finished jobs' retention is the workers'). */
 export interface Retention {
-  succeededMs: number;
-  failedMs: number;
+  /** A ledger entry (and its indexes, and Idempotency-Keys) after acceptance. */
   unsubscribesMs: number;
+  /** At least this long from a late enqueue (backfill, move): a failed delivery may be kept so long. */
+  failedMs: number;
 }
 
 export type AcceptResult =

@@ -390,11 +390,7 @@ describe('POST /v1/unsubscribes with Redis down', () => {
       logger: createLogger('silent'),
       apiKeys,
       index: { linked: () => [] } as never,
-      producer: new DeliveryProducer(dead, queues, keys, {
-        succeededMs: 1000,
-        failedMs: 1000,
-        unsubscribesMs: 1000,
-      }),
+      producer: new DeliveryProducer(dead, queues, keys, { failedMs: 1000, unsubscribesMs: 1000 }),
       sandbox: false,
       readiness: async () => ({ checks: {} }),
     });
