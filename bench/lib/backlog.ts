@@ -39,9 +39,6 @@ export async function fillBacklog(
   const queues = new DeliveryQueues(redis, keys);
   const parsed = connections.map((connection) => connectionSchema.parse(connection));
   const producer = new DeliveryProducer(redis, queues, keys, defaultRetention());
-  // BullMQ defines its scripts on the shared client when a queue first connects; a MULTI begun
-  // before that lacks them (DeliveryProducer.store opens its MULTI before awaiting the queue).
-  for (const connection of parsed) await queues.for(connection.id).waitUntilReady();
   const emailPrefix = options.emailPrefix ?? 'drain';
   const started = nowMs();
   let next = 0;
