@@ -24,6 +24,8 @@ import { CampaignStore } from './store/campaigns.js'; // issue 5
 import { ApiKeyStore } from './store/api-keys.js';
 import { AttemptStore } from './store/attempt-store.js';
 import { LedgerRecords } from './store/ledger.js';
+import { BatchBuffer } from './store/batch-buffer.js';
+import type { HandOver } from './queue/batch-jobs.js';
 import { ConnectionIndex } from './store/connection-index.js';
 import { ConnectionStore } from './store/connection-store.js';
 import { DeliveryRecords } from './store/delivery-records.js';
@@ -67,7 +69,8 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
     const queues = new DeliveryQueues(redis, keys);
     closers.unshift({ name: 'queues', release: () => queues.close() });
     const control = new ConnectionControl(redis, keys);
-    const backlogs = new Backlogs(queues, store, control);
+    const buffer = new BatchBuffer(redis, keys);
+    const backlogs = new Backlogs(queues, store, control, buffer);
     const metrics = new Metrics(backlogs);
     const events = new EventLog(redis, keys, logger);
     if (env.EVENTS_WEBHOOK_URL) {
@@ -114,6 +117,11 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
       unsubscribesMs: env.RETENTION_UNSUBSCRIBES,
     };
 
+    // Ingest, campaign backfill (issue 5), backlog moves (issue 6) and batch jobs handing a delivery over (issue 7).
+    const producer = new DeliveryProducer(redis, queues, keys, retention);
+    const handOver: HandOver = (id, connection, data, delayMs) =>
+      producer.handOver(id, connection, data, delayMs);
+
     let workers: DeliveryWorkers | undefined;
     let sender: Sender | undefined;
     if (env.ROLES.has('worker')) {
@@ -143,6 +151,8 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
         logger,
         control,
         events,
+        buffer,
+        handOver,
         metrics,
         slowDown: (connectionId, ms) => queues.slowDown(connectionId, ms),
         // The pool is built below with this processor; holds only happen once it runs.
@@ -157,6 +167,8 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
         subscriber: workerSubscriber,
         keys,
         processor,
+        buffer,
+        handOver,
         concurrency: env.WORKER_CONCURRENCY,
         lockDurationMs: env.WORKER_LOCK_DURATION,
         retention,
@@ -208,7 +220,6 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
         closers.unshift({ name: 'test sender', release: () => own.close() });
         testSender = own;
       }
-      const producer = new DeliveryProducer(redis, queues, keys, retention); // shared with campaign backfill (issue 5)
       app = await buildApp({
         logger,
         apiKeys,
@@ -217,10 +228,10 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
         sandbox,
         admin: {
           adminToken: admin.token,
-          deliveries: new DeliveryRecords(queues, attempts, ledger, retention),
+          deliveries: new DeliveryRecords(queues, attempts, ledger, retention, buffer),
           apiKeys,
           // Unsubscribes view, suppressions and audit export (issue 5).
-          unsubscribes: new UnsubscribeLedger(redis, queues, keys, attempts),
+          unsubscribes: new UnsubscribeLedger(redis, queues, keys, attempts, buffer),
           // Connection test runs and bulk replay records (issue 5).
           testing: {
             connections: store,
@@ -244,6 +255,7 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
               control,
               attempts,
               producer,
+              buffer,
               events,
               retention,
             }),

@@ -90,3 +90,27 @@ export { deliveryQueueName };
 export async function createApiKey(redis: Redis, prefix: string): Promise<string> {
   return (await new ApiKeyStore(redis, keyspace(prefix)).create(BENCH_ACCOUNT)).key;
 }
+
+/**
+ * Deliveries under `prefix` whose last attempt delivered them, read from their attempt records: a
+ * batched connection's deliveries have no BullMQ job of their own to count (issue 7).
+ */
+export async function deliveredCount(redis: Redis, prefix: string): Promise<number> {
+  const match = `${keyspace(prefix).attempts('')}*`;
+  let cursor = '0';
+  let delivered = 0;
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', match, 'COUNT', 2_000);
+    cursor = next;
+    const lists = keys.filter((key) => !key.endsWith(':n'));
+    if (lists.length === 0) continue;
+    const pipeline = redis.pipeline();
+    for (const key of lists) pipeline.lindex(key, -1);
+    for (const [, last] of (await pipeline.exec()) ?? []) {
+      const verdict =
+        typeof last === 'string' ? (JSON.parse(last) as { verdict?: string }).verdict : undefined;
+      if (verdict === 'success' || verdict === 'success_already_done') delivered += 1;
+    }
+  } while (cursor !== '0');
+  return delivered;
+}

@@ -1,6 +1,6 @@
 import { mkdir, mkdtemp, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { deliveryQueueName, fillBacklog, jobCounts } from '../lib/backlog.js';
+import { deliveredCount, deliveryQueueName, fillBacklog, jobCounts } from '../lib/backlog.js';
 import { BENCH_CRM_KEY, BODY_TEMPLATE, benchConnection } from '../lib/connections.js';
 import type { BenchContext, CrmStats } from '../lib/context.js';
 import { spawnScript, type Child } from '../lib/processes.js';
@@ -26,6 +26,8 @@ export interface DrainRun {
   rssMaxMiB: number;
   rssMedianMiB: number;
   jobs: Record<string, number>;
+  /** The engine's deliveries recorded as delivered (their last attempt); the baseline keeps no records. */
+  delivered?: number;
 }
 
 /**
@@ -82,11 +84,19 @@ export async function drainOnce(
     } finally {
       await sampler.stop();
     }
-    // BullMQ marks a job completed just after its POST is answered: give the last ones a moment.
-    let jobs = await jobCounts(ctx.redis, prefix, CONNECTION_ID);
-    for (let i = 0; i < 20 && (jobs.completed ?? 0) + (jobs.failed ?? 0) < deliveries; i++) {
+    // BullMQ marks a job completed just after its POST is answered, and the engine records the
+    // attempt then: give the last ones a moment. A batched connection's deliveries have no job of
+    // their own, so the engine's are counted by their attempt records.
+    const settled = async () => {
+      const jobs = await jobCounts(ctx.redis, prefix, CONNECTION_ID);
+      const delivered = who === 'engine' ? await deliveredCount(ctx.redis, prefix) : undefined;
+      const finished = (delivered ?? jobs.completed ?? 0) + (jobs.failed ?? 0);
+      return { jobs, delivered, done: finished >= deliveries };
+    };
+    let { jobs, delivered, done } = await settled();
+    for (let i = 0; i < 20 && !done; i++) {
       await new Promise((resolve) => setTimeout(resolve, 100));
-      jobs = await jobCounts(ctx.redis, prefix, CONNECTION_ID);
+      ({ jobs, delivered, done } = await settled());
     }
     await consumer.stop();
     const first = stats.first!;
@@ -107,6 +117,7 @@ export async function drainOnce(
       rssMaxMiB: window.rssMaxMiB,
       rssMedianMiB: window.rssMedianMiB,
       jobs,
+      ...(delivered === undefined ? {} : { delivered }),
       spawnedAt: consumer.spawnedAt,
       first,
       last,

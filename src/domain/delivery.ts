@@ -12,8 +12,26 @@ export const deliveryJobSchema = z.object({
   pinVersion: z.number().int().min(1).optional(),
   /** A batch the CRM refused was split: this delivery goes in batches of at most this many. */
   batchSplit: z.number().int().min(1).optional(),
+  /** Attempts it made in a batch job before it was handed over to a job of its own. */
+  priorAttempts: z.number().int().min(1).optional(),
+  /** It failed for good in a batch job (the attempt is recorded): its own job only keeps it failed, for replay. */
+  failedAs: z.object({ code: z.string(), reason: z.string() }).optional(),
 });
 export type DeliveryJob = z.infer<typeof deliveryJobSchema>;
+
+/**
+ * A batch job (issue 7): many deliveries of one batched connection, sent as one request. Its id is
+ * `batch-<uuid>` (never a delivery id, which starts with the unsubscribe's UUID), and the delivery
+ * ids it carries are the Redis list it names (src/store/batch-buffer.ts).
+ */
+export const batchJobSchema = z.object({ batch: z.string(), connectionId: z.string() });
+export type BatchJob = z.infer<typeof batchJobSchema>;
+
+export const BATCH_JOB_PREFIX = 'batch-';
+
+export function isBatchJob(job: { id?: string | undefined }): boolean {
+  return job.id?.startsWith(BATCH_JOB_PREFIX) ?? false;
+}
 
 /** Jobs queued before deliveries referred to the ledger carry the whole unsubscribe: still delivered as they are. */
 const inlineDeliveryJobSchema = deliveryJobSchema.extend({

@@ -1,12 +1,17 @@
-import type { Job } from 'bullmq';
-import { readDeliveryJob } from '../domain/delivery.js';
+import { isBatchJob, partsOfDeliveryId } from '../domain/delivery.js';
 import type { EventSink } from '../events/operational-event.js';
 import { ConflictError, NotFoundError } from '../errors.js';
 import type { AttemptStore } from '../store/attempt-store.js';
+import type { BatchBuffer } from '../store/batch-buffer.js';
 import type { ConnectionControl } from '../store/connection-control.js';
 import type { ConnectionStore } from '../store/connection-store.js';
 import type { DeliveryProducer } from './producer.js';
 import type { DeliveryQueues } from './queues.js';
+
+interface BacklogEntry {
+  id: string;
+  remove: () => Promise<void>;
+}
 
 /** States a held backlog is taken from: everything not yet delivered and not in flight. */
 const PENDING = ['waiting', 'prioritized', 'delayed'] as const;
@@ -36,6 +41,7 @@ export class ConnectionOperations {
       control: ConnectionControl;
       attempts: AttemptStore;
       producer: DeliveryProducer;
+      buffer: BatchBuffer;
       events: EventSink;
       retention: { failedMs: number };
       clock?: () => Date;
@@ -89,8 +95,8 @@ export class ConnectionOperations {
 
   /** What a discard or move would take, without changing anything. */
   async preview(connectionId: string, selection: BacklogSelection = {}): Promise<BacklogPreview> {
-    const jobs = await this.backlogJobs(connectionId, selection);
-    return { count: jobs.length, sample: jobs.slice(0, SAMPLE).map((job) => job.id!) };
+    const entries = await this.backlog(connectionId, selection);
+    return { count: entries.length, sample: entries.slice(0, SAMPLE).map((entry) => entry.id) };
   }
 
   /**
@@ -105,11 +111,13 @@ export class ConnectionOperations {
   ): Promise<string[]> {
     await this.mustBeHeld(connectionId);
     const discarded: string[] = [];
-    for (const job of await this.backlogJobs(connectionId, selection)) {
-      await this.note(job, 'DISCARDED', `discarded by ${who}: ${reason || 'no reason given'}`);
-      await job.remove();
-      discarded.push(job.id!);
+    const entries = await this.backlog(connectionId, selection);
+    for (const entry of entries) {
+      await this.note(entry.id, 'DISCARDED', `discarded by ${who}: ${reason || 'no reason given'}`);
+      await entry.remove();
+      discarded.push(entry.id);
     }
+    await this.closeEmptiedBatches(connectionId);
     return discarded;
   }
 
@@ -132,20 +140,21 @@ export class ConnectionOperations {
     if (targetId === connectionId) throw new ConflictError('a backlog cannot be moved to its own connection');
     const moved: string[] = [];
     let alreadyThere = 0;
-    for (const job of await this.backlogJobs(connectionId, selection)) {
-      const { unsubscribeId } = readDeliveryJob(job);
-      if (await this.deps.producer.enqueueExisting(unsubscribeId, target.connection)) moved.push(job.id!);
+    for (const entry of await this.backlog(connectionId, selection)) {
+      const { unsubscribeId } = partsOfDeliveryId(entry.id);
+      if (await this.deps.producer.enqueueExisting(unsubscribeId, target.connection)) moved.push(entry.id);
       else alreadyThere += 1;
-      await this.note(job, 'MOVED', `moved by ${who} to connection ${targetId}`);
-      await job.remove();
+      await this.note(entry.id, 'MOVED', `moved by ${who} to connection ${targetId}`);
+      await entry.remove();
     }
+    await this.closeEmptiedBatches(connectionId);
     return { moved, alreadyThere };
   }
 
-  private async note(job: Job, code: string, reason: string): Promise<void> {
+  private async note(deliveryId: string, code: string, reason: string): Promise<void> {
     await this.deps.attempts.append(
       {
-        deliveryId: job.id!,
+        deliveryId,
         startedAt: this.now().toISOString(),
         durationMs: 0,
         connectionVersion: 0,
@@ -157,16 +166,39 @@ export class ConnectionOperations {
     );
   }
 
-  private async backlogJobs(connectionId: string, selection: BacklogSelection): Promise<Job[]> {
-    const queue = this.deps.queues.for(connectionId);
+  /**
+   * Every delivery of the held backlog, with how to take it out: jobs of their own, deliveries
+   * waiting in the batch buffer, and those in batch jobs not running now (issue 7).
+   */
+  private async backlog(connectionId: string, selection: BacklogSelection): Promise<BacklogEntry[]> {
+    const { queues, buffer } = this.deps;
+    const queue = queues.for(connectionId);
     const states = selection.includeFailed ? [...PENDING, 'failed' as const] : [...PENDING];
-    const jobs: Job[] = [];
+    const entries: BacklogEntry[] = [];
     for (let start = 0; ; start += PAGE) {
       const page = await queue.getJobs(states, start, start + PAGE - 1, true);
-      jobs.push(...page.filter((job): job is Job => Boolean(job)));
+      for (const job of page)
+        if (job && !isBatchJob(job)) entries.push({ id: job.id!, remove: () => job.remove() });
       if (page.length < PAGE) break;
     }
-    return jobs;
+    for (const { batchId, deliveryIds } of await buffer.inOpenBatches(connectionId)) {
+      if ((await queue.getJobState(batchId)) === 'active') continue;
+      for (const id of deliveryIds) entries.push({ id, remove: () => buffer.takeFromBatch(batchId, id) });
+    }
+    for (const id of await buffer.waiting(connectionId))
+      entries.push({ id, remove: () => buffer.takeWaiting(connectionId, id) });
+    return entries;
+  }
+
+  /** Batches a move or discard emptied: their jobs have nothing left to send. */
+  private async closeEmptiedBatches(connectionId: string): Promise<void> {
+    const { queues, buffer } = this.deps;
+    for (const { batchId, deliveryIds } of await buffer.inOpenBatches(connectionId)) {
+      if (deliveryIds.length > 0 || (await queues.for(connectionId).getJobState(batchId)) === 'active')
+        continue;
+      await queues.for(connectionId).remove(batchId);
+      await buffer.close(connectionId, batchId);
+    }
   }
 
   private async mustExist(connectionId: string) {

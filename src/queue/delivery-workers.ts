@@ -1,12 +1,15 @@
 import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { Limits, StoredConnection } from '../config/connection-schema.js';
+import type { Connection, Limits, StoredConnection } from '../config/connection-schema.js';
+import { isBatchJob } from '../domain/delivery.js';
 import type { EventSink } from '../events/operational-event.js';
 import { HOLD_MAX_MS, type ConnectionControl } from '../store/connection-control.js';
 import type { ConnectionStore } from '../store/connection-store.js';
 import { coalesced } from '../store/coalesced.js';
 import type { Keyspace } from '../store/keys.js';
+import type { BatchBuffer } from '../store/batch-buffer.js';
+import { BatchFormer, type HandOver } from './batch-jobs.js';
 import { connectionBackoff } from './processor.js';
 import { deliveryQueueName, type DeliveryQueues } from './queues.js';
 
@@ -21,6 +24,9 @@ export interface DeliveryWorkersOptions {
   subscriber: Redis;
   keys: Keyspace;
   processor: (job: Job, token?: string) => Promise<unknown>;
+  /** Batched connections' waiting deliveries, which a former per connection puts into batch jobs. */
+  buffer: BatchBuffer;
+  handOver: HandOver;
   /** Deliveries in flight per connection in this process (the connection's `limits.concurrency` may lower it). */
   concurrency: number;
   lockDurationMs: number;
@@ -66,6 +72,7 @@ const HONOUR_RATE_LIMIT_WINDOWS = { max: 1e15, duration: 0 };
  */
 export class DeliveryWorkers {
   private readonly workers = new Map<string, Worker>();
+  private readonly formers = new Map<string, BatchFormer>();
   private readonly applied = new Map<string, string>();
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -131,6 +138,8 @@ export class DeliveryWorkers {
       // Deleted: stop taking its jobs here; they stay in its queue as a visible backlog.
       this.workers.delete(id);
       this.applied.delete(id);
+      await this.formers.get(id)?.stop();
+      this.formers.delete(id);
       await worker.close();
       this.options.logger.info({ connectionId: id }, 'connection deleted: its delivery worker stopped');
     }
@@ -140,6 +149,8 @@ export class DeliveryWorkers {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     await this.syncs.running();
+    await Promise.all([...this.formers.values()].map((former) => former.stop()));
+    this.formers.clear();
     await Promise.all([...this.workers.values()].map((worker) => worker.close(force)));
     this.workers.clear();
   }
@@ -157,9 +168,10 @@ export class DeliveryWorkers {
       global ?? Infinity,
       usefulInFlight(connection.limits) * perRequest,
     );
-    const wanted = JSON.stringify([connection.enabled, global ?? null, perProcess]);
+    const wanted = JSON.stringify([connection.enabled, global ?? null, perProcess, stored.version]);
     let worker = this.workers.get(connection.id);
     if (worker && this.applied.get(connection.id) === wanted) return;
+    this.former(connection);
 
     if (global) await queue.setGlobalConcurrency(global);
     else await queue.removeGlobalConcurrency();
@@ -195,6 +207,10 @@ export class DeliveryWorkers {
       worker.on('error', (error) =>
         logger.error({ err: error, connectionId: connection.id }, 'delivery worker error'),
       );
+      // A finished batch leaves room for the next one.
+      worker.on('completed', (job) => {
+        if (isBatchJob(job)) this.formers.get(connection.id)?.nudge();
+      });
       this.workers.set(connection.id, worker);
       void worker
         .run()
@@ -203,5 +219,22 @@ export class DeliveryWorkers {
         );
     } else worker.concurrency = perProcess;
     this.applied.set(connection.id, wanted);
+  }
+
+  /** The connection's batch former here: every connection has one, since a buffer outlives a batch setting. */
+  private former(connection: Connection): void {
+    const existing = this.formers.get(connection.id);
+    if (existing) return existing.update(connection);
+    const former = new BatchFormer(
+      {
+        buffer: this.options.buffer,
+        queues: this.options.queues,
+        handOver: this.options.handOver,
+        logger: this.options.logger,
+      },
+      connection,
+    );
+    this.formers.set(connection.id, former);
+    former.start();
   }
 }

@@ -3,17 +3,17 @@ import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import type { OAuth2Tokens } from '../auth/oauth2.js';
 import type { Connection, StoredConnection } from '../config/connection-schema.js';
-import { readDeliveryJob, type RenderedRequest, type SendOutcome, type Verdict } from '../domain/delivery.js';
-import { RetryableDeliveryError, UnsubRelayError } from '../errors.js';
+import { isBatchJob, readDeliveryJob, type Verdict } from '../domain/delivery.js';
+import { RetryableDeliveryError } from '../errors.js';
 import type { Sender } from '../http/sender.js';
 import { logEmail } from '../logging.js';
-import { planRetry } from '../rules/retry-plan.js';
 import type { AttemptStore } from '../store/attempt-store.js';
 import type { ConnectionStore } from '../store/connection-store.js';
 import type { LedgerRecords } from '../store/ledger.js';
 import type { EventSink, OperationalEventInput } from '../events/operational-event.js';
+import type { BatchBuffer } from '../store/batch-buffer.js';
 import type { Metrics } from '../observe/metrics.js';
-import type { Admission, ConnectionControl, HealthOutcome } from '../store/connection-control.js';
+import type { Admission, ConnectionControl } from '../store/connection-control.js';
 import {
   compileConnection,
   templateContext,
@@ -23,7 +23,16 @@ import {
 } from '../templates/render-request.js';
 import { attemptFields, type AttemptFields } from './attempt-fields.js';
 import { Batcher, batchCap } from './batcher.js';
-import { eventMessage, healthOf, refusedForItsContent } from './delivery-health.js';
+import { createBatchJobProcessor, type HandOver } from './batch-jobs.js';
+import { healthOf } from './delivery-health.js';
+import {
+  authRefused,
+  createOutcomes,
+  refusedWhole,
+  unsentVerdict,
+  type AttemptInFlight,
+  type AttemptResult,
+} from './delivery-outcome.js';
 import { exchange, type Exchange } from './exchange.js';
 import { ruleValueResolver } from './rule-values.js';
 
@@ -54,6 +63,9 @@ export interface ProcessorDeps {
   /** Takes a connection's queue out of service (it was disabled or deleted while deliveries waited). */
   hold: (connectionId: string, reason: 'disabled' | 'deleted') => Promise<void>;
   events: EventSink;
+  /** Batched connections' deliveries, and how one leaves a batch job for a job of its own (issue 7). */
+  buffer: BatchBuffer;
+  handOver: HandOver;
   metrics?: Metrics;
   clock?: () => number;
   random?: () => number;
@@ -62,8 +74,6 @@ export interface ProcessorDeps {
 
 /** How long a connection whose backlog is held (disabled or deleted) keeps its workers off the queue. */
 const HOLD_RECHECK_MS = 5_000;
-/** At most one `rate_limited` event per connection in this window: a 429 storm is one piece of news. */
-const RATE_LIMITED_EVENT_EVERY_MS = 60_000;
 
 /**
  * Delivers one unsubscribe to one connection: the connection's current version from the shared
@@ -75,7 +85,6 @@ const RATE_LIMITED_EVENT_EVERY_MS = 60_000;
 export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string) => Promise<unknown> {
   const clock = deps.clock ?? Date.now;
   const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
-  const lastRateLimitedEvent = new Map<string, number>();
   const emit = (event: OperationalEventInput) => deps.events.emit(event);
   const exchangeDeps = { sender: deps.sender, tokens: deps.tokens, secrets: deps.secrets, clock };
   const batcher = new Batcher<BatchEntry, Exchange>(async (entries) => {
@@ -119,38 +128,41 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
     return stored ? remember(stored) : forget(connectionId);
   };
 
+  const outcomes = createOutcomes({ ...deps, clock });
+  // Batch jobs (src/queue/batch-jobs.ts) deliver many at once with the same steps.
+  const processBatch = createBatchJobProcessor({
+    ...deps,
+    clock,
+    sleep,
+    outcomes,
+    exchangeDeps,
+    compile,
+    admitted,
+    merged,
+    recordRefused,
+    recordSplit,
+  });
+
   return async function processDelivery(job: Job, token?: string): Promise<unknown> {
+    if (isBatchJob(job)) return processBatch(job, token);
     const data = readDeliveryJob(job);
     const { deliveryId: id, unsubscribeId, connectionId, pinVersion, batchSplit } = data;
     const log = deps.logger.child({ deliveryId: id, unsubscribeId, connectionId });
     const startedAt = clock();
-    const attemptNumber = job.attemptsMade + 1;
-    let version = 0;
-
-    const attempt = (fields: AttemptFields, durationMs: number) =>
-      deps.attempts.prepare(
-        {
-          deliveryId: id,
-          startedAt: new Date(startedAt).toISOString(),
-          durationMs: Math.round(durationMs),
-          connectionVersion: version,
-          ...fields,
-        },
-        fields.verdict === 'success' || fields.verdict === 'success_already_done'
-          ? deps.retention.succeededMs
-          : deps.retention.failedMs,
+    // A delivery handed over by a batch job counts the attempts it made there.
+    const attemptNumber = job.attemptsMade + 1 + (data.priorAttempts ?? 0);
+    if (data.failedAs) {
+      // Failed for good in a batch job, its attempt recorded there: kept here, as failed, for replay.
+      throw new UnrecoverableError(`${data.failedAs.code}: ${data.failedAs.reason}`);
+    }
+    const failNow = async (code: string, reason: string) => {
+      const fields: AttemptFields = { verdict: 'fail', errorCode: code, reason };
+      // Before the connection is read: recorded against version 0 (no connection).
+      await outcomes.record(
+        { deliveryId: id, unsubscribeId, startedAt, version: 0 },
+        fields,
+        clock() - startedAt,
       );
-    // A delivery left waiting for a retry, or failed and kept for replay, still needs its
-    // unsubscribe: the ledger entry lives at least as long as a failed delivery is kept.
-    const keepLedger = (fields: AttemptFields) =>
-      fields.verdict === 'success' || fields.verdict === 'success_already_done'
-        ? undefined
-        : deps.ledger.keepFor(unsubscribeId, deps.retention.failedMs);
-    const record = async (fields: AttemptFields, durationMs: number) => {
-      await Promise.all([deps.attempts.write(attempt(fields, durationMs)), keepLedger(fields)]);
-    };
-    const failNow = async (code: string, reason: string, fields: Partial<AttemptFields> = {}) => {
-      await record({ verdict: 'fail', errorCode: code, reason, ...fields }, clock() - startedAt);
       log.warn({ code, attempt: attemptNumber }, 'delivery failed: %s', reason);
       throw new UnrecoverableError(`${code}: ${reason}`);
     };
@@ -168,63 +180,40 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
       pinVersion === undefined ? undefined : await deps.connections.getVersion(connectionId, pinVersion);
     if (pinVersion !== undefined && !pinned)
       return failNow('CONNECTION_MISSING', `connection ${connectionId} has no version ${pinVersion}`);
-    // A deleted or disabled connection's deliveries are not failed or dropped: they go back to its
-    // queue, which is held, and stay there as a visible backlog an operator moves or discards.
-    const holdBack = async (reason: 'disabled' | 'deleted'): Promise<never> => {
-      log.warn({ reason }, 'delivery held: its connection is %s', reason);
-      await deps.hold(connectionId, reason);
-      await deps.slowDown(connectionId, HOLD_RECHECK_MS);
-      throw Worker.RateLimitError();
-    };
-    // The version last seen here is checked inside the admission script, so an unchanged connection
-    // costs no read of its own; a held one is read again, since it may be back.
-    let current = lastSeen.get(connectionId);
-    if (!current?.connection.enabled) current = await readCurrent(connectionId);
-    let admission: Admission;
-    for (;;) {
-      if (!current) return holdBack('deleted');
-      if (!current.connection.enabled) return holdBack('disabled');
+    const current = await admitted(connectionId, log, (connection, version) =>
       // Limits, circuit and duplicates follow the connection as it is now, even for a pinned replay;
       // a batched connection's rate limit counts requests, so it is taken per batch, not per delivery.
-      admission = await deps.control.admit(
-        current.connection.batch ? { ...current.connection, limits: {} } : current.connection,
+      deps.control.admit(
+        connection.batch ? { ...connection, limits: {} } : connection,
         id,
         unsubscribe.email,
         clock(),
-        { version: current.version },
-      );
-      if (admission.kind !== 'stale') break;
-      current = admission.record
-        ? remember(deps.connections.parse(connectionId, admission.record))
-        : forget(connectionId);
-    }
-    const used = pinned ?? current;
-    version = used.version;
+        {
+          version,
+        },
+      ),
+    );
+    const { admission } = current;
+    const used = pinned ?? current.stored;
     const { connection } = used;
-    const control = current.connection;
+    const control = current.stored.connection;
+    const d: AttemptInFlight = {
+      deliveryId: id,
+      unsubscribeId,
+      unsubscribe,
+      connectionId,
+      connection,
+      control,
+      version: used.version,
+      attemptNumber,
+      startedAt,
+      log,
+    };
 
     if (admission.kind === 'merged') {
-      await record(
-        {
-          verdict: 'success_already_done',
-          reason: `merged into delivery ${admission.into}: the same email went to this connection within ${Math.round(control.dedupe.window / 1000)}s`,
-          mergedInto: admission.into,
-        },
-        0,
-      );
-      deps.metrics?.deliveries.inc({ connection: connectionId, verdict: 'merged' });
-      log.info(
-        { mergedInto: admission.into, email: logEmail(unsubscribe.email) },
-        'delivery merged into a duplicate',
-      );
+      await merged(d, admission.into);
       return { mergedInto: admission.into };
     }
-    if (admission.halfOpened)
-      emit({
-        type: 'circuit_half_open',
-        connectionId,
-        message: `circuit of ${connectionId} is half-open: one probe delivery goes through`,
-      });
     if (admission.kind === 'wait') {
       // Not an attempt: the job goes back to the front of the queue and the whole connection waits.
       deps.metrics?.rateLimitWaits.inc({ connection: connectionId, reason: admission.reason });
@@ -232,40 +221,6 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
       throw Worker.RateLimitError();
     }
     if (admission.waitMs > 0) await sleep(admission.waitMs);
-    /** Writes the attempt and what it says about the CRM's health, in one round trip. */
-    const recordAndSettle = async (
-      fields: AttemptFields,
-      durationMs: number,
-      outcome: HealthOutcome,
-      final: boolean,
-    ) => {
-      const [settled] = await Promise.all([
-        deps.control.settle(
-          control,
-          id,
-          unsubscribe.email,
-          outcome,
-          { releaseClaim: final, attempt: attempt(fields, durationMs) },
-          clock(),
-        ),
-        keepLedger(fields),
-      ]);
-      for (const type of settled.events) {
-        deps.metrics?.circuitTransitions.inc({ connection: connectionId, to: type });
-        emit({
-          type,
-          connectionId,
-          deliveryId: id,
-          unsubscribeId: unsubscribe.id,
-          message: eventMessage(type, connectionId, settled.consecutiveFailures, control.circuit.cooldown),
-          details: { consecutiveFailures: settled.consecutiveFailures },
-        });
-        if (type === 'circuit_opened') {
-          deps.metrics?.rateLimitWaits.inc({ connection: connectionId, reason: 'circuit_open' });
-          await deps.slowDown(connectionId, control.circuit.cooldown);
-        }
-      }
-    };
 
     const context = templateContext(unsubscribe, connection, attemptNumber, deps.engine);
     let result: Exchange;
@@ -277,7 +232,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
       if (connection.batch) {
         const cap = batchCap(connection.batch.maxSize, job.attemptsMade, batchSplit);
         const batched = await batcher.submit(
-          `${connectionId}:${version}:${cap}`,
+          `${connectionId}:${used.version}:${cap}`,
           { connection, control, compiled: compile(used), context, resolve },
           cap,
           connection.batch.maxWait,
@@ -286,201 +241,137 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
         item = { index: batched.index, size: batched.size };
       } else result = await exchange(exchangeDeps, connection, compile(used), context, resolve);
     } catch (error) {
-      if (!(error instanceof UnsubRelayError)) throw error;
-      // Rendering or the OAuth2 token failed before anything reached the CRM.
-      const verdict: Verdict =
-        error instanceof RetryableDeliveryError
-          ? {
-              verdict: 'retry',
-              rule: 'default',
-              code: error.code,
-              reason: error.message,
-              ...(error.retryAfterMs === undefined ? {} : { retryAfterMs: error.retryAfterMs }),
-            }
-          : { verdict: 'fail', rule: 'default', code: error.code, reason: error.message };
+      const verdict = unsentVerdict(error);
       // Nothing reached the CRM, so this says nothing about its health (but frees the probe).
-      return settle(verdict, undefined, undefined, clock() - startedAt, 'neutral');
-    }
-    if (result.refused) {
-      await record(
-        attemptFields(result.refused.request, result.refused.outcome, result.refused.verdict),
-        result.refused.outcome.durationMs,
+      return endJob(
+        await outcomes.conclude(d, verdict, undefined, undefined, clock() - startedAt, 'neutral'),
       );
     }
-    let verdict = result.verdicts[item.index] ?? result.verdict;
-    if (
-      item.size > 1 &&
-      refusedForItsContent(result.outcome) &&
-      result.verdicts.every((v) => v.verdict === 'fail')
-    ) {
+    if (result.refused) await recordRefused(d, result.refused);
+    const verdict = authRefused(result.verdicts[item.index] ?? result.verdict);
+    if (item.size > 1 && refusedWhole(result)) {
       // The CRM refused the whole batch for what is in it (a per-item answer would have told some
       // apart): it may be one bad address, so try again in halves, without spending an attempt,
       // until the address it refuses goes alone and fails alone.
-      const splitTo = Math.max(1, Math.floor(item.size / 2));
-      await recordAndSettle(
-        {
-          ...attemptFields(result.request, result.outcome, verdict),
-          verdict: 'retry',
-          errorCode: 'BATCH_SPLIT',
-          reason: `the CRM refused a batch of ${item.size} (${verdict.reason}); retrying in batches of ${splitTo}`,
-        },
-        result.outcome.durationMs,
-        'neutral',
-        false,
-      );
+      const splitTo = await recordSplit(d, result, verdict, item.size);
       await job.updateData({ ...job.data, batchSplit: splitTo });
       throw Worker.RateLimitError();
     }
-    if (verdict.verdict === 'refresh_auth') {
-      verdict = {
-        verdict: 'fail',
-        rule: verdict.rule,
-        code: 'AUTH_REFUSED',
-        reason: `${verdict.reason} (no OAuth2 token to refresh: check the credentials)`,
-      };
-    }
     deps.metrics?.attemptSeconds.observe({ connection: connectionId }, result.outcome.durationMs / 1000);
-    return settle(
-      verdict,
-      result.request,
-      result.outcome,
-      result.outcome.durationMs,
-      item.index === 0 ? healthOf(verdict, result.outcome) : 'neutral',
+    return endJob(
+      await outcomes.conclude(
+        d,
+        verdict,
+        result.request,
+        result.outcome,
+        result.outcome.durationMs,
+        item.index === 0 ? healthOf(verdict, result.outcome) : 'neutral',
+      ),
     );
 
-    async function settle(
-      verdict: Verdict,
-      request: RenderedRequest | undefined,
-      outcome: SendOutcome | undefined,
-      durationMs: number,
-      healthOutcome: HealthOutcome,
-    ) {
-      const base =
-        request && outcome
-          ? attemptFields(request, outcome, verdict)
-          : {
-              verdict: verdict.verdict,
-              reason: verdict.reason,
-              ...('code' in verdict ? { errorCode: verdict.code } : {}),
-            };
-      const logFields = {
-        attempt: attemptNumber,
-        connectionVersion: version,
-        email: logEmail(unsubscribe.email),
-        status: outcome?.kind === 'response' ? outcome.status : undefined,
-        durationMs: Math.round(durationMs),
-        verdict: verdict.verdict,
-      };
-      const count = (name: string) =>
-        deps.metrics?.deliveries.inc({ connection: connectionId, verdict: name });
-      if (verdict.verdict === 'success' || verdict.verdict === 'success_already_done') {
-        await recordAndSettle(base, durationMs, healthOutcome, false);
-        count(verdict.verdict);
-        deps.metrics?.endToEndSeconds.observe(
-          { connection: connectionId },
-          Math.max(0, clock() - Date.parse(unsubscribe.receivedAt)) / 1000,
-        );
-        log.info(
-          logFields,
-          verdict.verdict === 'success' ? 'delivered' : 'delivered (the CRM had it already)',
-        );
-        return;
-      }
-      if (verdict.verdict === 'fail' || verdict.verdict === 'refresh_auth') {
-        await recordAndSettle(base, durationMs, healthOutcome, true);
-        count('fail');
-        log.warn({ ...logFields, code: verdict.code }, 'delivery failed: %s', verdict.reason);
-        throw new UnrecoverableError(`${verdict.code}: ${verdict.reason}`);
-      }
-      // Only retry and rate_limited are left (TS does not narrow multi-literal discriminants here).
-      const waiting = verdict as Extract<Verdict, { verdict: 'retry' | 'rate_limited' }>;
-      const now = clock();
-      const plan = planRetry(
-        connection.retry,
-        {
-          attemptNumber,
-          receivedAt: Date.parse(unsubscribe.receivedAt),
-          now,
-          retryAfterMs: waiting.retryAfterMs,
-          spendsAttempt: waiting.verdict === 'retry',
-        },
-        deps.random,
-      );
-      if (plan.action === 'give_up') {
-        // Out of attempts, the last answer's code says most (NETWORK, HTTP_STATUS...); out of time,
-        // the deadline is the news.
-        const code = plan.code === 'DEADLINE_PASSED' ? plan.code : waiting.code;
-        const reason = `gave up: ${plan.reason}; last answer: ${waiting.reason}`;
-        await recordAndSettle(
-          { ...base, verdict: 'fail', errorCode: code, reason },
-          durationMs,
-          healthOutcome,
-          true,
-        );
-        count('exhausted');
-        emit({
-          type: 'delivery_exhausted',
-          connectionId,
-          deliveryId: id,
-          unsubscribeId: unsubscribe.id,
-          message: `delivery ${id} failed for good (${code}): ${plan.reason}; replay it once ${connectionId} is fixed`,
-          details: { code, attempts: attemptNumber },
-        });
-        log.warn({ ...logFields, code }, 'delivery failed: %s', reason);
-        throw new UnrecoverableError(`${code}: ${reason}`);
-      }
-      const nextAttemptAt = now + plan.delayMs;
-      await recordAndSettle(
-        {
-          ...base,
-          nextAttemptAt: new Date(nextAttemptAt).toISOString(),
-          ...(plan.deadlineNear ? { deadlineNear: true } : {}),
-        },
-        durationMs,
-        healthOutcome,
-        false,
-      );
-      count(waiting.verdict);
-      if (plan.deadlineNear) {
-        emit({
-          type: 'deadline_near',
-          connectionId,
-          deliveryId: id,
-          unsubscribeId: unsubscribe.id,
-          message: `delivery ${id} is still failing close to its deadline; next attempt ${new Date(nextAttemptAt).toISOString()}`,
-          details: { code: waiting.code, nextAttemptAt: new Date(nextAttemptAt).toISOString() },
-        });
-        log.warn(
-          { ...logFields, code: waiting.code, nextAttemptAt },
-          'delivery still failing close to its deadline',
-        );
-      } else
-        log.info(
-          { ...logFields, code: waiting.code, delayMs: plan.delayMs },
-          'delivery will retry: %s',
-          verdict.reason,
-        );
-      if (waiting.verdict === 'rate_limited' && token) {
+    /** How the BullMQ job ends for what the attempt concluded. */
+    async function endJob(result: AttemptResult): Promise<undefined> {
+      if (result.kind === 'delivered') return undefined;
+      if (result.kind === 'failed') throw new UnrecoverableError(`${result.code}: ${result.reason}`);
+      if (result.rateLimited && token) {
         // The CRM throttles the connection, not this one delivery: hold the whole connection back
         // until its window passes, and put this delivery back without spending an attempt.
-        deps.metrics?.rateLimitWaits.inc({ connection: connectionId, reason: 'crm_rate_limited' });
-        await deps.slowDown(connectionId, plan.delayMs);
-        const last = lastRateLimitedEvent.get(connectionId) ?? 0;
-        if (now - last >= RATE_LIMITED_EVENT_EVERY_MS) {
-          lastRateLimitedEvent.set(connectionId, now);
-          emit({
-            type: 'rate_limited',
-            connectionId,
-            deliveryId: id,
-            message: `${connectionId}'s CRM asked us to slow down; the connection waits ${plan.delayMs} ms`,
-            details: { waitMs: plan.delayMs },
-          });
-        }
+        await outcomes.throttled(connectionId, result.delayMs, id);
         throw Worker.RateLimitError();
       }
-      throw new RetryableDeliveryError(waiting.code, verdict.reason, plan.delayMs);
+      throw new RetryableDeliveryError(result.code, result.reason, result.delayMs);
     }
   };
+
+  /**
+   * The connection as it is now, and its admission. The version last seen here is checked inside
+   * the admission script, so an unchanged connection costs no read of its own; a held one is read
+   * again, since it may be back. A deleted or disabled connection's deliveries are not failed or
+   * dropped: they go back to its queue, which is held, and stay there as a visible backlog an
+   * operator moves or discards.
+   */
+  async function admitted(
+    connectionId: string,
+    log: Logger,
+    admit: (connection: Connection, version: number) => Promise<Admission>,
+  ): Promise<{ stored: StoredConnection; admission: Exclude<Admission, { kind: 'stale' }> }> {
+    let current = lastSeen.get(connectionId);
+    if (!current?.connection.enabled) current = await readCurrent(connectionId);
+    for (;;) {
+      if (!current) return holdBack(connectionId, 'deleted', log);
+      if (!current.connection.enabled) return holdBack(connectionId, 'disabled', log);
+      const admission = await admit(current.connection, current.version);
+      if (admission.kind !== 'stale') {
+        if (admission.kind !== 'merged' && admission.halfOpened)
+          emit({
+            type: 'circuit_half_open',
+            connectionId,
+            message: `circuit of ${connectionId} is half-open: one probe delivery goes through`,
+          });
+        return { stored: current, admission };
+      }
+      current = admission.record
+        ? remember(deps.connections.parse(connectionId, admission.record))
+        : forget(connectionId);
+    }
+  }
+
+  async function holdBack(connectionId: string, reason: 'disabled' | 'deleted', log: Logger): Promise<never> {
+    log.warn({ reason }, 'delivery held: its connection is %s', reason);
+    await deps.hold(connectionId, reason);
+    await deps.slowDown(connectionId, HOLD_RECHECK_MS);
+    throw Worker.RateLimitError();
+  }
+
+  /** A duplicate within the window: delivered by the delivery that holds the claim. */
+  async function merged(d: AttemptInFlight, into: string): Promise<void> {
+    await outcomes.record(
+      d,
+      {
+        verdict: 'success_already_done',
+        reason: `merged into delivery ${into}: the same email went to this connection within ${Math.round(d.control.dedupe.window / 1000)}s`,
+        mergedInto: into,
+      },
+      0,
+    );
+    deps.metrics?.deliveries.inc({ connection: d.connectionId, verdict: 'merged' });
+    d.log.info(
+      { mergedInto: into, email: logEmail(d.unsubscribe.email) },
+      'delivery merged into a duplicate',
+    );
+  }
+
+  /** The exchange before an OAuth2 token refresh: its own attempt record. */
+  async function recordRefused(d: AttemptInFlight, refused: NonNullable<Exchange['refused']>): Promise<void> {
+    await outcomes.record(
+      d,
+      attemptFields(refused.request, refused.outcome, refused.verdict),
+      refused.outcome.durationMs,
+    );
+  }
+
+  /** Records that a refused batch goes again in halves (no attempt spent); answers the new size. */
+  async function recordSplit(
+    d: AttemptInFlight,
+    result: Exchange,
+    verdict: Verdict,
+    size: number,
+  ): Promise<number> {
+    const splitTo = Math.max(1, Math.floor(size / 2));
+    await outcomes.recordAndSettle(
+      d,
+      {
+        ...attemptFields(result.request, result.outcome, verdict),
+        verdict: 'retry',
+        errorCode: 'BATCH_SPLIT',
+        reason: `the CRM refused a batch of ${size} (${verdict.reason}); retrying in batches of ${splitTo}`,
+      },
+      result.outcome.durationMs,
+      'neutral',
+      false,
+    );
+    return splitTo;
+  }
 }
 
 /** BullMQ backoff strategy `connection`: the delay the processor planned for this failure. */

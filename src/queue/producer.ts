@@ -3,7 +3,7 @@ import { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Connection } from '../config/connection-schema.js';
 import { canonicalJson } from '../domain/canonical-json.js';
-import { deliveryId, type DeliveryJob } from '../domain/delivery.js';
+import { deliveryId, partsOfDeliveryId, type DeliveryJob } from '../domain/delivery.js';
 import type { Unsubscribe } from '../domain/unsubscribe.js';
 import { ledgerValue, type LedgerRecord } from '../store/ledger.js';
 import { StoreUnavailableError } from '../errors.js';
@@ -159,9 +159,14 @@ export class DeliveryProducer {
       request.campaign ? seenCampaignValue(now) : '',
       ...connections.map((c) => c.id),
     ]);
-    // Each job refers (by its id) to the ledger entry written in this same MULTI.
+    // Each job refers (by its id) to the ledger entry written in this same MULTI. A batched
+    // connection's deliveries wait in its batch buffer instead, to travel many to a job (issue 7).
     const data: DeliveryJob = {};
     for (const connection of connections) {
+      if (connection.batch) {
+        multi.runCommand('rpush', [this.keys.batchBuffer(connection.id), deliveryId(id, connection.id)]);
+        continue;
+      }
       const job = new Job(
         this.queues.for(connection.id),
         connection.id,
@@ -187,14 +192,42 @@ export class DeliveryProducer {
    */
   async enqueueExisting(unsubscribeId: string, connection: Connection): Promise<boolean> {
     const id = deliveryId(unsubscribeId, connection.id);
-    const queue = this.queues.for(connection.id);
-    if (await queue.getJob(id)) return false;
-    const data: DeliveryJob = {};
+    if (await this.queues.for(connection.id).getJob(id)) return false;
+    await this.addDeliveryJob(id, connection, {});
+    return true;
+  }
+
+  /**
+   * Gives a delivery that travelled in a batch job a job of its own: to retry after `delayMs`,
+   * split into smaller batches, or kept as failed for replay (`failedAs`). Adding it again (a batch
+   * job run twice after a crash) queues nothing twice: the id is the delivery's.
+   */
+  async handOver(
+    deliveryIdOf: string,
+    connection: Connection,
+    data: DeliveryJob,
+    delayMs = 0,
+  ): Promise<void> {
+    await this.addDeliveryJob(deliveryIdOf, connection, data, delayMs);
+  }
+
+  private async addDeliveryJob(
+    id: string,
+    connection: Connection,
+    data: DeliveryJob,
+    delayMs = 0,
+  ): Promise<void> {
+    const { unsubscribeId } = partsOfDeliveryId(id);
     // Added like `store` does (Job.addJob), which takes our `<unsubscribe>:<connection>` ids.
     const multi = (await this.queues.transactions()).multi();
     multi.runCommand('sadd', [this.keys.deliveryQueues, connection.id]);
     multi.runCommand('pexpire', [this.keys.unsubscribe(unsubscribeId), this.retention.failedMs, 'GT']);
-    await new Job(queue, connection.id, data, this.jobOptions(connection), id).addJob(multi);
+    const options = {
+      // One kept failed only fails; replayed, it starts a fresh set of attempts, so it keeps them all.
+      ...this.jobOptions(connection, data.failedAs ? 0 : (data.priorAttempts ?? 0)),
+      ...(delayMs > 0 ? { delay: Math.ceil(delayMs) } : {}),
+    };
+    await new Job(this.queues.for(connection.id), connection.id, data, options, id).addJob(multi);
     const results = await multi.exec();
     const failed = results?.find(([error]) => error !== null);
     if (!results || failed)
@@ -202,7 +235,6 @@ export class DeliveryProducer {
         `Redis refused the delivery: ${failed?.[0]?.message ?? 'aborted'}`,
         true,
       );
-    return true;
   }
 
   /**
@@ -211,9 +243,9 @@ export class DeliveryProducer {
    * every value of a queued job's hash is under Redis' 64-byte listpack limit, and the hash takes
    * a third of the memory (docs/performance.md, "Memory").
    */
-  private jobOptions(connection: Connection) {
+  private jobOptions(connection: Connection, priorAttempts = 0) {
     return {
-      attempts: connection.retry.attempts,
+      attempts: Math.max(1, connection.retry.attempts - priorAttempts),
       // The delay is computed by the worker (retry policy + Retry-After) and carried on the error.
       backoff: { type: 'connection' },
     };

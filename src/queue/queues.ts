@@ -5,11 +5,13 @@ import { partsOfDeliveryId } from '../domain/delivery.js';
 import type { Keyspace } from '../store/keys.js';
 import { waitReady } from '../store/redis.js';
 
-// BullMQ's own job-adding script, under the name its job code calls it by (`<name>:<version>`).
+// BullMQ's own job-adding scripts, under the names its job code calls them by (`<name>:<version>`):
+// a job now, and a job after a delay (a batch's delivery handed over to retry, issue 7).
 const require = createRequire(import.meta.url);
-const { addStandardJob } = require('bullmq/dist/cjs/scripts/index.js') as {
-  addStandardJob: { name: string; keys: number; content: string };
-};
+const { addStandardJob, addDelayedJob } = require('bullmq/dist/cjs/scripts/index.js') as Record<
+  'addStandardJob' | 'addDelayedJob',
+  { name: string; keys: number; content: string }
+>;
 const { version: bullmqVersion } = require('bullmq/dist/cjs/version.js') as { version: string };
 
 /**
@@ -92,7 +94,7 @@ export class DeliveryQueues {
    * A client for the producer's transactions, as BullMQ sees it (with `runCommand`), so one MULTI can
    * hold the ledger entry and jobs for several connections' queues.
    *
-   * Its own connection, with only BullMQ's add-job script defined: ioredis copies every script of a
+   * Its own connection, with only BullMQ's two add-job scripts defined: ioredis copies every script of a
    * client onto each MULTI it opens, and a queue's client has BullMQ's 64, which cost 80 µs per
    * accepted unsubscribe (a tenth of ingest's CPU in the profile, docs/performance.md). Jobs are
    * added with `Job.addJob` on this MULTI, exactly as before; only the client is lighter.
@@ -101,10 +103,11 @@ export class DeliveryQueues {
     if (!this.producer) {
       const raw = this.redis.duplicate({ connectionName: 'unsub-relay:producer' });
       raw.on('error', () => undefined); // a failed command reports it; the client reconnects
-      raw.defineCommand(`${addStandardJob.name}:${bullmqVersion}`, {
-        numberOfKeys: addStandardJob.keys,
-        lua: addStandardJob.content,
-      });
+      for (const script of [addStandardJob, addDelayedJob])
+        raw.defineCommand(`${script.name}:${bullmqVersion}`, {
+          numberOfKeys: script.keys,
+          lua: script.content,
+        });
       this.producer = { raw, wrapped: createIORedisClient(raw) };
     }
     const producer = this.producer;

@@ -1,5 +1,6 @@
 import type { DeliveryQueues } from '../queue/queues.js';
 import type { BacklogSource } from '../observe/metrics.js';
+import type { BatchBuffer } from './batch-buffer.js';
 import type { ConnectionControl, ControlStatus } from './connection-control.js';
 import type { ConnectionStore } from './connection-store.js';
 
@@ -28,6 +29,7 @@ export class Backlogs implements BacklogSource {
     private readonly queues: DeliveryQueues,
     private readonly store: ConnectionStore,
     private readonly control: ConnectionControl,
+    private readonly buffer: BatchBuffer,
     private readonly clock: () => number = Date.now,
   ) {}
 
@@ -50,14 +52,33 @@ export class Backlogs implements BacklogSource {
 
   private async read(connectionId: string, connection: Backlog['connection']): Promise<Backlog> {
     const queue = this.queues.for(connectionId);
-    const [counts, paused, control, concurrency, oldest] = await Promise.all([
-      queue.getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'failed'),
-      queue.isPaused(),
-      this.control.status(connectionId),
-      queue.getGlobalConcurrency(),
-      this.oldestWaiting(connectionId),
-    ]);
-    const waiting = (counts.waiting ?? 0) + (counts.prioritized ?? 0);
+    const [counts, paused, control, concurrency, oldestJob, buffered, batches, oldestBuffered] =
+      await Promise.all([
+        queue.getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'failed'),
+        queue.isPaused(),
+        this.control.status(connectionId),
+        queue.getGlobalConcurrency(),
+        this.oldestWaiting(connectionId),
+        this.buffer.length(connectionId),
+        this.buffer.inOpenBatches(connectionId),
+        this.buffer.oldestWaitingSince(connectionId),
+      ]);
+    // A batch job counts once in BullMQ's counts: count each delivery it carries in its job's state.
+    // Deliveries waiting to be batched are waiting.
+    let waiting = (counts.waiting ?? 0) + (counts.prioritized ?? 0) + buffered;
+    for (const { batchId, deliveryIds } of batches) {
+      const state = await queue.getJobState(batchId);
+      const extra = state === 'unknown' ? deliveryIds.length : deliveryIds.length - 1;
+      if (state === 'active') counts.active = (counts.active ?? 0) + extra;
+      else if (state === 'delayed') counts.delayed = (counts.delayed ?? 0) + extra;
+      else if (state === 'waiting' || state === 'prioritized' || state === 'unknown') waiting += extra;
+    }
+    const oldest =
+      oldestJob === undefined
+        ? oldestBuffered
+        : oldestBuffered === undefined
+          ? oldestJob
+          : Math.min(oldestJob, oldestBuffered);
     return {
       connectionId,
       connection,

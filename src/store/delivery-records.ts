@@ -1,6 +1,8 @@
 import type { Job, JobType } from 'bullmq';
 import type { DeliveryQueues } from '../queue/queues.js';
 import {
+  isBatchJob,
+  partsOfDeliveryId,
   readDeliveryJob,
   type StoredDeliveryJob,
   type Attempt,
@@ -9,6 +11,7 @@ import {
 import type { Unsubscribe } from '../domain/unsubscribe.js';
 import { ConflictError, NotFoundError } from '../errors.js';
 import type { AttemptStore } from './attempt-store.js';
+import type { BatchBuffer } from './batch-buffer.js';
 import type { LedgerRecords } from './ledger.js';
 
 export interface DeliverySummary {
@@ -67,6 +70,7 @@ export class DeliveryRecords {
     private readonly attempts: AttemptStore,
     private readonly ledger: LedgerRecords,
     private readonly retention: { failedMs: number },
+    private readonly buffer: BatchBuffer,
   ) {}
 
   /** Each job read, with its unsubscribe (one MGET for those that refer to the ledger). */
@@ -97,23 +101,37 @@ export class DeliveryRecords {
     for (const status of statuses) {
       for (let start = 0; start < MAX_SCANNED && found.length < limit; start += PAGE) {
         const page = await queue.getJobs(STATES[status], start, start + PAGE - 1, false);
-        // A job removed between the listing and the read comes back empty.
-        const jobs = page.filter((job): job is Job => Boolean(job));
+        // A job removed between the listing and the read comes back empty. A batch job is not a
+        // delivery: the deliveries it carries are listed as pending below.
+        const jobs = page.filter((job): job is Job => Boolean(job) && !isBatchJob(job));
         for (const read of await this.read(jobs)) {
           const summary = summarize(read, status);
-          if (filter.connection && summary.connectionId !== filter.connection) continue;
-          if (filter.since && new Date(summary.createdAt) < filter.since) continue;
-          if (filter.until && new Date(summary.createdAt) > filter.until) continue;
-          if (filter.campaign !== undefined && summary.campaign !== filter.campaign) continue;
-          if (filter.errorCode !== undefined && errorCodeOf(summary.failedReason) !== filter.errorCode)
-            continue;
+          if (!matches(summary, filter)) continue;
           found.push(summary);
           if (found.length >= limit) break;
         }
         if (page.length < PAGE) break;
       }
+      if (status === 'pending' && found.length < limit)
+        for (const summary of await this.batchedPending(connection, limit - found.length))
+          if (matches(summary, filter)) found.push(summary);
     }
     return found;
+  }
+
+  /** A batched connection's deliveries waiting for, or travelling in, a batch job (issue 7). */
+  private async batchedPending(connection: string, limit: number): Promise<DeliverySummary[]> {
+    const ids = [
+      ...(await this.buffer.inOpenBatches(connection)).flatMap((b) => b.deliveryIds),
+      ...(await this.buffer.waiting(connection, 0, MAX_SCANNED - 1)),
+    ];
+    const summaries: DeliverySummary[] = [];
+    for (let start = 0; start < ids.length && summaries.length < limit; start += PAGE) {
+      const page = ids.slice(start, start + PAGE);
+      const records = await this.ledger.getMany(page.map((id) => partsOfDeliveryId(id).unsubscribeId));
+      page.forEach((id, i) => summaries.push(batchedSummary(id, records[i]?.unsubscribe, 'pending', 0)));
+    }
+    return summaries;
   }
 
   async get(id: string): Promise<DeliveryDetail> {
@@ -124,10 +142,27 @@ export class DeliveryRecords {
     const stateFirst = await queue.getJobState(id);
     const job = await queue.getJob(id);
     if (!job) {
+      const attempts = await this.attempts.list(id);
+      const last = attempts.at(-1);
       // A delivery an operator moved or discarded keeps its attempt list, ending with why.
-      const last = (await this.attempts.list(id)).at(-1);
       if (last && (last.errorCode === 'MOVED' || last.errorCode === 'DISCARDED'))
         throw new NotFoundError(`delivery ${id} is gone: ${last.reason} at ${last.startedAt}`);
+      // A batched connection's delivery has a job of its own only when it leaves its batch: until
+      // then it waits in the buffer or travels in a batch job, and a delivered one has its attempts.
+      const where = await this.buffer.locate(id);
+      const deliveredLast = last && (last.verdict === 'success' || last.verdict === 'success_already_done');
+      if (where || deliveredLast) {
+        const record = await this.ledger.get(partsOfDeliveryId(id).unsubscribeId);
+        const summary = batchedSummary(
+          id,
+          record?.unsubscribe,
+          where ? 'pending' : 'succeeded',
+          attempts.length,
+        );
+        if (!where && last) summary.finishedAt = finishedAt(last);
+        if (!where && last?.mergedInto) summary.mergedInto = last.mergedInto;
+        return { ...summary, attempts };
+      }
       throw new NotFoundError(`no delivery ${id} (it may have expired; see RETENTION_* in README)`);
     }
     // 'unknown': the job was added between the two reads.
@@ -175,8 +210,9 @@ export class DeliveryRecords {
       throw new ConflictError(
         `delivery ${id} is ${statusOf(state)}, not failed: only failed deliveries are replayed`,
       );
-    // The job's data as stored (either shape), so only the pin changes.
-    const data = job.data as Record<string, unknown>;
+    // The job's data as stored (either shape), so only the pin changes. What a batch job handed
+    // over with it (the attempts it made, its failure) belongs to the failed run, not the replay.
+    const { priorAttempts: _prior, failedAs: _failed, ...data } = job.data as Record<string, unknown>;
     const { unsubscribeId } = readDeliveryJob(job);
     if (mode === 'original') {
       const attempts = await this.attempts.list(id);
@@ -184,7 +220,7 @@ export class DeliveryRecords {
       if (!first)
         throw new ConflictError(`delivery ${id} has no recorded attempt: its original version is unknown`);
       await job.updateData({ ...data, pinVersion: first.connectionVersion });
-    } else if (data.pinVersion !== undefined) {
+    } else if (data.pinVersion !== undefined || _prior !== undefined || _failed !== undefined) {
       const { pinVersion: _pin, ...rest } = data;
       await job.updateData(rest);
     }
@@ -221,7 +257,9 @@ function summarize({ job, delivery, unsubscribe }: ReadDelivery, status: Deliver
     ...(unsubscribe ? { account: unsubscribe.account } : {}),
     ...(unsubscribe?.campaign ? { campaign: unsubscribe.campaign } : {}),
     status,
-    attemptsMade: job.attemptsMade,
+    // A delivery handed over by a batch job counts the attempt it made there (and one failed there
+    // made none since: its job only keeps it failed).
+    attemptsMade: (delivery.failedAs ? 0 : job.attemptsMade) + (delivery.priorAttempts ?? 0),
     createdAt: new Date(job.timestamp).toISOString(),
     ...(job.finishedOn ? { finishedAt: new Date(job.finishedOn).toISOString() } : {}),
     ...(job.failedReason ? { failedReason: job.failedReason } : {}),
@@ -229,4 +267,37 @@ function summarize({ job, delivery, unsubscribe }: ReadDelivery, status: Deliver
       ? { mergedInto: (job.returnvalue as { mergedInto: string }).mergedInto }
       : {}),
   };
+}
+
+function matches(summary: DeliverySummary, filter: DeliveryFilter): boolean {
+  if (filter.connection && summary.connectionId !== filter.connection) return false;
+  if (filter.since && new Date(summary.createdAt) < filter.since) return false;
+  if (filter.until && new Date(summary.createdAt) > filter.until) return false;
+  if (filter.campaign !== undefined && summary.campaign !== filter.campaign) return false;
+  if (filter.errorCode !== undefined && errorCodeOf(summary.failedReason) !== filter.errorCode) return false;
+  return true;
+}
+
+/** A batched delivery with no job of its own: created when its unsubscribe was accepted. */
+function batchedSummary(
+  id: string,
+  unsubscribe: Unsubscribe | undefined,
+  status: DeliveryStatus,
+  attemptsMade: number,
+): DeliverySummary {
+  const { unsubscribeId, connectionId } = partsOfDeliveryId(id);
+  return {
+    id,
+    unsubscribeId,
+    connectionId,
+    ...(unsubscribe ? { account: unsubscribe.account } : {}),
+    ...(unsubscribe?.campaign ? { campaign: unsubscribe.campaign } : {}),
+    status,
+    attemptsMade,
+    createdAt: unsubscribe?.receivedAt ?? new Date(0).toISOString(),
+  };
+}
+
+function finishedAt(attempt: Attempt): string {
+  return new Date(Date.parse(attempt.startedAt) + Math.round(attempt.durationMs)).toISOString();
 }

@@ -32,6 +32,12 @@ export function keyspace(prefix: string) {
     replaysOrder: `${prefix}:replays:order`,
     /** Set of every connection id that has (or had) a delivery queue (`deliveries.<id>`). */
     deliveryQueues: `${prefix}:delivery-queues`,
+    /** List of a batched connection's deliveries waiting to be put in a batch (src/store/batch-buffer.ts). */
+    batchBuffer: (connectionId: string) => `${prefix}:batch-buffer:${connectionId}`,
+    /** List of the delivery ids one batch job carries. */
+    batch: (batchId: string) => `${prefix}:batch:${batchId}`,
+    /** Sorted set of a connection's batches formed and not yet finished, by when they were formed. */
+    openBatches: (connectionId: string) => `${prefix}:batches:${connectionId}`,
     /** Hash of one connection's delivery control: circuit, failure counts, rate-limit schedule, pause. */
     control: (connectionId: string) => `${prefix}:control:${connectionId}`,
     /** The half-open circuit's one probe in flight (a lease). */

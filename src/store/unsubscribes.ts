@@ -5,6 +5,7 @@ import { InputError, NotFoundError } from '../errors.js';
 import type { DeliveryQueues } from '../queue/queues.js';
 import type { AttemptStore } from './attempt-store.js';
 import type { Keyspace } from './keys.js';
+import type { BatchBuffer } from './batch-buffer.js';
 import { LedgerRecords, type LedgerRecord } from './ledger.js';
 
 /**
@@ -97,6 +98,7 @@ export class UnsubscribeLedger {
     private readonly queues: DeliveryQueues,
     private readonly keys: Keyspace,
     private readonly attempts: AttemptStore,
+    private readonly buffer: BatchBuffer,
   ) {
     this.records = new LedgerRecords(redis, keys);
   }
@@ -240,7 +242,21 @@ export class UnsubscribeLedger {
   /** Job states, all requests issued at once (ioredis sends them back to back on one connection). */
   private async states(ids: string[]): Promise<LedgerDeliveryStatus[]> {
     const states = await Promise.all(ids.map((id) => this.queues.ofDelivery(id).getJobState(id)));
-    return states.map((state) => STATE_STATUS[state] ?? 'pending');
+    return Promise.all(
+      states.map((state, i) =>
+        state === 'unknown' ? this.withoutJob(ids[i]!) : (STATE_STATUS[state] ?? 'pending'),
+      ),
+    );
+  }
+
+  /**
+   * A delivery with no job: a batched connection's waits in its buffer or travels in a batch job,
+   * and one delivered there has only its attempts (issue 7); otherwise its job has expired.
+   */
+  private async withoutJob(id: string): Promise<LedgerDeliveryStatus> {
+    const last = (await this.attempts.list(id)).at(-1);
+    if (last?.verdict === 'success' || last?.verdict === 'success_already_done') return 'succeeded';
+    return (await this.buffer.locate(id)) ? 'pending' : 'expired';
   }
 }
 

@@ -11,6 +11,7 @@ import { ApiKeyStore } from '../../src/store/api-keys.js';
 import { AttemptStore } from '../../src/store/attempt-store.js';
 import { DeliveryRecords } from '../../src/store/delivery-records.js';
 import { LedgerRecords } from '../../src/store/ledger.js';
+import { BatchBuffer } from '../../src/store/batch-buffer.js';
 import { DeliveryQueues } from '../../src/queue/queues.js';
 import { keyspace } from '../../src/store/keys.js';
 import { cleanPrefix, REDIS_URL, testRedis } from './redis.js';
@@ -75,6 +76,7 @@ export async function startTestEngine(
     new AttemptStore(redis, keys),
     new LedgerRecords(redis, keys),
     TEST_RETENTION,
+    new BatchBuffer(redis, keys),
   );
   const apiKeys = new ApiKeyStore(redis, keys);
   const accountKeys = new Map<string, string>();
@@ -121,6 +123,7 @@ export function deliveryRecords(prefix: string): { records: DeliveryRecords; clo
       new AttemptStore(redis, keys),
       new LedgerRecords(redis, keys),
       TEST_RETENTION,
+      new BatchBuffer(redis, keys),
     ),
     close: async () => {
       await queues.close();

@@ -292,8 +292,11 @@ describe('GET /deliveries filters', () => {
 });
 
 describe('expired deliveries', () => {
-  it('shows a delivery whose job was removed by retention as expired', async () => {
-    await engine.queues.for('acme-crm').remove(deliveryId(sent[1]!.id, 'acme-crm'));
+  it('shows a delivery whose job and attempts were removed by retention as expired', async () => {
+    const id = deliveryId(sent[1]!.id, 'acme-crm');
+    // Retention takes both: the job (removeOnComplete) and its attempts (their TTL, the same age).
+    await engine.queues.for('acme-crm').remove(id);
+    await engine.redis.del(keyspace(engine.prefix).attempts(id), `${keyspace(engine.prefix).attempts(id)}:n`);
     const one = await json<View>(`/accounts/acme/unsubscribes/${sent[1]!.id}`);
     expect(one.deliveries).toEqual([
       { id: deliveryId(sent[1]!.id, 'acme-crm'), connectionId: 'acme-crm', status: 'expired' },

@@ -1,0 +1,457 @@
+import { randomUUID } from 'node:crypto';
+import { Worker, type Job } from 'bullmq';
+import type { Logger } from 'pino';
+import type { Connection, StoredConnection } from '../config/connection-schema.js';
+import {
+  BATCH_JOB_PREFIX,
+  batchJobSchema,
+  partsOfDeliveryId,
+  type DeliveryJob,
+  type Verdict,
+} from '../domain/delivery.js';
+import type { BatchBuffer } from '../store/batch-buffer.js';
+import type { Admission, ConnectionControl } from '../store/connection-control.js';
+import type { LedgerRecords } from '../store/ledger.js';
+import type { Metrics } from '../observe/metrics.js';
+import {
+  templateContext,
+  type CompiledConnection,
+  type TemplateContext,
+} from '../templates/render-request.js';
+import {
+  authRefused,
+  refusedWhole,
+  unsentVerdict,
+  type AttemptInFlight,
+  type AttemptResult,
+  type Outcomes,
+} from './delivery-outcome.js';
+import { healthOf } from './delivery-health.js';
+import { exchange, type Exchange, type ExchangeDeps } from './exchange.js';
+import type { DeliveryQueues } from './queues.js';
+import { ruleValueResolver } from './rule-values.js';
+
+/** Gives one delivery a BullMQ job of its own (DeliveryProducer.handOver). */
+export type HandOver = (
+  deliveryId: string,
+  connection: Connection,
+  data: DeliveryJob,
+  delayMs?: number,
+) => Promise<void>;
+
+export interface BatchJobDeps {
+  ledger: LedgerRecords;
+  buffer: BatchBuffer;
+  handOver: HandOver;
+  control: ConnectionControl;
+  engine: { sandboxUrl: string };
+  logger: Logger;
+  metrics?: Metrics;
+  slowDown: (connectionId: string, ms: number) => Promise<void>;
+  clock: () => number;
+  sleep: (ms: number) => Promise<void>;
+  outcomes: Outcomes;
+  exchangeDeps: ExchangeDeps;
+  compile: (stored: StoredConnection) => CompiledConnection;
+  /** The processor's: the connection as it is now and its admission (holds a deleted or disabled one). */
+  admitted: (
+    connectionId: string,
+    log: Logger,
+    admit: (connection: Connection, version: number) => Promise<Admission>,
+  ) => Promise<{ stored: StoredConnection; admission: Exclude<Admission, { kind: 'stale' }> }>;
+  merged: (d: AttemptInFlight, into: string) => Promise<void>;
+  recordRefused: (d: AttemptInFlight, refused: NonNullable<Exchange['refused']>) => Promise<void>;
+  recordSplit: (d: AttemptInFlight, result: Exchange, verdict: Verdict, size: number) => Promise<number>;
+}
+
+/**
+ * Delivers a batch job: every delivery in it, in one request. Each delivery still gets its own
+ * admission to the duplicate window, its own attempt record and its own verdict (per-item results).
+ * One that is not delivered leaves the batch for a job of its own, which carries on exactly as a
+ * delivery sent alone: retried after its planned delay (in smaller batches when the CRM refused the
+ * whole request for its content), or kept as failed for replay. The request itself is admitted once
+ * (rate limit, circuit) and tells the circuit once how the CRM is.
+ */
+export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: string) => Promise<unknown> {
+  const { clock, outcomes } = deps;
+
+  return async function processBatch(job: Job): Promise<unknown> {
+    const { batch: batchId, connectionId } = batchJobSchema.parse(job.data);
+    const ids = await deps.buffer.members(batchId);
+    if (ids.length === 0) {
+      // Run again after it had finished (a worker crashed before BullMQ heard): nothing left.
+      await deps.buffer.close(connectionId, batchId);
+      return { deliveries: 0 };
+    }
+    const log = deps.logger.child({ batchId, connectionId });
+    const requestId = job.id!;
+    const current = await deps.admitted(connectionId, log, (connection, version) =>
+      deps.control.admit({ ...connection, dedupe: { window: 0 } }, requestId, '', clock(), { version }),
+    );
+    const { stored, admission } = current;
+    const control = stored.connection;
+    if (admission.kind === 'wait') {
+      // The whole batch waits at the head of the queue, as one delivery would; no attempt is spent.
+      deps.metrics?.rateLimitWaits.inc({ connection: connectionId, reason: admission.reason });
+      await deps.slowDown(connectionId, admission.waitMs);
+      throw Worker.RateLimitError();
+    }
+
+    // Every delivery is answered for before the batch closes: settled here, or handed over.
+    const answered = new Set<string>();
+    const handOver = async (id: string, data: DeliveryJob, delayMs?: number) => {
+      await deps.handOver(id, control, data, delayMs);
+      answered.add(id);
+    };
+    /** The request's own answer about the CRM (and the half-open probe it may hold). */
+    const settleRequest = async (health: 'up' | 'down' | 'neutral') =>
+      outcomes.announce(
+        control,
+        await deps.control.settle(control, requestId, '', health, { releaseClaim: false }, clock()),
+        {},
+      );
+    try {
+      if (!control.batch) {
+        // No longer batched: each delivery goes on as a job of its own.
+        for (const id of ids) await handOver(id, {});
+        await settleRequest('neutral');
+        await deps.buffer.close(connectionId, batchId);
+        return { deliveries: ids.length, handedOver: ids.length };
+      }
+      if (admission.kind === 'go' && admission.waitMs > 0) await deps.sleep(admission.waitMs);
+      const startedAt = clock();
+      const records = await deps.ledger.getMany(ids.map((id) => partsOfDeliveryId(id).unsubscribeId));
+      let items: AttemptInFlight[] = [];
+      for (const [i, id] of ids.entries()) {
+        const unsubscribeId = partsOfDeliveryId(id).unsubscribeId;
+        const unsubscribe = records[i]?.unsubscribe;
+        if (!unsubscribe) {
+          const reason = `unsubscribe ${unsubscribeId} is no longer in the ledger (RETENTION_UNSUBSCRIBES): nothing to deliver`;
+          await outcomes.record(
+            { deliveryId: id, unsubscribeId, startedAt, version: stored.version },
+            { verdict: 'fail', errorCode: 'UNSUBSCRIBE_EXPIRED', reason },
+            0,
+          );
+          await handOver(id, { priorAttempts: 1, failedAs: { code: 'UNSUBSCRIBE_EXPIRED', reason } });
+          continue;
+        }
+        items.push({
+          deliveryId: id,
+          unsubscribeId,
+          unsubscribe,
+          connectionId,
+          connection: control,
+          control,
+          version: stored.version,
+          attemptNumber: 1,
+          startedAt,
+          log: log.child({ deliveryId: id, unsubscribeId }),
+        });
+      }
+      if (control.dedupe.window > 0) items = await withoutDuplicates(items, control, answered);
+      if (items.length === 0) {
+        await settleRequest('neutral');
+        await deps.buffer.close(connectionId, batchId);
+        return { deliveries: ids.length, delivered: 0 };
+      }
+
+      const contexts: TemplateContext[] = items.map((d) =>
+        templateContext(d.unsubscribe, control, d.attemptNumber, deps.engine),
+      );
+      const resolvers = contexts.map((context) => ruleValueResolver(context));
+      let result: Exchange;
+      try {
+        result = await exchange(
+          deps.exchangeDeps,
+          control,
+          deps.compile(stored),
+          contexts[0]!,
+          resolvers[0]!,
+          {
+            contexts,
+            resolvers,
+          },
+        );
+      } catch (error) {
+        // Rendering or the OAuth2 token failed before anything reached the CRM.
+        const verdict = unsentVerdict(error);
+        for (const d of items)
+          await carryOn(
+            d,
+            await outcomes.conclude(d, verdict, undefined, undefined, clock() - startedAt, 'neutral'),
+          );
+        await settleRequest('neutral');
+        await deps.buffer.close(connectionId, batchId);
+        return { deliveries: ids.length, delivered: 0 };
+      }
+      if (result.refused) for (const d of items) await deps.recordRefused(d, result.refused);
+      deps.metrics?.attemptSeconds.observe({ connection: connectionId }, result.outcome.durationMs / 1000);
+      const requestVerdict = authRefused(result.verdict);
+      if (items.length > 1 && refusedWhole(result)) {
+        // Refused for what is in it: the deliveries go on in halves, each as a job of its own
+        // (src/queue/processor.ts splits further), without spending an attempt.
+        for (const d of items) {
+          const splitTo = await deps.recordSplit(d, result, requestVerdict, items.length);
+          await handOver(d.deliveryId, { batchSplit: splitTo });
+        }
+        await settleRequest('neutral');
+        await deps.buffer.close(connectionId, batchId);
+        return { deliveries: ids.length, delivered: 0, split: items.length };
+      }
+      await settleRequest(healthOf(requestVerdict, result.outcome));
+      let delivered = 0;
+      let throttledFor = 0;
+      const concluded = await Promise.all(
+        items.map((d, i) =>
+          outcomes.conclude(
+            d,
+            authRefused(result.verdicts[i] ?? result.verdict),
+            result.request,
+            result.outcome,
+            result.outcome.durationMs,
+            'neutral',
+          ),
+        ),
+      );
+      for (const [i, outcome] of concluded.entries()) {
+        const d = items[i]!;
+        if (outcome.kind === 'delivered') {
+          delivered += 1;
+          answered.add(d.deliveryId);
+        } else await carryOn(d, outcome);
+        if (outcome.kind === 'retry' && outcome.rateLimited)
+          throttledFor = Math.max(throttledFor, outcome.delayMs);
+      }
+      if (throttledFor > 0) await outcomes.throttled(connectionId, throttledFor, items[0]!.deliveryId);
+      await deps.buffer.close(connectionId, batchId);
+      log.info(
+        {
+          deliveries: ids.length,
+          delivered,
+          status: result.outcome.kind === 'response' ? result.outcome.status : undefined,
+        },
+        'batch sent',
+      );
+      return { deliveries: ids.length, delivered };
+    } catch (error) {
+      // Whatever went wrong, no delivery is left inside a batch nobody will run: those not yet
+      // answered for go on as jobs of their own, which retry and record on their own.
+      log.error({ err: error }, 'batch job failed; its deliveries go on one job each');
+      for (const id of ids) if (!answered.has(id)) await handOver(id, {});
+      await deps.buffer.close(connectionId, batchId);
+      return { deliveries: ids.length, handedOver: ids.length - answered.size };
+    }
+
+    /** A delivery the batch did not deliver goes on in a job of its own. */
+    async function carryOn(d: AttemptInFlight, outcome: AttemptResult): Promise<void> {
+      if (outcome.kind === 'delivered') return void answered.add(d.deliveryId);
+      if (outcome.kind === 'failed')
+        return handOver(d.deliveryId, {
+          priorAttempts: d.attemptNumber,
+          failedAs: { code: outcome.code, reason: outcome.reason },
+        });
+      // A CRM's throttle spends no attempt; a retry spent this one.
+      return handOver(
+        d.deliveryId,
+        outcome.rateLimited ? {} : { priorAttempts: d.attemptNumber },
+        outcome.delayMs,
+      );
+    }
+  };
+
+  /** Takes each delivery's duplicate claim; a duplicate is recorded as merged and leaves the batch. */
+  async function withoutDuplicates(
+    items: AttemptInFlight[],
+    control: Connection,
+    answered: Set<string>,
+  ): Promise<AttemptInFlight[]> {
+    // Only the window: the request took the rate limit and the circuit.
+    const claimOnly = { ...control, limits: {}, circuit: { ...control.circuit, enabled: false } };
+    const now = clock();
+    const admissions = await Promise.all(
+      items.map((d) => deps.control.admit(claimOnly, d.deliveryId, d.unsubscribe.email, now)),
+    );
+    const going: AttemptInFlight[] = [];
+    for (const [i, admission] of admissions.entries()) {
+      const d = items[i]!;
+      if (admission.kind === 'merged') {
+        await deps.merged(d, admission.into);
+        answered.add(d.deliveryId);
+      } else going.push(d);
+    }
+    return going;
+  }
+}
+
+/** Deliveries put in one batch when a connection that is no longer batched still has some waiting. */
+const HAND_OVER_BATCH = 500;
+/** Batches a connection has formed and not finished, across processes, when `limits.concurrency` does not say. */
+export const BATCHES_OPEN = 8;
+/** A batch open this long with no job was formed by a process that stopped before adding it. */
+const ORPHAN_AFTER_MS = 30_000;
+
+export interface BatchFormerDeps {
+  buffer: BatchBuffer;
+  queues: DeliveryQueues;
+  handOver: HandOver;
+  logger: Logger;
+  clock?: () => number;
+}
+
+/**
+ * Puts a connection's waiting deliveries into batches, in this process: a batch when `maxSize`
+ * are waiting, or `maxWait` after the first of them was seen, while fewer than `limits.concurrency`
+ * (or BATCHES_OPEN) batches are open. Each batch becomes one BullMQ job on the connection's queue.
+ * Nothing is formed while the queue is paused or the connection disabled, so a held backlog stays
+ * in the buffer, where a move or discard takes it. Several processes form at once safely: a batch
+ * takes its deliveries out of the buffer in one script.
+ */
+export class BatchFormer {
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private running: Promise<void> | undefined;
+  private again = false;
+  private closed = false;
+  private firstSeenAt: number | undefined;
+  private lastRecovery = 0;
+  private readonly clock: () => number;
+
+  constructor(
+    private readonly deps: BatchFormerDeps,
+    private connection: Connection,
+  ) {
+    this.clock = deps.clock ?? Date.now;
+  }
+
+  start(): void {
+    this.schedule(0);
+  }
+
+  update(connection: Connection): void {
+    this.connection = connection;
+    this.nudge();
+  }
+
+  /** Look now (a batch finished, so another may open). */
+  nudge(): void {
+    if (this.closed) return;
+    if (this.running) this.again = true;
+    else this.schedule(0);
+  }
+
+  async stop(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.running;
+  }
+
+  private schedule(ms: number): void {
+    if (this.closed) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.running = this.tick().finally(() => {
+        this.running = undefined;
+      });
+    }, ms);
+    this.timer.unref();
+  }
+
+  private async tick(): Promise<void> {
+    let waiting = false;
+    try {
+      if (this.clock() - this.lastRecovery >= ORPHAN_AFTER_MS) {
+        this.lastRecovery = this.clock();
+        await this.recover();
+      }
+      waiting = await this.formWhatIsDue();
+    } catch (error) {
+      this.deps.logger.warn(
+        { err: error, connectionId: this.connection.id },
+        'batch former: Redis failed; trying again',
+      );
+    }
+    const again = this.again;
+    this.again = false;
+    const { batch } = this.connection;
+    const idle = batch ? Math.min(100, Math.max(5, Math.floor(batch.maxWait / 4))) : 1_000;
+    this.schedule(again ? 0 : waiting ? Math.min(idle, 20) : idle);
+  }
+
+  /** Forms the batches that are due; answers whether deliveries are still waiting. */
+  async formWhatIsDue(): Promise<boolean> {
+    const connection = this.connection;
+    const { buffer, queues } = this.deps;
+    if (!connection.enabled) return false;
+    const left0 = await buffer.length(connection.id);
+    if (left0 === 0) {
+      this.firstSeenAt = undefined;
+      return false;
+    }
+    const queue = queues.for(connection.id);
+    if (await queue.isPaused()) return false;
+    const now = this.clock();
+    this.firstSeenAt ??= now;
+    const maxSize = connection.batch?.maxSize ?? HAND_OVER_BATCH;
+    const cap = connection.limits.concurrency ?? BATCHES_OPEN;
+    let open = await buffer.openCount(connection.id);
+    let left = left0;
+    while (open < cap && left > 0) {
+      // A part-filled batch waits for more until maxWait after its first delivery was seen.
+      if (connection.batch && left < maxSize && now - this.firstSeenAt < connection.batch.maxWait) break;
+      const batchId = `${BATCH_JOB_PREFIX}${randomUUID()}`;
+      const took = await buffer.form(connection.id, batchId, maxSize, now);
+      if (took === 0) break;
+      await this.addJob(connection.id, batchId);
+      open += 1;
+      left -= took;
+    }
+    if (left <= 0) this.firstSeenAt = undefined;
+    return left > 0;
+  }
+
+  private async addJob(connectionId: string, batchId: string): Promise<void> {
+    await this.deps.queues.for(connectionId).add(
+      'batch',
+      { batch: batchId, connectionId },
+      {
+        jobId: batchId,
+        // A batch job only fails for Redis being away; after that its deliveries get jobs of their own (recover).
+        attempts: 5,
+        backoff: { type: 'connection' },
+        // Its deliveries keep their own records; a finished batch job is nothing to look at.
+        removeOnComplete: true,
+        removeOnFail: false,
+      },
+    );
+  }
+
+  /**
+   * Batches whose job never got added (the process stopped in between) get it now; those whose job
+   * failed, or is gone, hand their deliveries over to jobs of their own.
+   */
+  async recover(): Promise<void> {
+    const { buffer, queues, handOver } = this.deps;
+    const connection = this.connection;
+    const queue = queues.for(connection.id);
+    for (const { batchId, formedAt } of await buffer.open(connection.id)) {
+      if (this.clock() - formedAt < ORPHAN_AFTER_MS) continue;
+      const state = await queue.getJobState(batchId);
+      if (state === 'unknown' || state === 'failed' || state === 'completed') {
+        const members = await buffer.members(batchId);
+        if (state === 'unknown' && members.length > 0) {
+          await this.addJob(connection.id, batchId);
+          continue;
+        }
+        for (const id of members) await handOver(id, connection, {});
+        if (state === 'failed') await queue.remove(batchId);
+        await buffer.close(connection.id, batchId);
+        if (members.length > 0)
+          this.deps.logger.warn(
+            { connectionId: connection.id, batchId, deliveries: members.length, state },
+            'batch job %s: its deliveries go on one job each',
+            state,
+          );
+      }
+    }
+  }
+}

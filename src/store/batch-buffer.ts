@@ -1,0 +1,139 @@
+import type { Redis } from 'ioredis';
+import { partsOfDeliveryId } from '../domain/delivery.js';
+import type { Keyspace } from './keys.js';
+import { parseLedgerRecord } from './ledger.js';
+
+// KEYS: buffer, batch list, open batches. ARGV: most to take, batch id, now ms.
+// Moves up to ARGV[1] ids from the head of the buffer to the batch's own list and registers the
+// batch as open, in one step: an id is always in exactly one place.
+const FORM_SCRIPT = `
+local ids = redis.call('LPOP', KEYS[1], ARGV[1])
+if not ids then return 0 end
+redis.call('RPUSH', KEYS[2], unpack(ids))
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
+return #ids
+`;
+
+interface WithForm {
+  urFormBatch(
+    buffer: string,
+    list: string,
+    open: string,
+    max: number,
+    batchId: string,
+    now: number,
+  ): Promise<number>;
+}
+
+/**
+ * Where a batched connection's deliveries wait before they travel (issue 7). Ingest appends each
+ * delivery id to the connection's buffer, in the same MULTI as its ledger entry; a former
+ * (src/queue/batch-jobs.ts) moves up to `maxSize` of them at a time into a batch, a list of its own
+ * that one BullMQ job refers to. A batch stays open (in `openBatches`) until its job has settled
+ * every delivery in it, so a batch whose job was never added (a crash in between) is found again.
+ */
+export class BatchBuffer {
+  private readonly scripted: WithForm;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keyspace,
+  ) {
+    if (!('urFormBatch' in redis)) redis.defineCommand('urFormBatch', { numberOfKeys: 3, lua: FORM_SCRIPT });
+    this.scripted = redis as unknown as WithForm;
+  }
+
+  /** The command that appends one delivery, for the producer's MULTI. */
+  appendCommand(connectionId: string, deliveryId: string): [string, string[]] {
+    return ['rpush', [this.keys.batchBuffer(connectionId), deliveryId]];
+  }
+
+  /** Deliveries waiting to be put in a batch. */
+  async length(connectionId: string): Promise<number> {
+    return this.redis.llen(this.keys.batchBuffer(connectionId));
+  }
+
+  /** Waiting deliveries, oldest first. */
+  async waiting(connectionId: string, start = 0, stop = -1): Promise<string[]> {
+    return this.redis.lrange(this.keys.batchBuffer(connectionId), start, stop);
+  }
+
+  async isWaiting(connectionId: string, deliveryId: string): Promise<boolean> {
+    return (await this.redis.lpos(this.keys.batchBuffer(connectionId), deliveryId)) !== null;
+  }
+
+  /** Moves up to `max` waiting deliveries into the batch `batchId`; answers how many it took. */
+  async form(connectionId: string, batchId: string, max: number, now: number): Promise<number> {
+    return this.scripted.urFormBatch(
+      this.keys.batchBuffer(connectionId),
+      this.keys.batch(batchId),
+      this.keys.openBatches(connectionId),
+      max,
+      batchId,
+      now,
+    );
+  }
+
+  /** The delivery ids of one batch, in the order they were queued. */
+  async members(batchId: string): Promise<string[]> {
+    return this.redis.lrange(this.keys.batch(batchId), 0, -1);
+  }
+
+  /** Open batches (formed, not yet finished) with when each was formed, oldest first. */
+  async open(connectionId: string): Promise<Array<{ batchId: string; formedAt: number }>> {
+    const flat = await this.redis.zrange(this.keys.openBatches(connectionId), 0, -1, 'WITHSCORES');
+    const open: Array<{ batchId: string; formedAt: number }> = [];
+    for (let i = 0; i < flat.length; i += 2) open.push({ batchId: flat[i]!, formedAt: Number(flat[i + 1]) });
+    return open;
+  }
+
+  async openCount(connectionId: string): Promise<number> {
+    return this.redis.zcard(this.keys.openBatches(connectionId));
+  }
+
+  /** Every delivery of the open batches, with its batch (for backlog views and moves). */
+  async inOpenBatches(connectionId: string): Promise<Array<{ batchId: string; deliveryIds: string[] }>> {
+    const open = await this.open(connectionId);
+    return Promise.all(
+      open.map(async ({ batchId }) => ({ batchId, deliveryIds: await this.members(batchId) })),
+    );
+  }
+
+  /** The batch is done: every delivery in it is settled or has a job of its own. */
+  async close(connectionId: string, batchId: string): Promise<void> {
+    await this.redis
+      .multi()
+      .del(this.keys.batch(batchId))
+      .zrem(this.keys.openBatches(connectionId), batchId)
+      .exec();
+  }
+
+  /** Where a delivery with no job of its own is: waiting to be batched, in an open batch, or neither. */
+  async locate(deliveryId: string): Promise<'waiting' | 'in_batch' | undefined> {
+    const { connectionId } = partsOfDeliveryId(deliveryId);
+    if (await this.isWaiting(connectionId, deliveryId)) return 'waiting';
+    for (const { batchId } of await this.open(connectionId))
+      if ((await this.redis.lpos(this.keys.batch(batchId), deliveryId)) !== null) return 'in_batch';
+    return undefined;
+  }
+
+  /** When the oldest waiting delivery's unsubscribe was accepted (ms), if one waits. */
+  async oldestWaitingSince(connectionId: string): Promise<number | undefined> {
+    const head = await this.redis.lindex(this.keys.batchBuffer(connectionId), 0);
+    if (!head) return undefined;
+    const record = parseLedgerRecord(
+      await this.redis.get(this.keys.unsubscribe(partsOfDeliveryId(head).unsubscribeId)),
+    );
+    return record ? Date.parse(record.unsubscribe.receivedAt) : undefined;
+  }
+
+  /** Takes one waiting delivery out (a backlog moved or discarded). */
+  async takeWaiting(connectionId: string, deliveryId: string): Promise<void> {
+    await this.redis.lrem(this.keys.batchBuffer(connectionId), 1, deliveryId);
+  }
+
+  /** Takes one delivery out of a batch whose job is not running (a backlog moved or discarded). */
+  async takeFromBatch(batchId: string, deliveryId: string): Promise<void> {
+    await this.redis.lrem(this.keys.batch(batchId), 1, deliveryId);
+  }
+}

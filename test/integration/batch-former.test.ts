@@ -1,0 +1,158 @@
+import { UnrecoverableError, Worker } from 'bullmq';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectionSchema, type Connection } from '../../src/config/connection-schema.js';
+import { createLogger } from '../../src/logging.js';
+import { BatchFormer } from '../../src/queue/batch-jobs.js';
+import { DeliveryProducer } from '../../src/queue/producer.js';
+import { DeliveryQueues, deliveryQueueName } from '../../src/queue/queues.js';
+import { BatchBuffer } from '../../src/store/batch-buffer.js';
+import { keyspace } from '../../src/store/keys.js';
+import { crmConnection } from '../helpers/engine.js';
+import { cleanPrefix, eventually, testRedis, uniquePrefix } from '../helpers/redis.js';
+
+// The batch former on the real Redis and BullMQ, with its clock in the test's hands: when batches
+// form, how many may be open, and what happens to a batch whose process stopped halfway.
+const prefix = uniquePrefix('batch-former');
+const redis = testRedis();
+const keys = keyspace(prefix);
+const queues = new DeliveryQueues(redis, keys);
+const buffer = new BatchBuffer(redis, keys);
+const producer = new DeliveryProducer(redis, queues, keys, { failedMs: 60_000, unsubscribesMs: 60_000 });
+const logger = createLogger('silent');
+let now = 1_000_000;
+
+function connection(id: string, extra: Record<string, unknown> = {}): Connection {
+  const base = crmConnection(id, 'http://127.0.0.1:9', { campaigns: [id] });
+  return connectionSchema.parse({
+    ...base,
+    batch: { maxSize: 10, maxWait: '1s' },
+    request: {
+      ...base.request,
+      url: 'http://127.0.0.1:9/v3/suppressions',
+      body: { json: { emails: [{ $each: '{{email}}' }] } },
+    },
+    ...extra,
+  });
+}
+
+function former(c: Connection): BatchFormer {
+  return new BatchFormer(
+    {
+      buffer,
+      queues,
+      handOver: (id, conn, data, delayMs) => producer.handOver(id, conn, data, delayMs),
+      logger,
+      clock: () => now,
+    },
+    c,
+  );
+}
+
+const deliveries = (connectionId: string, n: number, from = 0) =>
+  Array.from(
+    { length: n },
+    (_, i) => `00000000-0000-4000-8000-${String(from + i).padStart(12, '0')}:${connectionId}`,
+  );
+
+async function fill(connectionId: string, ids: string[]): Promise<void> {
+  await redis.rpush(keys.batchBuffer(connectionId), ...ids);
+}
+
+const batchSizes = async (connectionId: string) =>
+  Promise.all((await buffer.open(connectionId)).map(async (b) => (await buffer.members(b.batchId)).length));
+
+beforeAll(async () => {
+  await redis.ping();
+});
+
+afterAll(async () => {
+  await queues.close();
+  redis.disconnect();
+  await cleanPrefix(prefix);
+});
+
+describe('the batch former', () => {
+  it('forms full batches at once and a part-filled one only after maxWait', async () => {
+    const c = connection('sizes');
+    await fill('sizes', deliveries('sizes', 25));
+    const f = former(c);
+    expect(await f.formWhatIsDue()).toBe(true);
+    expect(await batchSizes('sizes')).toEqual([10, 10]);
+    now += 999;
+    expect(await f.formWhatIsDue()).toBe(true);
+    expect(await batchSizes('sizes')).toEqual([10, 10]);
+    now += 1;
+    expect(await f.formWhatIsDue()).toBe(false);
+    expect((await batchSizes('sizes')).sort()).toEqual([10, 10, 5]);
+    // Each batch is one BullMQ job on the connection's queue, naming its list.
+    for (const { batchId } of await buffer.open('sizes')) {
+      const job = await queues.for('sizes').getJob(batchId);
+      expect(job?.data).toEqual({ batch: batchId, connectionId: 'sizes' });
+    }
+    expect(await buffer.length('sizes')).toBe(0);
+  });
+
+  it('keeps no more batches open than limits.concurrency, and none while the queue is paused', async () => {
+    const c = connection('capped', { limits: { concurrency: 2 } });
+    await fill('capped', deliveries('capped', 50));
+    const f = former(c);
+    await f.formWhatIsDue();
+    expect(await buffer.openCount('capped')).toBe(2);
+    expect(await buffer.length('capped')).toBe(30);
+    const [first] = await buffer.open('capped');
+    await buffer.close('capped', first!.batchId);
+    await f.formWhatIsDue();
+    expect(await buffer.openCount('capped')).toBe(2);
+    expect(await buffer.length('capped')).toBe(20);
+
+    await queues.for('capped').pause();
+    for (const { batchId } of await buffer.open('capped')) await buffer.close('capped', batchId);
+    await f.formWhatIsDue();
+    expect(await buffer.openCount('capped')).toBe(0);
+    expect(await buffer.length('capped')).toBe(20);
+  });
+
+  it('gives a batch formed by a process that stopped before adding its job that job', async () => {
+    const c = connection('orphan');
+    await fill('orphan', deliveries('orphan', 3));
+    expect(await buffer.form('orphan', 'batch-orphaned', 10, now)).toBe(3);
+    const f = former(c);
+    await f.recover();
+    // Too young to be an orphan: its process may be adding the job right now.
+    expect(await queues.for('orphan').getJobState('batch-orphaned')).toBe('unknown');
+    now += 30_000;
+    await f.recover();
+    expect(await queues.for('orphan').getJobState('batch-orphaned')).toBe('waiting');
+    expect(await buffer.members('batch-orphaned')).toHaveLength(3);
+  });
+
+  it('hands the deliveries of a batch whose job failed over to jobs of their own', async () => {
+    const c = connection('failing');
+    const ids = deliveries('failing', 4);
+    await fill('failing', ids);
+    const f = former(c);
+    await f.formWhatIsDue();
+    now += 1_000;
+    await f.formWhatIsDue();
+    const [open] = await buffer.open('failing');
+    // A batch job that fails for good (BullMQ gave up on it).
+    const worker = new Worker(
+      deliveryQueueName('failing'),
+      async () => {
+        throw new UnrecoverableError('Redis went away');
+      },
+      { connection: redis.duplicate(), prefix: keys.bullPrefix },
+    );
+    await eventually(
+      'the batch job failed',
+      async () => (await queues.for('failing').getJobState(open!.batchId)) === 'failed',
+    );
+    await worker.close();
+    now += 30_000;
+    await f.recover();
+    const jobs = await Promise.all(ids.map((id) => queues.for('failing').getJob(id)));
+    expect(jobs.map((job) => job?.data)).toEqual(ids.map(() => ({})));
+    expect(await queues.for('failing').getJob(open!.batchId)).toBeUndefined();
+    expect(await buffer.openCount('failing')).toBe(0);
+  });
+});

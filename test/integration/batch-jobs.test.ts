@@ -1,0 +1,214 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ConnectionInput } from '../../src/config/connection-schema.js';
+import { keyspace } from '../../src/store/keys.js';
+import type { Backlog } from '../../src/store/backlogs.js';
+import { crmConnection, startTestEngine, type TestEngine } from '../helpers/engine.js';
+import { startFakeCrm, type FakeCrm } from '../helpers/crm-server.js';
+import { eventually, uniquePrefix } from '../helpers/redis.js';
+
+// Batch jobs (issue 7): a batched connection's deliveries wait in its buffer, travel many to one
+// BullMQ job, and get a job of their own only when they leave the batch undelivered.
+const ADMIN = 'test-admin-token-0123456789';
+let engine: TestEngine;
+const crms: Record<string, FakeCrm> = {};
+const names = ['bulk', 'flaky', 'down', 'peritem', 'held', 'heir', 'dedupe'] as const;
+type Name = (typeof names)[number];
+
+const emailsIn = (body: string) => (JSON.parse(body) as { emails: string[] }).emails;
+
+function batched(name: Name, overrides: Partial<ConnectionInput> = {}): ConnectionInput {
+  const base = crmConnection(name, crms[name]!.url, { campaigns: [name], dedupe: { window: 0 } });
+  return {
+    ...base,
+    batch: { maxSize: 10, maxWait: '100ms' },
+    request: {
+      ...base.request,
+      headers: {},
+      url: `${crms[name]!.url}/v3/suppressions`,
+      body: { json: { emails: [{ $each: '{{email}}' }] } },
+    },
+    retry: { attempts: 3, backoff: 'fixed', delay: '50ms', jitter: false },
+    ...overrides,
+  };
+}
+
+async function send(campaign: Name, emails: string[]): Promise<string[]> {
+  const ids: string[] = [];
+  for (const email of emails) {
+    const { status, body } = await engine.unsubscribe('acme', { email, campaign });
+    expect(status).toBe(201);
+    ids.push(`${body.id as string}:${campaign}`);
+  }
+  return ids;
+}
+
+const settled = (ids: string[]) =>
+  eventually('every delivery settled', async () => {
+    const all = await Promise.all(ids.map((id) => engine.records.get(id)));
+    return all.every((d) => d.status === 'succeeded' || d.status === 'failed') ? all : undefined;
+  });
+
+async function admin<T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
+  const response = await fetch(`${engine.url}/admin/v1${path}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${ADMIN}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  return { status: response.status, body: (await response.json()) as T };
+}
+
+const emails = (tag: string, n: number) => Array.from({ length: n }, (_, i) => `${tag}${i}@example.com`);
+const ownJob = (id: string) => engine.queues.ofDelivery(id).getJob(id);
+
+beforeAll(async () => {
+  process.env.TEST_CRM_TOKEN = 'batch-jobs-token';
+  for (const name of names) crms[name] = await startFakeCrm(() => ({ status: 202, body: '{}' }));
+  engine = await startTestEngine(uniquePrefix('batch-jobs'), [
+    batched('bulk'),
+    batched('flaky'),
+    batched('down', { retry: { attempts: 2, backoff: 'fixed', delay: '50ms', jitter: false } }),
+    batched('peritem', {
+      response: {
+        rules: [
+          {
+            when: { status: 200, json: { path: '$.invalid', contains: '{{email}}' } },
+            then: 'fail',
+            reason: 'the CRM rejected this address',
+          },
+          { when: { status: 200 }, then: 'success' },
+          { when: { status: 202 }, then: 'success' },
+        ],
+      },
+    }),
+    batched('held'),
+    batched('heir'),
+    batched('dedupe', { dedupe: { window: '1m' } }),
+  ]);
+});
+
+afterAll(async () => {
+  await engine?.close();
+  await Promise.all(Object.values(crms).map((crm) => crm.close()));
+});
+
+describe('batch jobs', () => {
+  it('deliver a batched connection many to a job: no delivery gets a job of its own, each gets its attempt', async () => {
+    const ids = await send('bulk', emails('b', 30));
+    const records = await settled(ids);
+    expect(records.map((d) => d.status)).toEqual(ids.map(() => 'succeeded'));
+    for (const record of records) {
+      expect(record.attempts).toHaveLength(1);
+      expect(record.attempts[0]).toMatchObject({ number: 1, verdict: 'success', status: 202 });
+      expect(record.finishedAt).toBeDefined();
+    }
+    expect(await Promise.all(ids.map(ownJob))).toEqual(ids.map(() => undefined));
+    const requests = crms.bulk!.received;
+    expect(requests.flatMap((r) => emailsIn(r.body)).sort()).toEqual(emails('b', 30).sort());
+    expect(requests.length).toBeLessThanOrEqual(6);
+    // Nothing is left behind: the buffer is empty and every batch closed.
+    const keys = keyspace(engine.prefix);
+    expect(await engine.redis.llen(keys.batchBuffer('bulk'))).toBe(0);
+    expect(await engine.redis.zcard(keys.openBatches('bulk'))).toBe(0);
+    // The unsubscribe's own view says the same.
+    const unsubscribeId = ids[0]!.split(':')[0]!;
+    const view = await admin<{ deliveries: Array<{ status: string }> }>(
+      'GET',
+      `/accounts/acme/unsubscribes/${unsubscribeId}`,
+    );
+    expect(view.body.deliveries).toEqual([expect.objectContaining({ status: 'succeeded' })]);
+  });
+
+  it('hand a delivery the CRM did not take over to a job of its own, which counts the batch attempt', async () => {
+    crms.flaky!.respond((_request, index) =>
+      index === 0 ? { status: 503, body: '{"error":"busy"}' } : { status: 202, body: '{}' },
+    );
+    const ids = await send('flaky', emails('f', 4));
+    const records = await settled(ids);
+    for (const record of records) {
+      expect(record.status).toBe('succeeded');
+      expect(record.attempts.map((a) => [a.number, a.verdict, a.status])).toEqual([
+        [1, 'retry', 503],
+        [2, 'success', 202],
+      ]);
+      expect(record.attemptsMade).toBe(2);
+    }
+    expect((await Promise.all(ids.map(ownJob))).every(Boolean)).toBe(true);
+  });
+
+  it("give up after the policy's attempts in all, the batch's included, and the failed delivery replays", async () => {
+    crms.down!.respond(() => ({ status: 503, body: '{"error":"down"}' }));
+    const [id] = await send('down', ['d0@example.com']);
+    const [record] = await settled([id!]);
+    expect(record!.status).toBe('failed');
+    expect(record!.attempts.map((a) => a.verdict)).toEqual(['retry', 'fail']);
+    expect(record!.failedReason).toMatch(/^HTTP_STATUS:/);
+
+    crms.down!.respond(() => ({ status: 202, body: '{}' }));
+    expect((await admin('POST', `/deliveries/${id}/replay`)).status).toBe(202);
+    const replayed = await eventually('the replay delivered', async () => {
+      const d = await engine.records.get(id!);
+      return d.status === 'succeeded' ? d : undefined;
+    });
+    expect(replayed.attempts.at(-1)).toMatchObject({ verdict: 'success' });
+  });
+
+  it('keep a delivery refused in the batch (per-item) failed, in a job of its own that replays', async () => {
+    crms.peritem!.respond(() => ({ status: 200, body: '{"invalid":["bad@example.com"]}' }));
+    const ids = await send('peritem', ['ok@example.com', 'bad@example.com']);
+    const records = await settled(ids);
+    expect(records.map((d) => d.status)).toEqual(['succeeded', 'failed']);
+    const bad = records[1]!;
+    expect(bad.attempts).toHaveLength(1);
+    expect(bad.failedReason).toContain('the CRM rejected this address');
+    expect(bad.attemptsMade).toBe(1);
+
+    crms.peritem!.respond(() => ({ status: 202, body: '{}' }));
+    expect((await admin('POST', `/deliveries/${bad.id}/replay`)).status).toBe(202);
+    const replayed = await eventually('the replay delivered', async () => {
+      const d = await engine.records.get(bad.id);
+      return d.status === 'succeeded' ? d : undefined;
+    });
+    expect(replayed.attempts.map((a) => a.verdict)).toEqual(['fail', 'success']);
+    expect(crms.peritem!.received.at(-1)!.body).toContain('bad@example.com');
+  });
+
+  it('leave a paused connection’s deliveries waiting in the buffer, counted, listed and movable', async () => {
+    expect((await admin('POST', '/connections/held/pause', { reason: 'CRM migration' })).status).toBe(200);
+    const ids = await send('held', emails('h', 4));
+    // Longer than maxWait: a paused connection forms no batch.
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(crms.held!.received).toHaveLength(0);
+    const backlog = (await admin<Backlog>('GET', '/connections/held/backlog')).body;
+    expect(backlog.counts).toMatchObject({ paused: 4, waiting: 0 });
+    expect(backlog.oldestPendingAgeSeconds).toBeGreaterThan(0);
+    expect((await engine.records.get(ids[0]!)).status).toBe('pending');
+    const pending = await engine.records.list({ connection: 'held', status: 'pending' });
+    expect(pending.map((d) => d.id).sort()).toEqual([...ids].sort());
+
+    const moved = await admin<{ moved: number }>('POST', '/connections/held/backlog/move', {
+      to: 'heir',
+      confirm: true,
+    });
+    expect(moved).toMatchObject({ status: 202, body: { moved: 4 } });
+    await eventually(
+      'the heir delivered them',
+      () => crms.heir!.received.flatMap((r) => emailsIn(r.body)).length === 4,
+    );
+    expect(await engine.redis.llen(keyspace(engine.prefix).batchBuffer('held'))).toBe(0);
+    const old = await engine.records.get(ids[0]!).catch((error: Error) => error);
+    expect(String(old)).toContain('moved by');
+  });
+
+  it('merge a duplicate within the window, even inside one batch', async () => {
+    const ids = await send('dedupe', ['same@example.com', 'same@example.com', 'other@example.com']);
+    const records = await settled(ids);
+    expect(records.map((d) => d.status)).toEqual(['succeeded', 'succeeded', 'succeeded']);
+    const sent = crms.dedupe!.received.flatMap((r) => emailsIn(r.body));
+    expect(sent.filter((e) => e === 'same@example.com')).toHaveLength(1);
+    const merged = records.filter((d) => d.attempts.some((a) => a.mergedInto));
+    expect(merged).toHaveLength(1);
+  });
+});
