@@ -46,6 +46,8 @@ export interface BatchJobDeps {
   control: ConnectionControl;
   engine: { sandboxUrl: string };
   logger: Logger;
+  /** How long succeeded deliveries are listed (RETENTION_SUCCEEDED). */
+  retention: { succeededMs: number };
   metrics?: Metrics;
   slowDown: (connectionId: string, ms: number) => Promise<void>;
   clock: () => number;
@@ -99,6 +101,8 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
 
     // Every delivery is answered for before the batch closes: settled here, or handed over.
     const answered = new Set<string>();
+    // Delivered here (or merged into one that was): listed as succeeded once the batch closes.
+    const delivered: string[] = [];
     const handOver = async (id: string, data: DeliveryJob, delayMs?: number) => {
       await deps.handOver(id, control, data, delayMs);
       answered.add(id);
@@ -115,7 +119,7 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
         // No longer batched: each delivery goes on as a job of its own.
         for (const id of ids) await handOver(id, {});
         await settleRequest('neutral');
-        await deps.buffer.close(connectionId, batchId);
+        await finish();
         return { deliveries: ids.length, handedOver: ids.length };
       }
       if (admission.kind === 'go' && admission.waitMs > 0) await deps.sleep(admission.waitMs);
@@ -145,13 +149,14 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
           version: stored.version,
           attemptNumber: 1,
           startedAt,
+          inBatch: true,
           log: log.child({ deliveryId: id, unsubscribeId }),
         });
       }
-      if (control.dedupe.window > 0) items = await withoutDuplicates(items, control, answered);
+      if (control.dedupe.window > 0) items = await withoutDuplicates(items, control, answered, delivered);
       if (items.length === 0) {
         await settleRequest('neutral');
-        await deps.buffer.close(connectionId, batchId);
+        await finish();
         return { deliveries: ids.length, delivered: 0 };
       }
 
@@ -181,7 +186,7 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
             await outcomes.conclude(d, verdict, undefined, undefined, clock() - startedAt, 'neutral'),
           );
         await settleRequest('neutral');
-        await deps.buffer.close(connectionId, batchId);
+        await finish();
         return { deliveries: ids.length, delivered: 0 };
       }
       if (result.refused) for (const d of items) await deps.recordRefused(d, result.refused);
@@ -195,11 +200,10 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
           await handOver(d.deliveryId, { batchSplit: splitTo });
         }
         await settleRequest('neutral');
-        await deps.buffer.close(connectionId, batchId);
+        await finish();
         return { deliveries: ids.length, delivered: 0, split: items.length };
       }
       await settleRequest(healthOf(requestVerdict, result.outcome));
-      let delivered = 0;
       let throttledFor = 0;
       const concluded = await Promise.all(
         items.map((d, i) =>
@@ -215,36 +219,42 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
       );
       for (const [i, outcome] of concluded.entries()) {
         const d = items[i]!;
-        if (outcome.kind === 'delivered') {
-          delivered += 1;
-          answered.add(d.deliveryId);
-        } else await carryOn(d, outcome);
+        await carryOn(d, outcome);
         if (outcome.kind === 'retry' && outcome.rateLimited)
           throttledFor = Math.max(throttledFor, outcome.delayMs);
       }
       if (throttledFor > 0) await outcomes.throttled(connectionId, throttledFor, items[0]!.deliveryId);
-      await deps.buffer.close(connectionId, batchId);
+      await finish();
       log.info(
         {
           deliveries: ids.length,
-          delivered,
+          delivered: delivered.length,
           status: result.outcome.kind === 'response' ? result.outcome.status : undefined,
         },
         'batch sent',
       );
-      return { deliveries: ids.length, delivered };
+      return { deliveries: ids.length, delivered: delivered.length };
     } catch (error) {
       // Whatever went wrong, no delivery is left inside a batch nobody will run: those not yet
       // answered for go on as jobs of their own, which retry and record on their own.
       log.error({ err: error }, 'batch job failed; its deliveries go on one job each');
       for (const id of ids) if (!answered.has(id)) await handOver(id, {});
-      await deps.buffer.close(connectionId, batchId);
+      await finish();
       return { deliveries: ids.length, handedOver: ids.length - answered.size };
+    }
+
+    /** Lists what was delivered, then closes the batch (every delivery in it is answered for). */
+    async function finish(): Promise<void> {
+      await deps.buffer.noteDelivered(connectionId, delivered, clock(), deps.retention.succeededMs);
+      await deps.buffer.close(connectionId, batchId);
     }
 
     /** A delivery the batch did not deliver goes on in a job of its own. */
     async function carryOn(d: AttemptInFlight, outcome: AttemptResult): Promise<void> {
-      if (outcome.kind === 'delivered') return void answered.add(d.deliveryId);
+      if (outcome.kind === 'delivered') {
+        delivered.push(d.deliveryId);
+        return void answered.add(d.deliveryId);
+      }
       if (outcome.kind === 'failed')
         return handOver(d.deliveryId, {
           priorAttempts: d.attemptNumber,
@@ -264,6 +274,7 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
     items: AttemptInFlight[],
     control: Connection,
     answered: Set<string>,
+    delivered: string[],
   ): Promise<AttemptInFlight[]> {
     // Only the window: the request took the rate limit and the circuit.
     const claimOnly = { ...control, limits: {}, circuit: { ...control.circuit, enabled: false } };
@@ -277,6 +288,7 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
       if (admission.kind === 'merged') {
         await deps.merged(d, admission.into);
         answered.add(d.deliveryId);
+        delivered.push(d.deliveryId);
       } else going.push(d);
     }
     return going;

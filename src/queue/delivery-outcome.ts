@@ -33,6 +33,11 @@ export interface AttemptInFlight extends AttemptIdentity {
   control: Connection;
   attemptNumber: number;
   log: Logger;
+  /**
+   * It travelled in a batch job, whose request settles the CRM's health (and its probe) once: an
+   * attempt with nothing to say about health, and no claim to give back, is only written.
+   */
+  inBatch?: boolean;
 }
 
 /**
@@ -101,6 +106,8 @@ export function createOutcomes(deps: OutcomeDeps) {
     outcome: HealthOutcome,
     final: boolean,
   ) => {
+    if (d.inBatch && outcome === 'neutral' && !(final && d.control.dedupe.window > 0))
+      return record(d, fields, durationMs);
     const [settled] = await Promise.all([
       deps.control.settle(
         d.control,

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { attemptSchema, type Attempt } from '../domain/delivery.js';
 import type { Keyspace } from './keys.js';
+import { TurnBatch, eachItemCall, forEachItem, type ScriptItem } from './turn-batch.js';
 
 /** Enough history to see a pattern at 3 a.m., bounded so a delivery retried for days cannot grow forever. */
 const MAX_ATTEMPTS_KEPT = 100;
@@ -45,21 +46,23 @@ export interface AttemptWrite {
 
 /** Attempt records, one Redis list per delivery, expiring with the delivery's retention. */
 // Registered as a command so ioredis sends the script once and EVALSHA after: this runs for every
-// attempt, on the delivery hot path.
-interface WithAppendAttempt {
-  urAppendAttempt(key: string, counter: string, record: string, keep: number, ttlMs: number): Promise<number>;
+// attempt, on the delivery hot path, and every append made in one turn of the event loop goes in one
+// call (a batch job records up to maxSize at once).
+interface WithAppendAttempts {
+  urAppendAttempts(numberOfKeys: number, ...keysThenArgs: (string | number)[]): Promise<number[]>;
 }
 
 export class AttemptStore {
-  private readonly scripted: WithAppendAttempt;
+  private readonly appends: TurnBatch<ScriptItem, number>;
 
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keyspace,
   ) {
-    if (!('urAppendAttempt' in redis))
-      redis.defineCommand('urAppendAttempt', { numberOfKeys: 2, lua: APPEND_SCRIPT });
-    this.scripted = redis as unknown as WithAppendAttempt;
+    if (!('urAppendAttempts' in redis))
+      redis.defineCommand('urAppendAttempts', { lua: forEachItem(APPEND_SCRIPT, 2, 3) });
+    const scripted = redis as unknown as WithAppendAttempts;
+    this.appends = new TurnBatch(eachItemCall(redis, scripted.urAppendAttempts, 2));
   }
 
   /** Appends the attempt and returns its number (1-based, counting replays too). */
@@ -68,7 +71,7 @@ export class AttemptStore {
   }
 
   async write(w: AttemptWrite): Promise<number> {
-    return this.scripted.urAppendAttempt(w.list, w.counter, w.record, w.keep, w.ttlMs);
+    return this.appends.call({ keys: [w.list, w.counter], args: [w.record, w.keep, w.ttlMs] });
   }
 
   /** The attempt as a write, for `write` or for a script that also does other work. */

@@ -136,4 +136,42 @@ export class BatchBuffer {
   async takeFromBatch(batchId: string, deliveryId: string): Promise<void> {
     await this.redis.lrem(this.keys.batch(batchId), 1, deliveryId);
   }
+
+  /**
+   * Notes deliveries a batch job delivered, kept as long as succeeded deliveries are: a delivered
+   * job lists an unbatched delivery as succeeded, and this lists a batched one.
+   */
+  async noteDelivered(
+    connectionId: string,
+    deliveryIds: readonly string[],
+    now: number,
+    keepMs: number,
+  ): Promise<void> {
+    if (deliveryIds.length === 0) return;
+    const key = this.keys.batchDelivered(connectionId);
+    await this.redis
+      .multi()
+      .zadd(key, ...deliveryIds.flatMap((id) => [now, id]))
+      .zremrangebyscore(key, '-inf', now - keepMs)
+      .pexpire(key, keepMs)
+      .exec();
+  }
+
+  /** Deliveries batch jobs delivered, newest first, with when. */
+  async delivered(
+    connectionId: string,
+    start: number,
+    stop: number,
+  ): Promise<Array<{ deliveryId: string; at: number }>> {
+    const flat = await this.redis.zrange(
+      this.keys.batchDelivered(connectionId),
+      start,
+      stop,
+      'REV',
+      'WITHSCORES',
+    );
+    const out: Array<{ deliveryId: string; at: number }> = [];
+    for (let i = 0; i < flat.length; i += 2) out.push({ deliveryId: flat[i]!, at: Number(flat[i + 1]) });
+    return out;
+  }
 }

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Connection } from '../config/connection-schema.js';
 import { appendAttemptLua, type AttemptWrite } from './attempt-store.js';
-import { TurnBatch, forEachItem } from './turn-batch.js';
+import { TurnBatch, eachItemCall, forEachItem, type ScriptItem } from './turn-batch.js';
 import type { Keyspace } from './keys.js';
 
 /**
@@ -199,12 +199,6 @@ export interface ControlStatus {
   paused?: { by: string; at: string; reason: string };
 }
 
-/** One script call's keys and arguments (several go into one `forEachItem` call). */
-interface ScriptItem {
-  keys: string[];
-  args: (string | number)[];
-}
-
 interface WithControlScripts {
   urAdmitEach(numberOfKeys: number, ...keysThenArgs: (string | number)[]): Promise<string[][]>;
   urSettleEach(numberOfKeys: number, ...keysThenArgs: (string | number)[]): Promise<(string | number)[][]>;
@@ -232,22 +226,10 @@ export class ConnectionControl {
     if (!('urSettleEach' in redis))
       redis.defineCommand('urSettleEach', { lua: forEachItem(SETTLE_SCRIPT, SETTLE_KEYS, SETTLE_ARGS) });
     const scripted = redis as unknown as WithControlScripts;
-    // Items are laid end to end: `admit` and `settle` below build each with exactly the script's
-    // number of keys and arguments (the test 'admissions made in one turn' would see a shift).
-    const send =
-      <T>(
-        command: (numberOfKeys: number, ...keysThenArgs: (string | number)[]) => Promise<T[]>,
-        keysPerItem: number,
-      ) =>
-      (items: ScriptItem[]) =>
-        command.call(
-          redis,
-          items.length * keysPerItem,
-          ...items.flatMap((item) => item.keys),
-          ...items.flatMap((item) => item.args),
-        );
-    this.admits = new TurnBatch(send(scripted.urAdmitEach, ADMIT_KEYS));
-    this.settles = new TurnBatch(send(scripted.urSettleEach, SETTLE_KEYS));
+    // `admit` and `settle` below build each item with exactly the script's number of keys and
+    // arguments (the test 'admissions made in one turn' would see a shift).
+    this.admits = new TurnBatch(eachItemCall(redis, scripted.urAdmitEach, ADMIT_KEYS));
+    this.settles = new TurnBatch(eachItemCall(redis, scripted.urSettleEach, SETTLE_KEYS));
   }
   private readonly admits: TurnBatch<ScriptItem, string[]>;
   private readonly settles: TurnBatch<ScriptItem, (string | number)[]>;

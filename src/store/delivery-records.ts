@@ -115,6 +115,32 @@ export class DeliveryRecords {
       if (status === 'pending' && found.length < limit)
         for (const summary of await this.batchedPending(connection, limit - found.length))
           if (matches(summary, filter)) found.push(summary);
+      if (status === 'succeeded' && found.length < limit)
+        for (const summary of await this.batchedDelivered(connection, filter, limit - found.length))
+          found.push(summary);
+    }
+    return found;
+  }
+
+  /** Deliveries batch jobs delivered (they have no job of their own), newest first. */
+  private async batchedDelivered(
+    connection: string,
+    filter: DeliveryFilter,
+    limit: number,
+  ): Promise<DeliverySummary[]> {
+    const found: DeliverySummary[] = [];
+    for (let start = 0; start < MAX_SCANNED && found.length < limit; start += PAGE) {
+      const page = await this.buffer.delivered(connection, start, start + PAGE - 1);
+      const records = await this.ledger.getMany(
+        page.map((d) => partsOfDeliveryId(d.deliveryId).unsubscribeId),
+      );
+      for (const [i, { deliveryId, at }] of page.entries()) {
+        const summary = batchedSummary(deliveryId, records[i]?.unsubscribe, 'succeeded', 1);
+        summary.finishedAt = new Date(at).toISOString();
+        if (matches(summary, filter)) found.push(summary);
+        if (found.length >= limit) break;
+      }
+      if (page.length < PAGE) break;
     }
     return found;
   }

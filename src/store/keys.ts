@@ -36,6 +36,8 @@ export function keyspace(prefix: string) {
     batchBuffer: (connectionId: string) => `${prefix}:batch-buffer:${connectionId}`,
     /** List of the delivery ids one batch job carries. */
     batch: (batchId: string) => `${prefix}:batch:${batchId}`,
+    /** Sorted set of the deliveries batch jobs delivered, by when (they have no job to list them by). */
+    batchDelivered: (connectionId: string) => `${prefix}:batch-delivered:${connectionId}`,
     /** Sorted set of a connection's batches formed and not yet finished, by when they were formed. */
     openBatches: (connectionId: string) => `${prefix}:batches:${connectionId}`,
     /** Hash of one connection's delivery control: circuit, failure counts, rate-limit schedule, pause. */

@@ -68,3 +68,27 @@ end
 return out
 `;
 }
+
+/** One item of a `forEachItem` script call: its keys and arguments. */
+export interface ScriptItem {
+  keys: string[];
+  args: (string | number)[];
+}
+
+/**
+ * Sends items to a registered `forEachItem` script, laid end to end: every item must carry exactly
+ * the script's number of keys and arguments (a short one shifts every item after it).
+ */
+export function eachItemCall<T>(
+  redis: object,
+  command: (numberOfKeys: number, ...keysThenArgs: (string | number)[]) => Promise<T[]>,
+  keysPerItem: number,
+): (items: ScriptItem[]) => Promise<T[]> {
+  return (items) =>
+    command.call(
+      redis,
+      items.length * keysPerItem,
+      ...items.flatMap((item) => item.keys),
+      ...items.flatMap((item) => item.args),
+    );
+}

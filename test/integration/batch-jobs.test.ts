@@ -105,6 +105,10 @@ describe('batch jobs', () => {
       expect(record.finishedAt).toBeDefined();
     }
     expect(await Promise.all(ids.map(ownJob))).toEqual(ids.map(() => undefined));
+    // Listed as succeeded all the same, though no job of their own lists them.
+    const listed = await engine.records.list({ connection: 'bulk', status: 'succeeded', limit: 100 });
+    expect(listed.map((d) => d.id).sort()).toEqual([...ids].sort());
+    expect(listed[0]).toMatchObject({ status: 'succeeded', account: 'acme', campaign: 'bulk' });
     const requests = crms.bulk!.received;
     expect(requests.flatMap((r) => emailsIn(r.body)).sort()).toEqual(emails('b', 30).sort());
     expect(requests.length).toBeLessThanOrEqual(6);
