@@ -49,9 +49,10 @@ function usefulInFlight(limits: Limits): number {
 }
 
 /**
- * Batches of a batched connection a process keeps filling or in flight. Two kept an instant CRM
- * busy, but against one that answers in 100 ms the next batch was still filling (a job at a time)
- * when the CRM was ready for it: 1,289/s with two, against ~2,000/s possible (docs/performance.md).
+ * Batches of a batched connection a process keeps filling or in flight from deliveries in jobs of
+ * their own (retries, splits, replays, backfills and moves; fresh ones travel in batch jobs, see
+ * src/queue/batch-jobs.ts). Two kept an instant CRM busy, but against one that answers in 100 ms
+ * the next batch was still filling (a job at a time) when the CRM was ready for it.
  */
 const BATCHES_IN_FLIGHT = 4;
 

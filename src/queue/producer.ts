@@ -33,16 +33,18 @@ export type AcceptResult =
  *   src/store/unsubscribes.ts), each trimmed to the retention and expiring with it, so a quiet
  *   account's or address's index goes too;
  * - the accounts and campaigns seen on unsubscribes (issue 5, src/store/campaigns.ts);
- * - the set of connections with a delivery queue.
- * KEYS: ledger, account index, email index, accounts, account campaigns, delivery queues. ARGV:
- * record, retention ms, now ms, oldest kept ms, id, account, campaign ('': none), campaign value,
- * connection ids...
+ * - the set of connections with a delivery queue;
+ * - each batched connection's delivery, appended to its batch buffer only when the ledger entry is
+ *   new: a list, unlike a job id, would take the same delivery twice when a request with an
+ *   Idempotency-Key is stored again.
+ * KEYS: ledger, account index, email index, accounts, account campaigns, delivery queues, batch
+ * buffers... ARGV: record, retention ms, now ms, oldest kept ms, id, account, campaign ('': none),
+ * campaign value, how many connection ids, connection ids..., a delivery id per batch buffer...
  */
 const RECORD_COMMAND = 'urRecordUnsubscribe';
 const RECORD_SCRIPT = {
-  keys: 6,
   lua: `
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX')
+local fresh = redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX')
 for i = 2, 3 do
   redis.call('ZADD', KEYS[i], 'NX', ARGV[3], ARGV[5])
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ARGV[4])
@@ -50,7 +52,11 @@ for i = 2, 3 do
 end
 redis.call('SADD', KEYS[4], ARGV[6])
 if ARGV[7] ~= '' then redis.call('HSETNX', KEYS[5], ARGV[7], ARGV[8]) end
-for i = 9, #ARGV do redis.call('SADD', KEYS[6], ARGV[i]) end
+local n = tonumber(ARGV[9])
+for i = 10, 9 + n do redis.call('SADD', KEYS[6], ARGV[i]) end
+if fresh then
+  for k = 7, #KEYS do redis.call('RPUSH', KEYS[k], ARGV[9 + n + k - 6]) end
+end
 return 1
 `,
 };
@@ -72,9 +78,10 @@ function fingerprint(request: UnsubscribeRequest): string {
 
 /**
  * Accepts an unsubscribe: the ledger entry, the account index and one delivery job per linked
- * connection go to Redis in ONE MULTI/EXEC, so either all of it is stored or none of it is, and the
- * caller's 201 means every delivery is queued. Job ids are `${unsubscribeId}:${connectionId}`, so a
- * repeated MULTI (an idempotent retry racing the first) queues nothing twice.
+ * connection (for a batched connection, an entry in its batch buffer) go to Redis in ONE MULTI/EXEC,
+ * so either all of it is stored or none of it is, and the caller's 201 means every delivery is queued.
+ * Job ids are `${unsubscribeId}:${connectionId}`, so a repeated MULTI (an idempotent retry racing the
+ * first) queues no job twice.
  */
 export class DeliveryProducer {
   constructor(
@@ -128,7 +135,7 @@ export class DeliveryProducer {
     }
   }
 
-  /** The ledger entry, the account index and every delivery job, in one MULTI/EXEC. */
+  /** The ledger entry, the account index and every delivery, in one MULTI/EXEC. */
   private async store(
     id: string,
     request: UnsubscribeRequest,
@@ -142,13 +149,17 @@ export class DeliveryProducer {
     // Jobs for several connections' queues go into one MULTI on the transactions client.
     const multi = (await this.queues.transactions({ [RECORD_COMMAND]: RECORD_SCRIPT })).multi();
     const nowMs = now.getTime();
+    // Fresh deliveries to batched connections wait in their batch buffers, to travel many to a job (issue 7).
+    const batched = connections.filter((c) => c.batch);
     multi.runCommand(RECORD_COMMAND, [
+      6 + batched.length,
       this.keys.unsubscribe(id),
       this.keys.accountUnsubscribes(request.account),
       emailUnsubscribesKey(this.keys, request.account, request.email),
       accountsKey(this.keys),
       campaignsKey(this.keys, request.account),
       this.keys.deliveryQueues,
+      ...batched.map((c) => this.keys.batchBuffer(c.id)),
       ledgerValue(record),
       this.retention.unsubscribesMs,
       nowMs,
@@ -157,16 +168,14 @@ export class DeliveryProducer {
       request.account,
       request.campaign ?? '',
       request.campaign ? seenCampaignValue(now) : '',
+      connections.length,
       ...connections.map((c) => c.id),
+      ...batched.map((c) => deliveryId(id, c.id)),
     ]);
-    // Each job refers (by its id) to the ledger entry written in this same MULTI. A batched
-    // connection's deliveries wait in its batch buffer instead, to travel many to a job (issue 7).
+    // Each job refers (by its id) to the ledger entry written in this same MULTI.
     const data: DeliveryJob = {};
     for (const connection of connections) {
-      if (connection.batch) {
-        multi.runCommand('rpush', [this.keys.batchBuffer(connection.id), deliveryId(id, connection.id)]);
-        continue;
-      }
+      if (connection.batch) continue;
       const job = new Job(
         this.queues.for(connection.id),
         connection.id,

@@ -99,7 +99,7 @@ export class DeliveryQueues {
    * accepted unsubscribe (a tenth of ingest's CPU in the profile, docs/performance.md). Jobs are
    * added with `Job.addJob` on this MULTI, exactly as before; only the client is lighter.
    */
-  async transactions(scripts: Record<string, { keys: number; lua: string }> = {}): Promise<IRedisClient> {
+  async transactions(scripts: Record<string, { keys?: number; lua: string }> = {}): Promise<IRedisClient> {
     if (!this.producer) {
       const raw = this.redis.duplicate({ connectionName: 'unsub-relay:producer' });
       raw.on('error', () => undefined); // a failed command reports it; the client reconnects
@@ -111,10 +111,14 @@ export class DeliveryQueues {
       this.producer = { raw, wrapped: createIORedisClient(raw) };
     }
     const producer = this.producer;
-    // The caller's own scripts, defined once, so its MULTI can run them beside the jobs.
+    // The caller's own scripts, defined once, so its MULTI can run them beside the jobs. One without
+    // `keys` takes its number of keys as its first argument.
     for (const [name, script] of Object.entries(scripts))
       if (!(name in producer.raw))
-        producer.raw.defineCommand(name, { numberOfKeys: script.keys, lua: script.lua });
+        producer.raw.defineCommand(name, {
+          ...(script.keys === undefined ? {} : { numberOfKeys: script.keys }),
+          lua: script.lua,
+        });
     // Waited for once (concurrent first callers share it); after that a dropped connection fails the
     // MULTI itself, at once (no offline queue), and the caller answers 503.
     producer.ready ??= waitReady(producer.raw, 2_000).catch((error: unknown) => {

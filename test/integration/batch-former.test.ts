@@ -71,6 +71,27 @@ afterAll(async () => {
   await cleanPrefix(prefix);
 });
 
+describe('ingest to a batched connection', () => {
+  it('appends a delivery to the buffer once, however often its unsubscribe is stored', async () => {
+    const c = connection('once');
+    const request = {
+      account: 'acme',
+      email: 'x@example.com',
+      campaign: 'once',
+      source: 'test',
+      attributes: {},
+    };
+    const first = await producer.accept(request, [c], 'key-1');
+    expect(first.outcome).toBe('accepted');
+    // The key's claim is gone (expired, or lost with a Redis failover): the same request is stored
+    // again, over a ledger entry that is already there.
+    await redis.del(keys.idempotency(first.id));
+    const second = await producer.accept(request, [c], 'key-1');
+    expect(second.id).toBe(first.id);
+    expect(await buffer.waiting('once')).toEqual([`${first.id}:once`]);
+  });
+});
+
 describe('the batch former', () => {
   it('forms full batches at once and a part-filled one only after maxWait', async () => {
     const c = connection('sizes');

@@ -11,7 +11,7 @@ import { eventually, uniquePrefix } from '../helpers/redis.js';
 const ADMIN = 'test-admin-token-0123456789';
 let engine: TestEngine;
 const crms: Record<string, FakeCrm> = {};
-const names = ['bulk', 'flaky', 'down', 'peritem', 'held', 'heir', 'dedupe'] as const;
+const names = ['bulk', 'flaky', 'down', 'peritem', 'held', 'heir', 'dedupe', 'unbatched'] as const;
 type Name = (typeof names)[number];
 
 const emailsIn = (body: string) => (JSON.parse(body) as { emails: string[] }).emails;
@@ -86,6 +86,7 @@ beforeAll(async () => {
     batched('held'),
     batched('heir'),
     batched('dedupe', { dedupe: { window: '1m' } }),
+    batched('unbatched'),
   ]);
 });
 
@@ -214,5 +215,31 @@ describe('batch jobs', () => {
     expect(sent.filter((e) => e === 'same@example.com')).toHaveLength(1);
     const merged = records.filter((d) => d.attempts.some((a) => a.mergedInto));
     expect(merged).toHaveLength(1);
+  });
+
+  it('send what waits in the buffer one request each once the connection is no longer batched', async () => {
+    expect(
+      (await admin('POST', '/connections/unbatched/pause', { reason: 'switching to single requests' }))
+        .status,
+    ).toBe(200);
+    const ids = await send('unbatched', emails('u', 3));
+    const { batch: _batch, ...single } = batched('unbatched');
+    const replaced = await admin('PUT', '/connections/unbatched', {
+      ...single,
+      request: {
+        ...single.request,
+        url: `${crms.unbatched!.url}/v3/suppressions/{{email}}`,
+        body: { json: { email: '{{email}}' } },
+      },
+    });
+    expect(replaced.status).toBe(200);
+    expect((await admin('POST', '/connections/unbatched/resume')).status).toBe(200);
+    const records = await settled(ids);
+    expect(records.map((d) => d.status)).toEqual(['succeeded', 'succeeded', 'succeeded']);
+    expect(crms.unbatched!.received.map((r) => r.path).sort()).toEqual(
+      emails('u', 3)
+        .map((e) => `/v3/suppressions/${e}`)
+        .sort(),
+    );
   });
 });
