@@ -156,8 +156,9 @@ export const batchDrain: Scenario = {
         ],
       },
       notes: [
-        'Against the instant CRM a request costs the engine only CPU, and batching saves only that part: every delivery is still one BullMQ job (fetched, locked, completed) with its own admission, ledger read and attempt record, so the job sets the ceiling; see docs/performance.md.',
-        `Against the ${NETWORK_LATENCY_MS} ms CRM, unbatched deliveries wait for answers: a process has WORKER_CONCURRENCY (${ctx.options.concurrency}) requests in flight to one CRM, so about ${ctx.options.concurrency} per ${NETWORK_LATENCY_MS} ms, while a batch carries up to ${BATCH.maxSize}. Batched, the ceiling is again the engine's CPU per delivery: every delivery is one BullMQ job.`,
+        `Batched, deliveries travel ${BATCH.maxSize} to one BullMQ job (src/queue/batch-jobs.ts): the job's fetch, lock and completion, the request's admission and the unsubscribes' read (one MGET) are paid once per batch; each delivery still gets its own attempt record, verdict and metrics.`,
+        'Against the instant CRM a request costs the engine only CPU, so the ratio is the engine CPU an unbatched delivery costs over what a batched one costs; the engine process is then busy on one core (see engine CPU per delivery).',
+        `Against the ${NETWORK_LATENCY_MS} ms CRM, unbatched deliveries wait for answers: a process has WORKER_CONCURRENCY (${ctx.options.concurrency}) requests in flight to one CRM, so about ${ctx.options.concurrency} per ${NETWORK_LATENCY_MS} ms; batched, up to 8 batches of ${BATCH.maxSize} are in flight (limits.concurrency when set).`,
       ],
       ...(extra ? { extra } : {}),
     };

@@ -11,19 +11,33 @@ export type AttemptFields = Omit<
   'deliveryId' | 'number' | 'startedAt' | 'durationMs' | 'connectionVersion'
 >;
 
-/** The attempt record of one exchange: redacted request, status, bounded secret-free excerpt. */
+/**
+ * The attempt record of one exchange: redacted request, status, bounded secret-free excerpt. The
+ * deliveries of a batch that got the same verdict get the same object (treat it as read-only), so
+ * the attempt store serialises it once for all of them.
+ */
 export function attemptFields(
   request: RenderedRequest,
   outcome: SendOutcome,
   verdict: Verdict,
 ): AttemptFields {
-  return {
-    ...exchangeRecord(request, outcome),
-    verdict: verdict.verdict,
-    reason: verdict.reason,
-    ...('code' in verdict ? { errorCode: verdict.code } : {}),
-  };
+  const exchange = exchangeRecord(request, outcome);
+  const key = `${verdict.verdict}\0${verdict.reason}\0${'code' in verdict ? verdict.code : ''}`;
+  let byVerdict = sameVerdict.get(exchange);
+  if (!byVerdict) sameVerdict.set(exchange, (byVerdict = new Map()));
+  let fields = byVerdict.get(key);
+  if (!fields) {
+    fields = {
+      ...exchange,
+      verdict: verdict.verdict,
+      reason: verdict.reason,
+      ...('code' in verdict ? { errorCode: verdict.code } : {}),
+    };
+    byVerdict.set(key, fields);
+  }
+  return fields;
 }
+const sameVerdict = new WeakMap<ExchangeRecord, Map<string, AttemptFields>>();
 
 type ExchangeRecord = Pick<AttemptFields, 'request' | 'status' | 'responseExcerpt'>;
 // Every delivery of a batch records the same request and answer: redact and scrub them once.

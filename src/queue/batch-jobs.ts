@@ -139,6 +139,7 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
           await handOver(id, { priorAttempts: 1, failedAs: { code: 'UNSUBSCRIBE_EXPIRED', reason } });
           continue;
         }
+        let child: Logger | undefined;
         items.push({
           deliveryId: id,
           unsubscribeId,
@@ -150,7 +151,10 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
           attemptNumber: 1,
           startedAt,
           inBatch: true,
-          log: log.child({ deliveryId: id, unsubscribeId }),
+          // Made when a line is logged about it (a warning, or info per delivery), not for each.
+          get log() {
+            return (child ??= log.child({ deliveryId: id, unsubscribeId }));
+          },
         });
       }
       if (control.dedupe.window > 0) items = await withoutDuplicates(items, control, answered, delivered);

@@ -77,14 +77,14 @@ export function createOutcomes(deps: OutcomeDeps) {
   const lastRateLimitedEvent = new Map<string, number>();
 
   const attempt = (d: AttemptIdentity, fields: AttemptFields, durationMs: number): AttemptWrite =>
-    deps.attempts.prepare(
+    deps.attempts.prepareFor(
       {
         deliveryId: d.deliveryId,
         startedAt: new Date(d.startedAt).toISOString(),
         durationMs: Math.round(durationMs),
         connectionVersion: d.version,
-        ...fields,
       },
+      fields,
       delivered(fields) ? deps.retention.succeededMs : deps.retention.failedMs,
     );
 
@@ -183,14 +183,15 @@ export function createOutcomes(deps: OutcomeDeps) {
             reason: verdict.reason,
             ...('code' in verdict ? { errorCode: verdict.code } : {}),
           };
-    const logFields = {
+    // Built only for a line that is logged: a batch concludes hundreds at a time.
+    const logFields = () => ({
       attempt: d.attemptNumber,
       connectionVersion: d.version,
       email: logEmail(unsubscribe.email),
       status: outcome?.kind === 'response' ? outcome.status : undefined,
       durationMs: Math.round(durationMs),
       verdict: verdict.verdict,
-    };
+    });
     const count = (name: string) => deps.metrics?.deliveries.inc({ connection: connectionId, verdict: name });
     if (verdict.verdict === 'success' || verdict.verdict === 'success_already_done') {
       await recordAndSettle(d, base, durationMs, healthOutcome, false);
@@ -201,7 +202,7 @@ export function createOutcomes(deps: OutcomeDeps) {
       );
       if (log.isLevelEnabled('info'))
         log.info(
-          logFields,
+          logFields(),
           verdict.verdict === 'success' ? 'delivered' : 'delivered (the CRM had it already)',
         );
       return { kind: 'delivered' };
@@ -209,7 +210,7 @@ export function createOutcomes(deps: OutcomeDeps) {
     if (verdict.verdict === 'fail' || verdict.verdict === 'refresh_auth') {
       await recordAndSettle(d, base, durationMs, healthOutcome, true);
       count('fail');
-      log.warn({ ...logFields, code: verdict.code }, 'delivery failed: %s', verdict.reason);
+      log.warn({ ...logFields(), code: verdict.code }, 'delivery failed: %s', verdict.reason);
       return { kind: 'failed', code: verdict.code, reason: verdict.reason };
     }
     // Only retry and rate_limited are left (TS does not narrow multi-literal discriminants here).
@@ -247,7 +248,7 @@ export function createOutcomes(deps: OutcomeDeps) {
         message: `delivery ${d.deliveryId} failed for good (${code}): ${plan.reason}; replay it once ${connectionId} is fixed`,
         details: { code, attempts: d.attemptNumber },
       });
-      log.warn({ ...logFields, code }, 'delivery failed: %s', reason);
+      log.warn({ ...logFields(), code }, 'delivery failed: %s', reason);
       return { kind: 'failed', code, reason };
     }
     const nextAttemptAt = now + plan.delayMs;
@@ -273,12 +274,12 @@ export function createOutcomes(deps: OutcomeDeps) {
         details: { code: waiting.code, nextAttemptAt: new Date(nextAttemptAt).toISOString() },
       });
       log.warn(
-        { ...logFields, code: waiting.code, nextAttemptAt },
+        { ...logFields(), code: waiting.code, nextAttemptAt },
         'delivery still failing close to its deadline',
       );
-    } else
+    } else if (log.isLevelEnabled('info'))
       log.info(
-        { ...logFields, code: waiting.code, delayMs: plan.delayMs },
+        { ...logFields(), code: waiting.code, delayMs: plan.delayMs },
         'delivery will retry: %s',
         verdict.reason,
       );

@@ -44,6 +44,9 @@ export interface AttemptWrite {
   ttlMs: number;
 }
 
+/** Whose attempt a record is: the part each delivery of a batch has of its own. */
+export type AttemptHead = Pick<Attempt, 'deliveryId' | 'startedAt' | 'durationMs' | 'connectionVersion'>;
+
 /** Attempt records, one Redis list per delivery, expiring with the delivery's retention. */
 // Registered as a command so ioredis sends the script once and EVALSHA after: this runs for every
 // attempt, on the delivery hot path, and every append made in one turn of the event loop goes in one
@@ -79,6 +82,27 @@ export class AttemptStore {
     const list = this.keys.attempts(attempt.deliveryId);
     return { list, counter: `${list}:n`, record: JSON.stringify(attempt), keep: MAX_ATTEMPTS_KEPT, ttlMs };
   }
+
+  /**
+   * The same, from whose attempt it is and what it says, kept apart: the deliveries of a batch share
+   * one `fields` object (the request, the answer, the verdict), which is serialised once for all.
+   */
+  prepareFor(
+    head: AttemptHead,
+    fields: Omit<Attempt, keyof AttemptHead | 'number'>,
+    ttlMs: number,
+  ): AttemptWrite {
+    let tail = this.serialised.get(fields);
+    if (tail === undefined) {
+      tail = JSON.stringify(fields).slice(1);
+      this.serialised.set(fields, tail);
+    }
+    const list = this.keys.attempts(head.deliveryId);
+    // `verdict` and `reason` are never absent, so the tail always has a field to splice in.
+    const record = `${JSON.stringify(head).slice(0, -1)},${tail}`;
+    return { list, counter: `${list}:n`, record, keep: MAX_ATTEMPTS_KEPT, ttlMs };
+  }
+  private readonly serialised = new WeakMap<object, string>();
 
   /** Every kept attempt, oldest first, numbered. */
   async list(deliveryId: string): Promise<Attempt[]> {
