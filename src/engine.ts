@@ -153,6 +153,7 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
         events,
         buffer,
         handOver,
+        notHandedOver: (ids) => queues.withoutJob(ids),
         metrics,
         slowDown: (connectionId, ms) => queues.slowDown(connectionId, ms),
         // The pool is built below with this processor; holds only happen once it runs.

@@ -43,6 +43,8 @@ export interface BatchJobDeps {
   ledger: LedgerRecords;
   buffer: BatchBuffer;
   handOver: HandOver;
+  /** The ids among these with no job of their own. */
+  notHandedOver: (deliveryIds: string[]) => Promise<string[]>;
   control: ConnectionControl;
   engine: { sandboxUrl: string };
   logger: Logger;
@@ -79,7 +81,11 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
 
   return async function processBatch(job: Job): Promise<unknown> {
     const { batch: batchId, connectionId } = batchJobSchema.parse(job.data);
-    const ids = await deps.buffer.members(batchId);
+    let ids = await deps.buffer.members(batchId);
+    // Run again after a worker stopped mid-batch: what that run already handed over has its own job
+    // now, and goes on there, not here as well.
+    if (ids.length > 0 && (job.stalledCounter > 0 || job.attemptsMade > 0))
+      ids = await deps.notHandedOver(ids);
     if (ids.length === 0) {
       // Run again after it had finished (a worker crashed before BullMQ heard): nothing left.
       await deps.buffer.close(connectionId, batchId);
@@ -242,6 +248,8 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
       // Whatever went wrong, no delivery is left inside a batch nobody will run: those not yet
       // answered for go on as jobs of their own, which retry and record on their own.
       log.error({ err: error }, 'batch job failed; its deliveries go on one job each');
+      // The request's probe, if it took the half-open circuit's, is freed (or its lease runs out).
+      await settleRequest('neutral').catch(() => undefined);
       for (const id of ids) if (!answered.has(id)) await handOver(id, {});
       await finish();
       return { deliveries: ids.length, handedOver: ids.length - answered.size };
@@ -329,6 +337,7 @@ export class BatchFormer {
   private closed = false;
   private firstSeenAt: number | undefined;
   private lastRecovery = 0;
+  private lastWarning = -Infinity;
   private readonly clock: () => number;
 
   constructor(
@@ -381,10 +390,14 @@ export class BatchFormer {
       }
       waiting = await this.formWhatIsDue();
     } catch (error) {
-      this.deps.logger.warn(
-        { err: error, connectionId: this.connection.id },
-        'batch former: Redis failed; trying again',
-      );
+      // Once a minute at most: it ticks many times a second while Redis is away.
+      if (this.clock() - this.lastWarning >= 60_000) {
+        this.lastWarning = this.clock();
+        this.deps.logger.warn(
+          { err: error, connectionId: this.connection.id },
+          'batch former: Redis failed; trying again',
+        );
+      }
     }
     const again = this.again;
     this.again = false;

@@ -66,6 +66,8 @@ export interface ProcessorDeps {
   /** Batched connections' deliveries, and how one leaves a batch job for a job of its own (issue 7). */
   buffer: BatchBuffer;
   handOver: HandOver;
+  /** The delivery ids among these with no job of their own. */
+  notHandedOver: (deliveryIds: string[]) => Promise<string[]>;
   metrics?: Metrics;
   clock?: () => number;
   random?: () => number;
@@ -230,7 +232,8 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
     try {
       const resolve = ruleValueResolver(context);
       if (connection.batch) {
-        const cap = batchCap(connection.batch.maxSize, job.attemptsMade, batchSplit);
+        // Halved for each attempt made, a batch job's included.
+        const cap = batchCap(connection.batch.maxSize, attemptNumber - 1, batchSplit);
         const batched = await batcher.submit(
           `${connectionId}:${used.version}:${cap}`,
           { connection, control, compiled: compile(used), context, resolve },

@@ -80,6 +80,14 @@ export class DeliveryQueues {
     return this.for(partsOfDeliveryId(deliveryId).connectionId);
   }
 
+  /** The delivery ids among these that have no job (one EXISTS each, sent together). */
+  async withoutJob(deliveryIds: readonly string[]): Promise<string[]> {
+    const exists = await Promise.all(
+      deliveryIds.map((id) => this.bullRedis.exists(this.ofDelivery(id).toKey(id))),
+    );
+    return deliveryIds.filter((_, i) => exists[i] === 0);
+  }
+
   /** Every connection id that has (or had) a delivery queue, sorted. */
   async connectionIds(): Promise<string[]> {
     return (await this.redis.smembers(this.keys.deliveryQueues)).sort();

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startFakeCrm, type FakeCrm } from '../helpers/crm-server.js';
 import { crmConnection, writeConnections } from '../helpers/engine.js';
-import { cli, spawnEngine } from '../helpers/processes.js';
+import { createKey, postUnsubscribes, spawnEngine } from '../helpers/processes.js';
 import { cleanPrefix, eventually, uniquePrefix } from '../helpers/redis.js';
 
 const prefix = uniquePrefix('crash');
@@ -38,19 +38,14 @@ afterAll(async () => {
 
 it('delivers every accepted unsubscribe after the worker is killed with SIGKILL mid-flight', async () => {
   const first = await spawnEngine({ ...env, CONNECTIONS_DIR: dir });
-  const key = cli(['keys', 'create', '--account', 'acme'], { ...env, ADMIN_URL: first.url })
-    .stdout.trim()
-    .split('\n')
-    .at(-1)!;
+  const key = createKey(env, first.url);
   const emails = Array.from({ length: 40 }, (_, i) => `user${i}@example.com`);
-  for (const email of emails) {
-    const response = await fetch(`${first.url}/v1/unsubscribes`, {
-      method: 'POST',
-      headers: { authorization: key, 'content-type': 'application/json' },
-      body: JSON.stringify({ email }),
-    });
-    expect(response.status).toBe(201);
-  }
+  const answers = await postUnsubscribes(
+    first.url,
+    key,
+    emails.map((email) => ({ email })),
+  );
+  expect(answers.map((a) => a.status)).toEqual(emails.map(() => 201));
   await eventually('some deliveries under way', () => crm.received.length >= CONCURRENCY);
   first.child.kill('SIGKILL');
   await first.exited;

@@ -64,3 +64,29 @@ export async function spawnEngine(env: Record<string, string>): Promise<EnginePr
   );
   return { child, url, logs: () => output, exited };
 }
+
+/** A new API key for `account`, made with the real CLI against a running engine. */
+export function createKey(env: Record<string, string>, adminUrl: string, account = 'acme'): string {
+  return cli(['keys', 'create', '--account', account], { ...env, ADMIN_URL: adminUrl })
+    .stdout.trim()
+    .split('\n')
+    .at(-1)!;
+}
+
+/** POST /v1/unsubscribes for each body in turn; answers each response's status and id. */
+export async function postUnsubscribes(
+  url: string,
+  key: string,
+  bodies: unknown[],
+): Promise<Array<{ status: number; id: string }>> {
+  const answers: Array<{ status: number; id: string }> = [];
+  for (const body of bodies) {
+    const response = await fetch(`${url}/v1/unsubscribes`, {
+      method: 'POST',
+      headers: { authorization: key, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    answers.push({ status: response.status, id: ((await response.json()) as { id?: string }).id ?? '' });
+  }
+  return answers;
+}

@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ConnectionInput } from '../../src/config/connection-schema.js';
-import { crmConnection, startTestEngine, type TestEngine } from '../helpers/engine.js';
+import { batchedConnection, emailsIn, sendTo, settledAll } from '../helpers/batch.js';
+import { startTestEngine, type TestEngine } from '../helpers/engine.js';
 import { startFakeCrm, type FakeCrm, type Responder } from '../helpers/crm-server.js';
-import { eventually, uniquePrefix } from '../helpers/redis.js';
+import { uniquePrefix } from '../helpers/redis.js';
 
 // Batched connections on the real engine: many unsubscribes per request, each delivery with its own
 // outcome, per-item results read from the answer, and refused batches split until the bad address
@@ -10,40 +11,12 @@ import { eventually, uniquePrefix } from '../helpers/redis.js';
 let engine: TestEngine;
 const crms: Record<string, FakeCrm> = {};
 const names = ['grouped', 'peritem', 'split'] as const;
+type Name = (typeof names)[number];
 
-const emailsIn = (body: string) => (JSON.parse(body) as { emails: string[] }).emails;
-
-function batched(name: (typeof names)[number], overrides: Partial<ConnectionInput> = {}): ConnectionInput {
-  const base = crmConnection(name, crms[name]!.url, { campaigns: [name], dedupe: { window: 0 } });
-  return {
-    ...base,
-    batch: { maxSize: 10, maxWait: '300ms' },
-    request: {
-      ...base.request,
-      headers: {},
-      url: `${crms[name]!.url}/v3/suppressions`,
-      body: { json: { emails: [{ $each: '{{email}}' }] } },
-    },
-    retry: { attempts: 3, backoff: 'fixed', delay: '50ms', jitter: false },
-    ...overrides,
-  };
-}
-
-async function send(campaign: string, emails: string[]): Promise<string[]> {
-  const ids: string[] = [];
-  for (const email of emails) {
-    const { status, body } = await engine.unsubscribe('acme', { email, campaign });
-    expect(status).toBe(201);
-    ids.push(`${body.id as string}:${campaign}`);
-  }
-  return ids;
-}
-
-const settled = (ids: string[]) =>
-  eventually('every delivery settled', async () => {
-    const all = await Promise.all(ids.map((id) => engine.records.get(id)));
-    return all.every((d) => d.status === 'succeeded' || d.status === 'failed') ? all : undefined;
-  });
+const batched = (name: Name, overrides: Partial<ConnectionInput> = {}) =>
+  batchedConnection(name, crms[name]!.url, overrides);
+const send = (campaign: Name, emails: string[]) => sendTo(engine, campaign, emails);
+const settled = (ids: string[]) => settledAll(engine, ids);
 
 beforeAll(async () => {
   process.env.TEST_CRM_TOKEN = 'batch-token';

@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ConnectionInput } from '../../src/config/connection-schema.js';
 import { keyspace } from '../../src/store/keys.js';
 import type { Backlog } from '../../src/store/backlogs.js';
-import { crmConnection, startTestEngine, type TestEngine } from '../helpers/engine.js';
+import { batchedConnection, emailsIn, sendTo, settledAll } from '../helpers/batch.js';
+import { startTestEngine, type TestEngine } from '../helpers/engine.js';
 import { startFakeCrm, type FakeCrm } from '../helpers/crm-server.js';
 import { eventually, uniquePrefix } from '../helpers/redis.js';
 
@@ -14,39 +15,10 @@ const crms: Record<string, FakeCrm> = {};
 const names = ['bulk', 'flaky', 'down', 'peritem', 'held', 'heir', 'dedupe', 'unbatched'] as const;
 type Name = (typeof names)[number];
 
-const emailsIn = (body: string) => (JSON.parse(body) as { emails: string[] }).emails;
-
-function batched(name: Name, overrides: Partial<ConnectionInput> = {}): ConnectionInput {
-  const base = crmConnection(name, crms[name]!.url, { campaigns: [name], dedupe: { window: 0 } });
-  return {
-    ...base,
-    batch: { maxSize: 10, maxWait: '100ms' },
-    request: {
-      ...base.request,
-      headers: {},
-      url: `${crms[name]!.url}/v3/suppressions`,
-      body: { json: { emails: [{ $each: '{{email}}' }] } },
-    },
-    retry: { attempts: 3, backoff: 'fixed', delay: '50ms', jitter: false },
-    ...overrides,
-  };
-}
-
-async function send(campaign: Name, emails: string[]): Promise<string[]> {
-  const ids: string[] = [];
-  for (const email of emails) {
-    const { status, body } = await engine.unsubscribe('acme', { email, campaign });
-    expect(status).toBe(201);
-    ids.push(`${body.id as string}:${campaign}`);
-  }
-  return ids;
-}
-
-const settled = (ids: string[]) =>
-  eventually('every delivery settled', async () => {
-    const all = await Promise.all(ids.map((id) => engine.records.get(id)));
-    return all.every((d) => d.status === 'succeeded' || d.status === 'failed') ? all : undefined;
-  });
+const batched = (name: Name, overrides: Partial<ConnectionInput> = {}) =>
+  batchedConnection(name, crms[name]!.url, overrides, '100ms');
+const send = (campaign: Name, emails: string[]) => sendTo(engine, campaign, emails);
+const settled = (ids: string[]) => settledAll(engine, ids);
 
 async function admin<T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
   const response = await fetch(`${engine.url}/admin/v1${path}`, {

@@ -1,0 +1,52 @@
+import { expect } from 'vitest';
+import type { ConnectionInput } from '../../src/config/connection-schema.js';
+import type { DeliveryDetail } from '../../src/store/delivery-records.js';
+import { crmConnection, type TestEngine } from './engine.js';
+import { eventually } from './redis.js';
+
+/** The addresses a batched request to `batchedConnection` carries. */
+export const emailsIn = (body: string) => (JSON.parse(body) as { emails: string[] }).emails;
+
+/**
+ * A batched connection to a test CRM, for the campaign of its own name: `{"emails": [...]}` to
+ * `/v3/suppressions`, batches of up to 10, no duplicate window, three quick attempts.
+ */
+export function batchedConnection(
+  id: string,
+  crmUrl: string,
+  overrides: Partial<ConnectionInput> = {},
+  maxWait = '300ms',
+): ConnectionInput {
+  const base = crmConnection(id, crmUrl, { campaigns: [id], dedupe: { window: 0 } });
+  return {
+    ...base,
+    batch: { maxSize: 10, maxWait },
+    request: {
+      ...base.request,
+      headers: {},
+      url: `${crmUrl}/v3/suppressions`,
+      body: { json: { emails: [{ $each: '{{email}}' }] } },
+    },
+    retry: { attempts: 3, backoff: 'fixed', delay: '50ms', jitter: false },
+    ...overrides,
+  };
+}
+
+/** Sends one unsubscribe per address for `campaign` (account acme); answers the delivery ids to the connection of that name. */
+export async function sendTo(engine: TestEngine, campaign: string, emails: string[]): Promise<string[]> {
+  const ids: string[] = [];
+  for (const email of emails) {
+    const { status, body } = await engine.unsubscribe('acme', { email, campaign });
+    expect(status).toBe(201);
+    ids.push(`${body.id as string}:${campaign}`);
+  }
+  return ids;
+}
+
+/** Waits until every delivery has succeeded or failed; answers their records. */
+export function settledAll(engine: TestEngine, ids: string[]): Promise<DeliveryDetail[]> {
+  return eventually('every delivery settled', async () => {
+    const all = await Promise.all(ids.map((id) => engine.records.get(id)));
+    return all.every((d) => d.status === 'succeeded' || d.status === 'failed') ? all : undefined;
+  });
+}
