@@ -32,6 +32,22 @@ export function batchedConnection(
   };
 }
 
+/**
+ * Response rules of a CRM that answers 200 with the addresses it rejected listed in `invalid`: those
+ * fail, the rest of the request succeeded (a plain 202 succeeds every one).
+ */
+export const rejectsListed: ConnectionInput['response'] = {
+  rules: [
+    {
+      when: { status: 200, json: { path: '$.invalid', contains: '{{email}}' } },
+      then: 'fail',
+      reason: 'the CRM rejected this address',
+    },
+    { when: { status: 200 }, then: 'success' },
+    { when: { status: 202 }, then: 'success' },
+  ],
+};
+
 /** Sends one unsubscribe per address for `campaign` (account acme); answers the delivery ids to the connection of that name. */
 export async function sendTo(engine: TestEngine, campaign: string, emails: string[]): Promise<string[]> {
   const ids: string[] = [];

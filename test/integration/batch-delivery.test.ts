@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ConnectionInput } from '../../src/config/connection-schema.js';
-import { batchedConnection, emailsIn, sendTo, settledAll } from '../helpers/batch.js';
+import { batchedConnection, emailsIn, rejectsListed, sendTo, settledAll } from '../helpers/batch.js';
 import { startTestEngine, type TestEngine } from '../helpers/engine.js';
 import { startFakeCrm, type FakeCrm, type Responder } from '../helpers/crm-server.js';
 import { uniquePrefix } from '../helpers/redis.js';
@@ -24,19 +24,8 @@ beforeAll(async () => {
   for (const name of names) crms[name] = await startFakeCrm(ok);
   engine = await startTestEngine(uniquePrefix('batch'), [
     batched('grouped'),
-    batched('peritem', {
-      response: {
-        rules: [
-          // The CRM lists the addresses it rejected: those fail, the rest of the request succeeded.
-          {
-            when: { status: 200, json: { path: '$.invalid', contains: '{{email}}' } },
-            then: 'fail',
-            reason: 'the CRM rejected this address',
-          },
-          { when: { status: 200 }, then: 'success' },
-        ],
-      },
-    }),
+    // The CRM lists the addresses it rejected: those fail, the rest of the request succeeded.
+    batched('peritem', { response: rejectsListed }),
     batched('split'),
   ]);
 });
