@@ -5,6 +5,7 @@ import type { Connection } from '../config/connection-schema.js';
 import { canonicalJson } from '../domain/canonical-json.js';
 import { deliveryId, partsOfDeliveryId, type DeliveryJob } from '../domain/delivery.js';
 import type { Unsubscribe } from '../domain/unsubscribe.js';
+import { BatchBuffer } from '../store/batch-buffer.js';
 import { ledgerValue, type LedgerRecord } from '../store/ledger.js';
 import { StoreUnavailableError } from '../errors.js';
 import type { Keyspace } from '../store/keys.js';
@@ -90,7 +91,11 @@ export class DeliveryProducer {
     private readonly keys: Keyspace,
     private readonly retention: Retention,
     private readonly clock: () => Date = () => new Date(),
-  ) {}
+  ) {
+    this.batches = new BatchBuffer(redis, keys);
+  }
+  /** Where a batched connection's deliveries are while they have no job of their own. */
+  private readonly batches: BatchBuffer;
 
   async accept(
     request: UnsubscribeRequest,
@@ -195,13 +200,14 @@ export class DeliveryProducer {
   /**
    * Queues one delivery of an already stored unsubscribe (campaign backfill, issue 5; a backlog
    * moved to another connection, issue 6) with the same job id and options as `accept`: returns
-   * false when that delivery already exists (nothing queued twice). The ledger entry is kept at
+   * false when that delivery already exists, as a job or in a batch (nothing queued twice). The ledger entry is kept at
    * least RETENTION_FAILED from now, since the new delivery refers to it however late in its life it
    * comes.
    */
   async enqueueExisting(unsubscribeId: string, connection: Connection): Promise<boolean> {
     const id = deliveryId(unsubscribeId, connection.id);
     if (await this.queues.for(connection.id).getJob(id)) return false;
+    if (await this.batches.holds(id)) return false;
     await this.addDeliveryJob(id, connection, {});
     return true;
   }

@@ -174,4 +174,14 @@ export class BatchBuffer {
     for (let i = 0; i < flat.length; i += 2) out.push({ deliveryId: flat[i]!, at: Number(flat[i + 1]) });
     return out;
   }
+
+  /**
+   * Whether a batched delivery exists without a job of its own: waiting, in a batch, or delivered
+   * by one (as long as succeeded deliveries are listed), so it is not queued again.
+   */
+  async holds(deliveryId: string): Promise<boolean> {
+    const { connectionId } = partsOfDeliveryId(deliveryId);
+    if ((await this.redis.zscore(this.keys.batchDelivered(connectionId), deliveryId)) !== null) return true;
+    return (await this.locate(deliveryId)) !== undefined;
+  }
 }

@@ -113,11 +113,9 @@ export class DeliveryRecords {
         if (page.length < PAGE) break;
       }
       if (status === 'pending' && found.length < limit)
-        for (const summary of await this.batchedPending(connection, limit - found.length))
-          if (matches(summary, filter)) found.push(summary);
+        found.push(...(await this.batchedPending(connection, filter, limit - found.length)));
       if (status === 'succeeded' && found.length < limit)
-        for (const summary of await this.batchedDelivered(connection, filter, limit - found.length))
-          found.push(summary);
+        found.push(...(await this.batchedDelivered(connection, filter, limit - found.length)));
     }
     return found;
   }
@@ -146,18 +144,26 @@ export class DeliveryRecords {
   }
 
   /** A batched connection's deliveries waiting for, or travelling in, a batch job (issue 7). */
-  private async batchedPending(connection: string, limit: number): Promise<DeliverySummary[]> {
+  private async batchedPending(
+    connection: string,
+    filter: DeliveryFilter,
+    limit: number,
+  ): Promise<DeliverySummary[]> {
     const ids = [
       ...(await this.buffer.inOpenBatches(connection)).flatMap((b) => b.deliveryIds),
       ...(await this.buffer.waiting(connection, 0, MAX_SCANNED - 1)),
     ];
-    const summaries: DeliverySummary[] = [];
-    for (let start = 0; start < ids.length && summaries.length < limit; start += PAGE) {
+    const found: DeliverySummary[] = [];
+    for (let start = 0; start < ids.length && found.length < limit; start += PAGE) {
       const page = ids.slice(start, start + PAGE);
       const records = await this.ledger.getMany(page.map((id) => partsOfDeliveryId(id).unsubscribeId));
-      page.forEach((id, i) => summaries.push(batchedSummary(id, records[i]?.unsubscribe, 'pending', 0)));
+      for (const [i, id] of page.entries()) {
+        const summary = batchedSummary(id, records[i]?.unsubscribe, 'pending', 0);
+        if (matches(summary, filter)) found.push(summary);
+        if (found.length >= limit) break;
+      }
     }
-    return summaries;
+    return found;
   }
 
   async get(id: string): Promise<DeliveryDetail> {
@@ -238,7 +244,7 @@ export class DeliveryRecords {
       );
     // The job's data as stored (either shape), so only the pin changes. What a batch job handed
     // over with it (the attempts it made, its failure) belongs to the failed run, not the replay.
-    const { priorAttempts: _prior, failedAs: _failed, ...data } = job.data as Record<string, unknown>;
+    const { priorAttempts, failedAs, ...data } = job.data as Record<string, unknown>;
     const { unsubscribeId } = readDeliveryJob(job);
     if (mode === 'original') {
       const attempts = await this.attempts.list(id);
@@ -246,7 +252,7 @@ export class DeliveryRecords {
       if (!first)
         throw new ConflictError(`delivery ${id} has no recorded attempt: its original version is unknown`);
       await job.updateData({ ...data, pinVersion: first.connectionVersion });
-    } else if (data.pinVersion !== undefined || _prior !== undefined || _failed !== undefined) {
+    } else if (data.pinVersion !== undefined || priorAttempts !== undefined || failedAs !== undefined) {
       const { pinVersion: _pin, ...rest } = data;
       await job.updateData(rest);
     }

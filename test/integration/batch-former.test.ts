@@ -90,6 +90,33 @@ describe('ingest to a batched connection', () => {
     expect(second.id).toBe(first.id);
     expect(await buffer.waiting('once')).toEqual([`${first.id}:once`]);
   });
+
+  it('queues no second copy of a batched delivery that waits, travels in a batch or was delivered by one', async () => {
+    const c = connection('backfill');
+    const request = {
+      account: 'acme',
+      email: 'y@example.com',
+      campaign: 'backfill',
+      source: 'test',
+      attributes: {},
+    };
+    const travelling = await producer.accept(request, [c]);
+    const waiting = await producer.accept({ ...request, email: 'z@example.com' }, [c]);
+    const delivered = await producer.accept({ ...request, email: 'w@example.com' }, [c]);
+    // The first goes into a batch; the last is delivered by one (out of the buffer, listed as delivered).
+    await buffer.form('backfill', 'batch-backfill', 1, now);
+    expect(await buffer.members('batch-backfill')).toEqual([`${travelling.id}:backfill`]);
+    await buffer.takeWaiting('backfill', `${delivered.id}:backfill`);
+    await buffer.noteDelivered('backfill', [`${delivered.id}:backfill`], now, 60_000);
+    expect(await buffer.waiting('backfill')).toEqual([`${waiting.id}:backfill`]);
+    for (const existing of [travelling, waiting, delivered])
+      expect(await producer.enqueueExisting(existing.id, c)).toBe(false);
+    expect(await queues.for('backfill').getJobCounts('waiting')).toEqual({ waiting: 0 });
+    // One it has never had gets a job of its own (a backfill of an unsubscribe it was not linked to).
+    const other = await producer.accept({ ...request, email: 'v@example.com' }, []);
+    expect(await producer.enqueueExisting(other.id, c)).toBe(true);
+    expect(await queues.for('backfill').getJob(`${other.id}:backfill`)).toBeDefined();
+  });
 });
 
 describe('the batch former', () => {
