@@ -153,7 +153,7 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
         events,
         buffer,
         handOver,
-        notHandedOver: (ids) => queues.withoutJob(ids),
+        withoutJob: (ids) => queues.withoutJob(ids),
         metrics,
         slowDown: (connectionId, ms) => queues.slowDown(connectionId, ms),
         // The pool is built below with this processor; holds only happen once it runs.
@@ -170,6 +170,7 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
         processor,
         buffer,
         handOver,
+        attempts,
         concurrency: env.WORKER_CONCURRENCY,
         lockDurationMs: env.WORKER_LOCK_DURATION,
         retention,

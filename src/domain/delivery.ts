@@ -24,7 +24,12 @@ export type DeliveryJob = z.infer<typeof deliveryJobSchema>;
  * `batch-<uuid>` (never a delivery id, which starts with the unsubscribe's UUID), and the delivery
  * ids it carries are the Redis list it names (src/store/batch-buffer.ts).
  */
-export const batchJobSchema = z.object({ batch: z.string(), connectionId: z.string() });
+export const batchJobSchema = z.object({
+  batch: z.string(),
+  connectionId: z.string(),
+  /** Added again for a batch whose job was lost: it carries on from what its deliveries' records say. */
+  resumed: z.boolean().optional(),
+});
 export type BatchJob = z.infer<typeof batchJobSchema>;
 
 export const BATCH_JOB_PREFIX = 'batch-';

@@ -6,9 +6,11 @@ import {
   BATCH_JOB_PREFIX,
   batchJobSchema,
   partsOfDeliveryId,
+  type BatchJob,
   type DeliveryJob,
   type Verdict,
 } from '../domain/delivery.js';
+import type { AttemptStore } from '../store/attempt-store.js';
 import type { BatchBuffer } from '../store/batch-buffer.js';
 import type { Admission, ConnectionControl } from '../store/connection-control.js';
 import type { LedgerRecords } from '../store/ledger.js';
@@ -44,7 +46,8 @@ export interface BatchJobDeps {
   buffer: BatchBuffer;
   handOver: HandOver;
   /** The ids among these with no job of their own. */
-  notHandedOver: (deliveryIds: string[]) => Promise<string[]>;
+  withoutJob: (deliveryIds: readonly string[]) => Promise<string[]>;
+  attempts: AttemptStore;
   control: ConnectionControl;
   engine: { sandboxUrl: string };
   logger: Logger;
@@ -80,12 +83,8 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
   const { clock, outcomes } = deps;
 
   return async function processBatch(job: Job): Promise<unknown> {
-    const { batch: batchId, connectionId } = batchJobSchema.parse(job.data);
+    const { batch: batchId, connectionId, resumed } = batchJobSchema.parse(job.data);
     let ids = await deps.buffer.members(batchId);
-    // Run again after a worker stopped mid-batch: what that run already handed over has its own job
-    // now, and goes on there, not here as well.
-    if (ids.length > 0 && (job.stalledCounter > 0 || job.attemptsMade > 0))
-      ids = await deps.notHandedOver(ids);
     if (ids.length === 0) {
       // Run again after it had finished (a worker crashed before BullMQ heard): nothing left.
       await deps.buffer.close(connectionId, batchId);
@@ -98,6 +97,16 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
     );
     const { stored, admission } = current;
     const control = stored.connection;
+    if (ids.length > 0 && (resumed || job.stalledCounter > 0 || job.attemptsMade > 0)) {
+      // Run again (its worker stopped mid-batch, or its job was lost): what an earlier run recorded
+      // goes on from its record, and only what nothing happened to yet is sent.
+      ids = await carryOnFromRecords(deps, control, ids);
+      if (ids.length === 0) {
+        await deps.control.settle(control, requestId, '', 'neutral', { releaseClaim: false }, clock());
+        await deps.buffer.close(connectionId, batchId);
+        return { deliveries: 0 };
+      }
+    }
     if (admission.kind === 'wait') {
       // The whole batch waits at the head of the queue, as one delivery would; no attempt is spent.
       deps.metrics?.rateLimitWaits.inc({ connection: connectionId, reason: admission.reason });
@@ -123,7 +132,7 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
     try {
       if (!control.batch) {
         // No longer batched: each delivery goes on as a job of its own.
-        for (const id of ids) await handOver(id, {});
+        await Promise.all(ids.map((id) => handOver(id, {})));
         await settleRequest('neutral');
         await finish();
         return { deliveries: ids.length, handedOver: ids.length };
@@ -190,25 +199,32 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
       } catch (error) {
         // Rendering or the OAuth2 token failed before anything reached the CRM.
         const verdict = unsentVerdict(error);
-        for (const d of items)
-          await carryOn(
-            d,
-            await outcomes.conclude(d, verdict, undefined, undefined, clock() - startedAt, 'neutral'),
-          );
+        await Promise.all(
+          items.map(async (d) =>
+            carryOn(
+              d,
+              await outcomes.conclude(d, verdict, undefined, undefined, clock() - startedAt, 'neutral'),
+            ),
+          ),
+        );
         await settleRequest('neutral');
         await finish();
         return { deliveries: ids.length, delivered: 0 };
       }
-      if (result.refused) for (const d of items) await deps.recordRefused(d, result.refused);
+      const { refused } = result;
+      if (refused) await Promise.all(items.map((d) => deps.recordRefused(d, refused)));
       deps.metrics?.attemptSeconds.observe({ connection: connectionId }, result.outcome.durationMs / 1000);
       const requestVerdict = authRefused(result.verdict);
       if (items.length > 1 && refusedWhole(result)) {
         // Refused for what is in it: the deliveries go on in halves, each as a job of its own
         // (src/queue/processor.ts splits further), without spending an attempt.
-        for (const d of items) {
-          const splitTo = await deps.recordSplit(d, result, requestVerdict, items.length);
-          await handOver(d.deliveryId, { batchSplit: splitTo });
-        }
+        await Promise.all(
+          items.map(async (d) =>
+            handOver(d.deliveryId, {
+              batchSplit: await deps.recordSplit(d, result, requestVerdict, items.length),
+            }),
+          ),
+        );
         await settleRequest('neutral');
         await finish();
         return { deliveries: ids.length, delivered: 0, split: items.length };
@@ -227,12 +243,10 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
           ),
         ),
       );
-      for (const [i, outcome] of concluded.entries()) {
-        const d = items[i]!;
-        await carryOn(d, outcome);
+      await Promise.all(concluded.map((outcome, i) => carryOn(items[i]!, outcome)));
+      for (const outcome of concluded)
         if (outcome.kind === 'retry' && outcome.rateLimited)
           throttledFor = Math.max(throttledFor, outcome.delayMs);
-      }
       if (throttledFor > 0) await outcomes.throttled(connectionId, throttledFor, items[0]!.deliveryId);
       await finish();
       log.info(
@@ -250,9 +264,12 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
       log.error({ err: error }, 'batch job failed; its deliveries go on one job each');
       // The request's probe, if it took the half-open circuit's, is freed (or its lease runs out).
       await settleRequest('neutral').catch(() => undefined);
-      for (const id of ids) if (!answered.has(id)) await handOver(id, {});
+      const unanswered = ids.filter((id) => !answered.has(id));
+      // What was recorded before the failure goes on from its record; the rest starts afresh.
+      const fresh = await carryOnFromRecords(deps, control, unanswered);
+      await Promise.all(fresh.map((id) => handOver(id, {})));
       await finish();
-      return { deliveries: ids.length, handedOver: ids.length - answered.size };
+      return { deliveries: ids.length, handedOver: unanswered.length };
     }
 
     /** Lists what was delivered, then closes the batch (every delivery in it is answered for). */
@@ -307,6 +324,43 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
   }
 }
 
+/**
+ * For the deliveries of a batch run again (its worker stopped, its job failed or was lost): each
+ * that has a job of its own already goes on there; each whose attempt this batch recorded goes on
+ * from that record (delivered, kept failed, or retried when its record said); answers the rest,
+ * to which nothing has happened yet. The records are the truth: they are written before anything
+ * else is done about an outcome.
+ */
+export async function carryOnFromRecords(
+  deps: Pick<BatchJobDeps, 'withoutJob' | 'attempts' | 'handOver' | 'buffer' | 'retention' | 'clock'>,
+  connection: Connection,
+  deliveryIds: readonly string[],
+): Promise<string[]> {
+  const jobless = await deps.withoutJob(deliveryIds);
+  const lasts = await deps.attempts.lastOf(jobless);
+  const rest: string[] = [];
+  const delivered: string[] = [];
+  await Promise.all(
+    jobless.map(async (id, i) => {
+      const last = lasts[i];
+      if (!last) return void rest.push(id);
+      if (last.verdict === 'success' || last.verdict === 'success_already_done')
+        return void delivered.push(id);
+      if (last.verdict === 'fail' || last.verdict === 'refresh_auth')
+        return deps.handOver(id, connection, {
+          priorAttempts: 1,
+          failedAs: { code: last.errorCode ?? 'FAILED', reason: last.reason },
+        });
+      if (last.errorCode === 'BATCH_SPLIT')
+        return deps.handOver(id, connection, { batchSplit: Math.max(1, Math.floor(deliveryIds.length / 2)) });
+      const delayMs = last.nextAttemptAt ? Math.max(0, Date.parse(last.nextAttemptAt) - deps.clock()) : 0;
+      return deps.handOver(id, connection, last.verdict === 'retry' ? { priorAttempts: 1 } : {}, delayMs);
+    }),
+  );
+  await deps.buffer.noteDelivered(connection.id, delivered, deps.clock(), deps.retention.succeededMs);
+  return rest;
+}
+
 /** Deliveries put in one batch when a connection that is no longer batched still has some waiting. */
 const HAND_OVER_BATCH = 500;
 /** Batches a connection has formed and not finished, across processes, when `limits.concurrency` does not say. */
@@ -318,6 +372,9 @@ export interface BatchFormerDeps {
   buffer: BatchBuffer;
   queues: DeliveryQueues;
   handOver: HandOver;
+  /** To carry on a failed batch's deliveries from their records (carryOnFromRecords). */
+  attempts: AttemptStore;
+  retention: { succeededMs: number };
   logger: Logger;
   clock?: () => number;
 }
@@ -438,20 +495,18 @@ export class BatchFormer {
     return left > 0;
   }
 
-  private async addJob(connectionId: string, batchId: string): Promise<void> {
-    await this.deps.queues.for(connectionId).add(
-      'batch',
-      { batch: batchId, connectionId },
-      {
-        jobId: batchId,
-        // A batch job only fails for Redis being away; after that its deliveries get jobs of their own (recover).
-        attempts: 5,
-        backoff: { type: 'connection' },
-        // Its deliveries keep their own records; a finished batch job is nothing to look at.
-        removeOnComplete: true,
-        removeOnFail: false,
-      },
-    );
+  private async addJob(connectionId: string, batchId: string, resumed = false): Promise<void> {
+    const data: BatchJob = { batch: batchId, connectionId, ...(resumed ? { resumed } : {}) };
+    await this.deps.queues.for(connectionId).add('batch', data, {
+      jobId: batchId,
+      // A batch job only fails for Redis being away; after that its deliveries get jobs of their own (recover).
+      attempts: 5,
+      backoff: { type: 'connection' },
+      // Its deliveries keep their own records; a finished batch job is nothing to look at.
+      removeOnComplete: true,
+      // Recovery hands a failed one's deliveries over and removes it; if that stops halfway, a day on.
+      removeOnFail: { age: 24 * 3600 },
+    });
   }
 
   /**
@@ -465,22 +520,34 @@ export class BatchFormer {
     for (const { batchId, formedAt } of await buffer.open(connection.id)) {
       if (this.clock() - formedAt < ORPHAN_AFTER_MS) continue;
       const state = await queue.getJobState(batchId);
-      if (state === 'unknown' || state === 'failed' || state === 'completed') {
-        const members = await buffer.members(batchId);
-        if (state === 'unknown' && members.length > 0) {
-          await this.addJob(connection.id, batchId);
-          continue;
-        }
-        for (const id of members) await handOver(id, connection, {});
-        if (state === 'failed') await queue.remove(batchId);
-        await buffer.close(connection.id, batchId);
-        if (members.length > 0)
-          this.deps.logger.warn(
-            { connectionId: connection.id, batchId, deliveries: members.length, state },
-            'batch job %s: its deliveries go on one job each',
-            state,
-          );
+      if (state !== 'unknown' && state !== 'failed' && state !== 'completed') continue;
+      const members = await buffer.members(batchId);
+      if (state === 'unknown' && members.length > 0) {
+        // Its job never got added, or went: a new one, which goes on from what was recorded.
+        await this.addJob(connection.id, batchId, true);
+        continue;
       }
+      const fresh = await carryOnFromRecords(
+        {
+          withoutJob: (ids) => queues.withoutJob(ids),
+          attempts: this.deps.attempts,
+          handOver,
+          buffer,
+          retention: this.deps.retention,
+          clock: this.clock,
+        },
+        connection,
+        members,
+      );
+      await Promise.all(fresh.map((id) => handOver(id, connection, {})));
+      await buffer.close(connection.id, batchId);
+      if (state === 'failed') await queue.remove(batchId);
+      if (members.length > 0)
+        this.deps.logger.warn(
+          { connectionId: connection.id, batchId, deliveries: members.length, state },
+          'batch job %s: its deliveries go on one job each',
+          state,
+        );
     }
   }
 }

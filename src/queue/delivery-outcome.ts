@@ -292,7 +292,7 @@ export function createOutcomes(deps: OutcomeDeps) {
     };
   };
 
-  return { attempt, record, recordAndSettle, announce, throttled, conclude };
+  return { record, recordAndSettle, announce, throttled, conclude };
 }
 export type Outcomes = ReturnType<typeof createOutcomes>;
 

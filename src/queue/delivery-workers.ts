@@ -8,6 +8,7 @@ import { HOLD_MAX_MS, type ConnectionControl } from '../store/connection-control
 import type { ConnectionStore } from '../store/connection-store.js';
 import { coalesced } from '../store/coalesced.js';
 import type { Keyspace } from '../store/keys.js';
+import type { AttemptStore } from '../store/attempt-store.js';
 import type { BatchBuffer } from '../store/batch-buffer.js';
 import { BatchFormer, type HandOver } from './batch-jobs.js';
 import { connectionBackoff } from './processor.js';
@@ -27,6 +28,7 @@ export interface DeliveryWorkersOptions {
   /** Batched connections' waiting deliveries, which a former per connection puts into batch jobs. */
   buffer: BatchBuffer;
   handOver: HandOver;
+  attempts: AttemptStore;
   /** Deliveries in flight per connection in this process (the connection's `limits.concurrency` may lower it). */
   concurrency: number;
   lockDurationMs: number;
@@ -231,6 +233,8 @@ export class DeliveryWorkers {
         buffer: this.options.buffer,
         queues: this.options.queues,
         handOver: this.options.handOver,
+        attempts: this.options.attempts,
+        retention: this.options.retention,
         logger: this.options.logger,
       },
       connection,

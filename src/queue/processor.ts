@@ -67,7 +67,7 @@ export interface ProcessorDeps {
   buffer: BatchBuffer;
   handOver: HandOver;
   /** The delivery ids among these with no job of their own. */
-  notHandedOver: (deliveryIds: string[]) => Promise<string[]>;
+  withoutJob: (deliveryIds: readonly string[]) => Promise<string[]>;
   metrics?: Metrics;
   clock?: () => number;
   random?: () => number;
@@ -78,7 +78,8 @@ export interface ProcessorDeps {
 const HOLD_RECHECK_MS = 5_000;
 
 /**
- * Delivers one unsubscribe to one connection: the connection's current version from the shared
+ * Runs a connection's jobs: a batch job (many deliveries in one request, src/queue/batch-jobs.ts),
+ * or one delivery, as follows. Delivers one unsubscribe to one connection: the connection's current version from the shared
  * store, then render, send, classify, record the attempt, and tell BullMQ what happens next by how
  * this function ends: return (delivered); `RetryableDeliveryError` (retry after the planned delay,
  * see `connectionBackoff`); `DelayedError` after moving the job (rate limited: waits without spending

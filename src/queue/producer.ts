@@ -238,8 +238,7 @@ export class DeliveryProducer {
     multi.runCommand('sadd', [this.keys.deliveryQueues, connection.id]);
     multi.runCommand('pexpire', [this.keys.unsubscribe(unsubscribeId), this.retention.failedMs, 'GT']);
     const options = {
-      // One kept failed only fails; replayed, it starts a fresh set of attempts, so it keeps them all.
-      ...this.jobOptions(connection, data.failedAs ? 0 : (data.priorAttempts ?? 0)),
+      ...this.jobOptions(connection),
       ...(delayMs > 0 ? { delay: Math.ceil(delayMs) } : {}),
     };
     await new Job(this.queues.for(connection.id), connection.id, data, options, id).addJob(multi);
@@ -258,9 +257,11 @@ export class DeliveryProducer {
    * every value of a queued job's hash is under Redis' 64-byte listpack limit, and the hash takes
    * a third of the memory (docs/performance.md, "Memory").
    */
-  private jobOptions(connection: Connection, priorAttempts = 0) {
+  private jobOptions(connection: Connection) {
     return {
-      attempts: Math.max(1, connection.retry.attempts - priorAttempts),
+      // The whole budget even for a delivery a batch job handed over: the processor counts the
+      // batch's attempt (priorAttempts) and gives up first, and a replay starts the budget afresh.
+      attempts: connection.retry.attempts,
       // The delay is computed by the worker (retry policy + Retry-After) and carried on the error.
       backoff: { type: 'connection' },
     };

@@ -104,6 +104,12 @@ export class AttemptStore {
   }
   private readonly serialised = new WeakMap<object, string>();
 
+  /** Each delivery's last attempt (undefined where it has none), read together. */
+  async lastOf(deliveryIds: readonly string[]): Promise<Array<Attempt | undefined>> {
+    const raw = await Promise.all(deliveryIds.map((id) => this.redis.lindex(this.keys.attempts(id), -1)));
+    return raw.map((entry) => (entry ? attemptSchema.parse(JSON.parse(entry)) : undefined));
+  }
+
   /** Every kept attempt, oldest first, numbered. */
   async list(deliveryId: string): Promise<Attempt[]> {
     const raw = await this.redis.lrange(this.keys.attempts(deliveryId), 0, -1);

@@ -14,7 +14,25 @@ redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
 return #ids
 `;
 
+// KEYS: delivered set, buffer, open batches. ARGV: delivery id, batch list key prefix.
+// One step, so a delivery the former moves from the buffer to a batch meanwhile is still seen.
+const HOLDS_SCRIPT = `
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 1 end
+if redis.call('LPOS', KEYS[2], ARGV[1]) then return 1 end
+for _, batch in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+  if redis.call('LPOS', ARGV[2] .. batch, ARGV[1]) then return 1 end
+end
+return 0
+`;
+
 interface WithForm {
+  urBatchHolds(
+    delivered: string,
+    buffer: string,
+    open: string,
+    deliveryId: string,
+    batchPrefix: string,
+  ): Promise<number>;
   urFormBatch(
     buffer: string,
     list: string,
@@ -40,12 +58,9 @@ export class BatchBuffer {
     private readonly keys: Keyspace,
   ) {
     if (!('urFormBatch' in redis)) redis.defineCommand('urFormBatch', { numberOfKeys: 3, lua: FORM_SCRIPT });
+    if (!('urBatchHolds' in redis))
+      redis.defineCommand('urBatchHolds', { numberOfKeys: 3, lua: HOLDS_SCRIPT });
     this.scripted = redis as unknown as WithForm;
-  }
-
-  /** The command that appends one delivery, for the producer's MULTI. */
-  appendCommand(connectionId: string, deliveryId: string): [string, string[]] {
-    return ['rpush', [this.keys.batchBuffer(connectionId), deliveryId]];
   }
 
   /** Deliveries waiting to be put in a batch. */
@@ -181,7 +196,13 @@ export class BatchBuffer {
    */
   async holds(deliveryId: string): Promise<boolean> {
     const { connectionId } = partsOfDeliveryId(deliveryId);
-    if ((await this.redis.zscore(this.keys.batchDelivered(connectionId), deliveryId)) !== null) return true;
-    return (await this.locate(deliveryId)) !== undefined;
+    const held = await this.scripted.urBatchHolds(
+      this.keys.batchDelivered(connectionId),
+      this.keys.batchBuffer(connectionId),
+      this.keys.openBatches(connectionId),
+      deliveryId,
+      this.keys.batch(''),
+    );
+    return held === 1;
   }
 }

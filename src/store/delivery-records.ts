@@ -61,8 +61,10 @@ const MAX_SCANNED = 50_000;
 
 /**
  * Delivery records are the BullMQ jobs themselves (state, attempts made, failure reason) plus the
- * attempt list kept beside them, so there is one source of truth for "what happened to this
- * delivery"; the account and campaign come from the unsubscribe's ledger entry the job refers to.
+ * attempt list kept beside them; the account and campaign come from the unsubscribe's ledger entry
+ * the job refers to. A batched connection's delivery has no job until it leaves its batch (issue
+ * 7): until then its place in the batch buffer or an open batch stands for the job (pending), and
+ * once a batch delivered it, its attempt and the connection's delivered set do (succeeded).
  */
 export class DeliveryRecords {
   constructor(

@@ -5,6 +5,7 @@ import { createLogger } from '../../src/logging.js';
 import { BatchFormer } from '../../src/queue/batch-jobs.js';
 import { DeliveryProducer } from '../../src/queue/producer.js';
 import { DeliveryQueues, deliveryQueueName } from '../../src/queue/queues.js';
+import { AttemptStore } from '../../src/store/attempt-store.js';
 import { BatchBuffer } from '../../src/store/batch-buffer.js';
 import { keyspace } from '../../src/store/keys.js';
 import { crmConnection } from '../helpers/engine.js';
@@ -19,6 +20,7 @@ const queues = new DeliveryQueues(redis, keys);
 const buffer = new BatchBuffer(redis, keys);
 const producer = new DeliveryProducer(redis, queues, keys, { failedMs: 60_000, unsubscribesMs: 60_000 });
 const logger = createLogger('silent');
+const attempts = new AttemptStore(redis, keys);
 let now = 1_000_000;
 
 function connection(id: string, extra: Record<string, unknown> = {}): Connection {
@@ -41,6 +43,8 @@ function former(c: Connection): BatchFormer {
       buffer,
       queues,
       handOver: (id, conn, data, delayMs) => producer.handOver(id, conn, data, delayMs),
+      attempts,
+      retention: { succeededMs: 60_000 },
       logger,
       clock: () => now,
     },
@@ -172,9 +176,15 @@ describe('the batch former', () => {
     await f.recover();
     expect(await queues.for('orphan').getJobState('batch-orphaned')).toBe('waiting');
     expect(await buffer.members('batch-orphaned')).toHaveLength(3);
+    // Marked to carry on from its deliveries' records: an earlier run may have recorded some.
+    expect((await queues.for('orphan').getJob('batch-orphaned'))?.data).toEqual({
+      batch: 'batch-orphaned',
+      connectionId: 'orphan',
+      resumed: true,
+    });
   });
 
-  it('hands the deliveries of a batch whose job failed over to jobs of their own', async () => {
+  it('hands the deliveries of a batch whose job failed over to jobs of their own, each from its record', async () => {
     const c = connection('failing');
     const ids = deliveries('failing', 4);
     await fill('failing', ids);
@@ -196,10 +206,42 @@ describe('the batch former', () => {
       async () => (await queues.for('failing').getJobState(open!.batchId)) === 'failed',
     );
     await worker.close();
+    // What a run of it had recorded before it failed: one delivered, one failed, one to retry.
+    const record = (id: string, fields: Record<string, unknown>) =>
+      attempts.append(
+        {
+          deliveryId: id,
+          startedAt: new Date(now).toISOString(),
+          durationMs: 5,
+          connectionVersion: 1,
+          reason: 'test',
+          verdict: 'success',
+          ...fields,
+        },
+        60_000,
+      );
+    await record(ids[0]!, {});
+    await record(ids[1]!, { verdict: 'fail', errorCode: 'HTTP_STATUS', reason: 'status 404 is permanent' });
+    await record(ids[2]!, {
+      verdict: 'retry',
+      errorCode: 'HTTP_STATUS',
+      nextAttemptAt: new Date(Date.now() + 60_000).toISOString(),
+    });
     now += 30_000;
     await f.recover();
-    const jobs = await Promise.all(ids.map((id) => queues.for('failing').getJob(id)));
-    expect(jobs.map((job) => job?.data)).toEqual(ids.map(() => ({})));
+    const [delivered, failed, retried, fresh] = await Promise.all(
+      ids.map((id) => queues.for('failing').getJob(id)),
+    );
+    // Each goes on from its record, not afresh: the delivered one is not sent again.
+    expect(delivered).toBeUndefined();
+    expect(await buffer.delivered('failing', 0, -1)).toEqual([{ deliveryId: ids[0], at: now }]);
+    expect(failed?.data).toEqual({
+      priorAttempts: 1,
+      failedAs: { code: 'HTTP_STATUS', reason: 'status 404 is permanent' },
+    });
+    expect(retried?.data).toEqual({ priorAttempts: 1 });
+    expect(await retried?.getState()).toBe('delayed');
+    expect(fresh?.data).toEqual({});
     expect(await queues.for('failing').getJob(open!.batchId)).toBeUndefined();
     expect(await buffer.openCount('failing')).toBe(0);
   });

@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ConnectionInput } from '../../src/config/connection-schema.js';
 import { keyspace } from '../../src/store/keys.js';
 import type { Backlog } from '../../src/store/backlogs.js';
+import { AttemptStore } from '../../src/store/attempt-store.js';
+import { BatchBuffer } from '../../src/store/batch-buffer.js';
 import { batchedConnection, emailsIn, rejectsListed, sendTo, settledAll } from '../helpers/batch.js';
 import { startTestEngine, type TestEngine } from '../helpers/engine.js';
 import { startFakeCrm, type FakeCrm } from '../helpers/crm-server.js';
@@ -12,7 +14,7 @@ import { eventually, uniquePrefix } from '../helpers/redis.js';
 const ADMIN = 'test-admin-token-0123456789';
 let engine: TestEngine;
 const crms: Record<string, FakeCrm> = {};
-const names = ['bulk', 'flaky', 'down', 'peritem', 'held', 'heir', 'dedupe', 'unbatched'] as const;
+const names = ['bulk', 'flaky', 'down', 'peritem', 'held', 'heir', 'dedupe', 'unbatched', 'resume'] as const;
 type Name = (typeof names)[number];
 
 const batched = (name: Name, overrides: Partial<ConnectionInput> = {}) =>
@@ -48,6 +50,7 @@ beforeAll(async () => {
     batched('heir'),
     batched('dedupe', { dedupe: { window: '1m' } }),
     batched('unbatched'),
+    batched('resume'),
   ]);
 });
 
@@ -112,13 +115,16 @@ describe('batch jobs', () => {
     expect(record!.attempts.map((a) => a.verdict)).toEqual(['retry', 'fail']);
     expect(record!.failedReason).toMatch(/^HTTP_STATUS:/);
 
-    crms.down!.respond(() => ({ status: 202, body: '{}' }));
+    // The replay has the policy's whole budget again: its first answer is a 503 it retries.
+    crms.down!.respond((_request, index) =>
+      index === 2 ? { status: 503, body: '{"error":"down"}' } : { status: 202, body: '{}' },
+    );
     expect((await admin('POST', `/deliveries/${id}/replay`)).status).toBe(202);
     const replayed = await eventually('the replay delivered', async () => {
       const d = await engine.records.get(id!);
       return d.status === 'succeeded' ? d : undefined;
     });
-    expect(replayed.attempts.at(-1)).toMatchObject({ verdict: 'success' });
+    expect(replayed.attempts.map((a) => a.verdict)).toEqual(['retry', 'fail', 'retry', 'success']);
   });
 
   it('keep a delivery refused in the batch (per-item) failed, in a job of its own that replays', async () => {
@@ -202,5 +208,55 @@ describe('batch jobs', () => {
         .map((e) => `/v3/suppressions/${e}`)
         .sort(),
     );
+  });
+
+  it('carry on from what an earlier run recorded when a batch runs again: nothing recorded is sent twice', async () => {
+    expect((await admin('POST', '/connections/resume/pause', { reason: 'staging a crash' })).status).toBe(
+      200,
+    );
+    const ids = await send('resume', emails('r', 4));
+    const keys = keyspace(engine.prefix);
+    const buffer = new BatchBuffer(engine.redis, keys);
+    const attempts = new AttemptStore(engine.redis, keys);
+    // A run that stopped after recording three outcomes and before acting on them.
+    expect(await buffer.form('resume', 'batch-resumed', 10, Date.now())).toBe(4);
+    const record = (id: string, fields: Record<string, unknown>) =>
+      attempts.append(
+        {
+          deliveryId: id,
+          startedAt: new Date().toISOString(),
+          durationMs: 5,
+          connectionVersion: 1,
+          reason: 'recorded by the first run',
+          verdict: 'success',
+          status: 202,
+          ...fields,
+        },
+        60_000,
+      );
+    await record(ids[0]!, {});
+    await record(ids[1]!, { verdict: 'fail', status: 404, errorCode: 'HTTP_STATUS' });
+    await record(ids[2]!, {
+      verdict: 'retry',
+      status: 503,
+      errorCode: 'HTTP_STATUS',
+      nextAttemptAt: new Date(Date.now() + 100).toISOString(),
+    });
+    await engine.queues
+      .for('resume')
+      .add(
+        'batch',
+        { batch: 'batch-resumed', connectionId: 'resume', resumed: true },
+        { jobId: 'batch-resumed' },
+      );
+    expect((await admin('POST', '/connections/resume/resume')).status).toBe(200);
+
+    const records = await settled(ids);
+    expect(records.map((d) => d.status)).toEqual(['succeeded', 'failed', 'succeeded', 'succeeded']);
+    expect(records.map((d) => d.attempts.length)).toEqual([1, 1, 2, 1]);
+    expect(records[2]!.attempts.map((a) => a.number)).toEqual([1, 2]);
+    const sent = crms.resume!.received.flatMap((r) => emailsIn(r.body)).sort();
+    expect(sent).toEqual(['r2@example.com', 'r3@example.com']);
+    expect(await engine.redis.zcard(keys.openBatches('resume'))).toBe(0);
   });
 });
