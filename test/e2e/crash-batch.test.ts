@@ -24,8 +24,13 @@ let dir: string;
 const emailsIn = (body: string) => (JSON.parse(body) as { emails: string[] }).emails;
 
 beforeAll(async () => {
-  // Slow answers keep batches in flight when the worker dies.
-  crm = await startFakeCrm(() => ({ status: 202, body: '{}', delayMs: 300 }));
+  // Slow answers keep batches in flight when the worker dies; the first batch is refused with a 503,
+  // so its deliveries are retried in jobs of their own, whichever process hands them over.
+  crm = await startFakeCrm((_request, index) => ({
+    status: index === 0 ? 503 : 202,
+    body: '{}',
+    delayMs: 300,
+  }));
   dir = await mkdtemp(path.join(tmpdir(), 'unsub-relay-crash-batch-'));
   const base = crmConnection('acme-batch', crm.url, { dedupe: { window: 0 } });
   await writeConnections(dir, [
