@@ -129,6 +129,11 @@ export type Verdict =
     }
   | { verdict: 'refresh_auth' | 'fail'; reason: string; rule: number | 'default'; code: string };
 
+/** A verdict that means the CRM has the unsubscribe (it took it now, or had it already). */
+export function isDelivered(verdict: string | undefined): boolean {
+  return verdict === 'success' || verdict === 'success_already_done';
+}
+
 export const verdictNames = z.enum([
   'success',
   'success_already_done',

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Connection, StoredConnection } from '../config/connection-schema.js';
 import {
   BATCH_JOB_PREFIX,
+  isDelivered,
   batchJobSchema,
   partsOfDeliveryId,
   type BatchJob,
@@ -344,8 +345,7 @@ export async function carryOnFromRecords(
     jobless.map(async (id, i) => {
       const last = lasts[i];
       if (!last) return void rest.push(id);
-      if (last.verdict === 'success' || last.verdict === 'success_already_done')
-        return void delivered.push(id);
+      if (isDelivered(last.verdict)) return void delivered.push(id);
       if (last.verdict === 'fail' || last.verdict === 'refresh_auth')
         return deps.handOver(id, connection, {
           priorAttempts: 1,

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Connection } from '../config/connection-schema.js';
-import type { RenderedRequest, SendOutcome, Verdict } from '../domain/delivery.js';
+import { isDelivered, type RenderedRequest, type SendOutcome, type Verdict } from '../domain/delivery.js';
 import { RetryableDeliveryError, UnsubRelayError } from '../errors.js';
 import type { Unsubscribe } from '../domain/unsubscribe.js';
 import type { EventSink } from '../events/operational-event.js';
@@ -65,8 +65,7 @@ export interface OutcomeDeps {
 /** At most one `rate_limited` event per connection in this window: a 429 storm is one piece of news. */
 const RATE_LIMITED_EVENT_EVERY_MS = 60_000;
 
-const delivered = (fields: Pick<AttemptFields, 'verdict'>) =>
-  fields.verdict === 'success' || fields.verdict === 'success_already_done';
+const delivered = (fields: Pick<AttemptFields, 'verdict'>) => isDelivered(fields.verdict);
 
 /**
  * Records attempts and decides what each verdict means, the same way for a delivery sent alone and

@@ -2,6 +2,7 @@ import type { Job, JobType } from 'bullmq';
 import type { DeliveryQueues } from '../queue/queues.js';
 import {
   isBatchJob,
+  isDelivered,
   partsOfDeliveryId,
   readDeliveryJob,
   type StoredDeliveryJob,
@@ -184,7 +185,7 @@ export class DeliveryRecords {
       // A batched connection's delivery has a job of its own only when it leaves its batch: until
       // then it waits in the buffer or travels in a batch job, and a delivered one has its attempts.
       const where = await this.buffer.locate(id);
-      const deliveredLast = last && (last.verdict === 'success' || last.verdict === 'success_already_done');
+      const deliveredLast = isDelivered(last?.verdict);
       if (where || deliveredLast) {
         const record = await this.ledger.get(partsOfDeliveryId(id).unsubscribeId);
         const summary = batchedSummary(

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { deliveryId, type Attempt, type DeliveryStatus } from '../domain/delivery.js';
+import { deliveryId, isDelivered, type Attempt, type DeliveryStatus } from '../domain/delivery.js';
 import { emailKey, type Unsubscribe } from '../domain/unsubscribe.js';
 import { InputError, NotFoundError } from '../errors.js';
 import type { DeliveryQueues } from '../queue/queues.js';
@@ -254,14 +254,14 @@ export class UnsubscribeLedger {
    * and one delivered there has only its attempts (issue 7); otherwise its job has expired.
    */
   private async withoutJob(id: string): Promise<LedgerDeliveryStatus> {
-    const last = (await this.attempts.list(id)).at(-1);
-    if (last?.verdict === 'success' || last?.verdict === 'success_already_done') return 'succeeded';
+    const [last] = await this.attempts.lastOf([id]);
+    if (isDelivered(last?.verdict)) return 'succeeded';
     return (await this.buffer.locate(id)) ? 'pending' : 'expired';
   }
 }
 
 function acknowledgedAt(attempts: Attempt[]): string {
-  const success = attempts.findLast((a) => a.verdict === 'success' || a.verdict === 'success_already_done');
+  const success = attempts.findLast((a) => isDelivered(a.verdict));
   if (!success) return '';
   return new Date(new Date(success.startedAt).getTime() + Math.round(success.durationMs)).toISOString();
 }
