@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Worker, type Job } from 'bullmq';
+import { Job, Worker } from 'bullmq';
 import type { Logger } from 'pino';
 import type { Connection, StoredConnection } from '../config/connection-schema.js';
 import {
@@ -12,8 +12,9 @@ import {
   type Verdict,
 } from '../domain/delivery.js';
 import type { AttemptStore } from '../store/attempt-store.js';
-import type { BatchBuffer } from '../store/batch-buffer.js';
+import { FORM_SCRIPT, type BatchBuffer } from '../store/batch-buffer.js';
 import type { Admission, ConnectionControl } from '../store/connection-control.js';
+import { StoreUnavailableError } from '../errors.js';
 import type { LedgerRecords } from '../store/ledger.js';
 import type { Metrics } from '../observe/metrics.js';
 import {
@@ -365,7 +366,17 @@ export async function carryOnFromRecords(
 const HAND_OVER_BATCH = 500;
 /** Batches a connection has formed and not finished, across processes, when `limits.concurrency` does not say. */
 export const BATCHES_OPEN = 8;
-/** A batch open this long with no job was formed by a process that stopped before adding it. */
+const FORM_COMMAND = 'urFormBatch';
+const BATCH_JOB_OPTIONS = {
+  // A batch job only fails for Redis being away; after that its deliveries get jobs of their own (recover).
+  attempts: 5,
+  backoff: { type: 'connection' },
+  // Its deliveries keep their own records; a finished batch job is nothing to look at.
+  removeOnComplete: true,
+  // Recovery hands a failed one's deliveries over and removes it; if that stops halfway, a day on.
+  removeOnFail: { age: 24 * 3600 },
+};
+/** A batch open this long with no job lost its job (removed by hand, or Redis lost it). */
 const ORPHAN_AFTER_MS = 30_000;
 
 export interface BatchFormerDeps {
@@ -484,10 +495,8 @@ export class BatchFormer {
     while (open < cap && left > 0) {
       // A part-filled batch waits for more until maxWait after its first delivery was seen.
       if (connection.batch && left < maxSize && now - this.firstSeenAt < connection.batch.maxWait) break;
-      const batchId = `${BATCH_JOB_PREFIX}${randomUUID()}`;
-      const took = await buffer.form(connection.id, batchId, maxSize, now);
+      const took = await this.formOne(connection.id, maxSize, now);
       if (took === 0) break;
-      await this.addJob(connection.id, batchId);
       open += 1;
       left -= took;
     }
@@ -495,23 +504,34 @@ export class BatchFormer {
     return left > 0;
   }
 
+  /**
+   * One batch and its job, in one MULTI: up to `max` deliveries out of the buffer into the batch's
+   * list, and the job that names it, so no batch is ever left without a job. Answers how many it
+   * took (none: another process took them first, and the job finds its batch empty).
+   */
+  private async formOne(connectionId: string, max: number, now: number): Promise<number> {
+    const { queues, buffer } = this.deps;
+    const batchId = `${BATCH_JOB_PREFIX}${randomUUID()}`;
+    const multi = (await queues.transactions({ [FORM_COMMAND]: { keys: 3, lua: FORM_SCRIPT } })).multi();
+    multi.runCommand(FORM_COMMAND, buffer.formArgs(connectionId, batchId, max, now));
+    const data: BatchJob = { batch: batchId, connectionId };
+    await new Job(queues.for(connectionId), 'batch', data, BATCH_JOB_OPTIONS, batchId).addJob(multi);
+    const results = await multi.exec();
+    const failed = results?.find(([error]) => error !== null);
+    if (!results || failed)
+      throw new StoreUnavailableError(`Redis refused the batch: ${failed?.[0]?.message ?? 'aborted'}`);
+    return Number(results[0]![1]);
+  }
+
+  /** Adds the job of a batch whose job was lost (recover). */
   private async addJob(connectionId: string, batchId: string, resumed = false): Promise<void> {
     const data: BatchJob = { batch: batchId, connectionId, ...(resumed ? { resumed } : {}) };
-    await this.deps.queues.for(connectionId).add('batch', data, {
-      jobId: batchId,
-      // A batch job only fails for Redis being away; after that its deliveries get jobs of their own (recover).
-      attempts: 5,
-      backoff: { type: 'connection' },
-      // Its deliveries keep their own records; a finished batch job is nothing to look at.
-      removeOnComplete: true,
-      // Recovery hands a failed one's deliveries over and removes it; if that stops halfway, a day on.
-      removeOnFail: { age: 24 * 3600 },
-    });
+    await this.deps.queues.for(connectionId).add('batch', data, { jobId: batchId, ...BATCH_JOB_OPTIONS });
   }
 
   /**
-   * Batches whose job never got added (the process stopped in between) get it now; those whose job
-   * failed, or is gone, hand their deliveries over to jobs of their own.
+   * Batches whose job is gone get it again; those whose job failed hand their deliveries over to
+   * jobs of their own, each from its record.
    */
   async recover(): Promise<void> {
     const { buffer, queues, handOver } = this.deps;

@@ -6,7 +6,7 @@ import { parseLedgerRecord } from './ledger.js';
 // KEYS: buffer, batch list, open batches. ARGV: most to take, batch id, now ms.
 // Moves up to ARGV[1] ids from the head of the buffer to the batch's own list and registers the
 // batch as open, in one step: an id is always in exactly one place.
-const FORM_SCRIPT = `
+export const FORM_SCRIPT = `
 local ids = redis.call('LPOP', KEYS[1], ARGV[1])
 if not ids then return 0 end
 redis.call('RPUSH', KEYS[2], unpack(ids))
@@ -75,6 +75,18 @@ export class BatchBuffer {
 
   async isWaiting(connectionId: string, deliveryId: string): Promise<boolean> {
     return (await this.redis.lpos(this.keys.batchBuffer(connectionId), deliveryId)) !== null;
+  }
+
+  /** FORM_SCRIPT's keys and arguments, for a MULTI that also adds the batch's job. */
+  formArgs(connectionId: string, batchId: string, max: number, now: number): (string | number)[] {
+    return [
+      this.keys.batchBuffer(connectionId),
+      this.keys.batch(batchId),
+      this.keys.openBatches(connectionId),
+      max,
+      batchId,
+      now,
+    ];
   }
 
   /** Moves up to `max` waiting deliveries into the batch `batchId`; answers how many it took. */
