@@ -15,18 +15,19 @@ return #ids
 `;
 
 // KEYS: delivered set, buffer, open batches. ARGV: delivery id, batch list key prefix.
-// One step, so a delivery the former moves from the buffer to a batch meanwhile is still seen.
-const HOLDS_SCRIPT = `
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 1 end
+// Answers where a job-less batched delivery is: 1 waiting, 2 in an open batch, 3 delivered by a
+// batch, 0 nowhere. One step, so a delivery the former moves from the buffer to a batch meanwhile
+// is still found.
+const LOCATE_SCRIPT = `
 if redis.call('LPOS', KEYS[2], ARGV[1]) then return 1 end
 for _, batch in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
-  if redis.call('LPOS', ARGV[2] .. batch, ARGV[1]) then return 1 end
+  if redis.call('LPOS', ARGV[2] .. batch, ARGV[1]) then return 2 end
 end
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 3 end
 return 0
 `;
-
 interface WithForm {
-  urBatchHolds(
+  urBatchLocate(
     delivered: string,
     buffer: string,
     open: string,
@@ -58,8 +59,8 @@ export class BatchBuffer {
     private readonly keys: Keyspace,
   ) {
     if (!('urFormBatch' in redis)) redis.defineCommand('urFormBatch', { numberOfKeys: 3, lua: FORM_SCRIPT });
-    if (!('urBatchHolds' in redis))
-      redis.defineCommand('urBatchHolds', { numberOfKeys: 3, lua: HOLDS_SCRIPT });
+    if (!('urBatchLocate' in redis))
+      redis.defineCommand('urBatchLocate', { numberOfKeys: 3, lua: LOCATE_SCRIPT });
     this.scripted = redis as unknown as WithForm;
   }
 
@@ -71,10 +72,6 @@ export class BatchBuffer {
   /** Waiting deliveries, oldest first. */
   async waiting(connectionId: string, start = 0, stop = -1): Promise<string[]> {
     return this.redis.lrange(this.keys.batchBuffer(connectionId), start, stop);
-  }
-
-  async isWaiting(connectionId: string, deliveryId: string): Promise<boolean> {
-    return (await this.redis.lpos(this.keys.batchBuffer(connectionId), deliveryId)) !== null;
   }
 
   /** FORM_SCRIPT's keys and arguments, for a MULTI that also adds the batch's job. */
@@ -137,11 +134,8 @@ export class BatchBuffer {
 
   /** Where a delivery with no job of its own is: waiting to be batched, in an open batch, or neither. */
   async locate(deliveryId: string): Promise<'waiting' | 'in_batch' | undefined> {
-    const { connectionId } = partsOfDeliveryId(deliveryId);
-    if (await this.isWaiting(connectionId, deliveryId)) return 'waiting';
-    for (const { batchId } of await this.open(connectionId))
-      if ((await this.redis.lpos(this.keys.batch(batchId), deliveryId)) !== null) return 'in_batch';
-    return undefined;
+    const where = await this.where(deliveryId);
+    return where === 1 ? 'waiting' : where === 2 ? 'in_batch' : undefined;
   }
 
   /** When the oldest waiting delivery's unsubscribe was accepted (ms), if one waits. */
@@ -207,14 +201,17 @@ export class BatchBuffer {
    * by one (as long as succeeded deliveries are listed), so it is not queued again.
    */
   async holds(deliveryId: string): Promise<boolean> {
+    return (await this.where(deliveryId)) !== 0;
+  }
+
+  private async where(deliveryId: string): Promise<number> {
     const { connectionId } = partsOfDeliveryId(deliveryId);
-    const held = await this.scripted.urBatchHolds(
+    return this.scripted.urBatchLocate(
       this.keys.batchDelivered(connectionId),
       this.keys.batchBuffer(connectionId),
       this.keys.openBatches(connectionId),
       deliveryId,
       this.keys.batch(''),
     );
-    return held === 1;
   }
 }
