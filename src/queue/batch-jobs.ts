@@ -134,7 +134,7 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
     try {
       if (!control.batch) {
         // No longer batched: each delivery goes on as a job of its own.
-        await Promise.all(ids.map((id) => handOver(id, {})));
+        await settledAll(ids.map((id) => handOver(id, {})));
         await settleRequest('neutral');
         await finish();
         return { deliveries: ids.length, handedOver: ids.length };
@@ -201,7 +201,7 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
       } catch (error) {
         // Rendering or the OAuth2 token failed before anything reached the CRM.
         const verdict = unsentVerdict(error);
-        await Promise.all(
+        await settledAll(
           items.map(async (d) =>
             carryOn(
               d,
@@ -214,13 +214,13 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
         return { deliveries: ids.length, delivered: 0 };
       }
       const { refused } = result;
-      if (refused) await Promise.all(items.map((d) => deps.recordRefused(d, refused)));
+      if (refused) await settledAll(items.map((d) => deps.recordRefused(d, refused)));
       deps.metrics?.attemptSeconds.observe({ connection: connectionId }, result.outcome.durationMs / 1000);
       const requestVerdict = authRefused(result.verdict);
       if (items.length > 1 && refusedWhole(result)) {
         // Refused for what is in it: the deliveries go on in halves, each as a job of its own
         // (src/queue/processor.ts splits further), without spending an attempt.
-        await Promise.all(
+        await settledAll(
           items.map(async (d) =>
             handOver(d.deliveryId, {
               batchSplit: await deps.recordSplit(d, result, requestVerdict, items.length),
@@ -233,7 +233,7 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
       }
       await settleRequest(healthOf(requestVerdict, result.outcome));
       let throttledFor = 0;
-      const concluded = await Promise.all(
+      const concluded = await settledAll(
         items.map((d, i) =>
           outcomes.conclude(
             d,
@@ -245,7 +245,7 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
           ),
         ),
       );
-      await Promise.all(concluded.map((outcome, i) => carryOn(items[i]!, outcome)));
+      await settledAll(concluded.map((outcome, i) => carryOn(items[i]!, outcome)));
       for (const outcome of concluded)
         if (outcome.kind === 'retry' && outcome.rateLimited)
           throttledFor = Math.max(throttledFor, outcome.delayMs);
@@ -269,7 +269,7 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
       const unanswered = ids.filter((id) => !answered.has(id));
       // What was recorded before the failure goes on from its record; the rest starts afresh.
       const fresh = await carryOnFromRecords(deps, control, unanswered);
-      await Promise.all(fresh.map((id) => handOver(id, {})));
+      await settledAll(fresh.map((id) => handOver(id, {})));
       await finish();
       return { deliveries: ids.length, handedOver: unanswered.length };
     }
@@ -310,7 +310,7 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
     // Only the window: the request took the rate limit and the circuit.
     const claimOnly = { ...control, limits: {}, circuit: { ...control.circuit, enabled: false } };
     const now = clock();
-    const admissions = await Promise.all(
+    const admissions = await settledAll(
       items.map((d) => deps.control.admit(claimOnly, d.deliveryId, d.unsubscribe.email, now)),
     );
     const going: AttemptInFlight[] = [];
@@ -324,6 +324,17 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
     }
     return going;
   }
+}
+
+/**
+ * Like Promise.all, but waits for every promise before it rejects (with the first error): a batch
+ * that stops on an error then reads its deliveries' records, and none may still be being written.
+ */
+async function settledAll<T>(promises: readonly Promise<T>[]): Promise<T[]> {
+  const settled = await Promise.allSettled(promises);
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((r) => (r as PromiseFulfilledResult<T>).value);
 }
 
 /**
@@ -345,9 +356,12 @@ export async function carryOnFromRecords(
   await Promise.all(
     jobless.map(async (id, i) => {
       const last = lasts[i];
-      if (!last) return void rest.push(id);
+      // No record, or only the refused exchange before a token refresh: nothing concluded yet.
+      if (!last || last.verdict === 'refresh_auth') return void rest.push(id);
       if (isDelivered(last.verdict)) return void delivered.push(id);
-      if (last.verdict === 'fail' || last.verdict === 'refresh_auth')
+      // An operator moved or discarded it (and the move queued it at its new connection).
+      if (last.errorCode === 'MOVED' || last.errorCode === 'DISCARDED') return;
+      if (last.verdict === 'fail')
         return deps.handOver(id, connection, {
           priorAttempts: 1,
           failedAs: { code: last.errorCode ?? 'FAILED', reason: last.reason },
@@ -373,8 +387,9 @@ const BATCH_JOB_OPTIONS = {
   backoff: { type: 'connection' },
   // Its deliveries keep their own records; a finished batch job is nothing to look at.
   removeOnComplete: true,
-  // Recovery hands a failed one's deliveries over and removes it; if that stops halfway, a day on.
-  removeOnFail: { age: 24 * 3600 },
+  // Kept until recovery hands its deliveries over and removes it. (An age here would not do: BullMQ
+  // trims the whole failed set by the age of the job that fails, delivery jobs kept for replay too.)
+  removeOnFail: false,
 };
 /** A batch open this long with no job lost its job (removed by hand, or Redis lost it). */
 const ORPHAN_AFTER_MS = 30_000;
@@ -560,8 +575,10 @@ export class BatchFormer {
         members,
       );
       await Promise.all(fresh.map((id) => handOver(id, connection, {})));
-      await buffer.close(connection.id, batchId);
+      // The job first: stopped in between, the batch is still open, its job gone, and the next
+      // recovery re-adds it to find every delivery handed over.
       if (state === 'failed') await queue.remove(batchId);
+      await buffer.close(connection.id, batchId);
       if (members.length > 0)
         this.deps.logger.warn(
           { connectionId: connection.id, batchId, deliveries: members.length, state },

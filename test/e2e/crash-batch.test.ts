@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { AttemptStore } from '../../src/store/attempt-store.js';
 import { keyspace } from '../../src/store/keys.js';
 import { startFakeCrm, type FakeCrm } from '../helpers/crm-server.js';
 import { crmConnection, deliveryRecords, writeConnections } from '../helpers/engine.js';
@@ -24,13 +25,8 @@ let dir: string;
 const emailsIn = (body: string) => (JSON.parse(body) as { emails: string[] }).emails;
 
 beforeAll(async () => {
-  // Slow answers keep batches in flight when the worker dies; the first batch is refused with a 503,
-  // so its deliveries are retried in jobs of their own, whichever process hands them over.
-  crm = await startFakeCrm((_request, index) => ({
-    status: index === 0 ? 503 : 202,
-    body: '{}',
-    delayMs: 300,
-  }));
+  // Slow answers keep batches in flight when the worker dies.
+  crm = await startFakeCrm(() => ({ status: 202, body: '{}', delayMs: 300 }));
   dir = await mkdtemp(path.join(tmpdir(), 'unsub-relay-crash-batch-'));
   const base = crmConnection('acme-batch', crm.url, { dedupe: { window: 0 } });
   await writeConnections(dir, [
@@ -66,11 +62,17 @@ it('delivers every accepted unsubscribe to a batched connection after the worker
   await eventually('a batch under way', () => crm.received.length >= 1);
   first.child.kill('SIGKILL');
   await first.exited;
-  expect(new Set(crm.received.flatMap((r) => emailsIn(r.body))).size).toBeLessThan(emails.length);
-
-  const second = await spawnEngine({ ...env, CONNECTIONS_DIR: dir });
   const { records, close } = deliveryRecords(prefix);
   const redis = testRedis();
+  const attempts = new AttemptStore(redis, keyspace(prefix));
+  // Killed before the CRM answered anything: no delivery was recorded as delivered.
+  expect((await attempts.lastOf(ids)).filter((a) => a?.verdict === 'success')).toHaveLength(0);
+  // The restarted engine's first request is refused with a 503: its deliveries are handed over to
+  // jobs of their own and retried.
+  const firstAfter = crm.received.length;
+  crm.respond((_request, index) => ({ status: index === firstAfter ? 503 : 202, body: '{}', delayMs: 300 }));
+
+  const second = await spawnEngine({ ...env, CONNECTIONS_DIR: dir });
   try {
     await eventually(
       'every unsubscribe at the CRM',
@@ -82,6 +84,10 @@ it('delivers every accepted unsubscribe to a batched connection after the worker
       return all.every((d) => d.status === 'succeeded') ? all : undefined;
     });
     expect(settled).toHaveLength(emails.length);
+    // The refused request's deliveries were retried: each has a retry, then a success.
+    expect(
+      settled.filter((d) => d.attempts.some((a) => a.verdict === 'retry' && a.status === 503)).length,
+    ).toBeGreaterThan(0);
     const keys = keyspace(prefix);
     expect(await redis.llen(keys.batchBuffer('acme-batch'))).toBe(0);
     await eventually(

@@ -186,7 +186,7 @@ describe('the batch former', () => {
 
   it('hands the deliveries of a batch whose job failed over to jobs of their own, each from its record', async () => {
     const c = connection('failing');
-    const ids = deliveries('failing', 4);
+    const ids = deliveries('failing', 6);
     await fill('failing', ids);
     const f = former(c);
     await f.formWhatIsDue();
@@ -225,11 +225,19 @@ describe('the batch former', () => {
     await record(ids[2]!, {
       verdict: 'retry',
       errorCode: 'HTTP_STATUS',
-      nextAttemptAt: new Date(Date.now() + 60_000).toISOString(),
+      nextAttemptAt: new Date(now + 30_000 + 60_000).toISOString(),
+    });
+    // Only the refused exchange before a token refresh: the delivery's own outcome never came.
+    await record(ids[4]!, { verdict: 'refresh_auth', errorCode: 'AUTH_REFUSED' });
+    // Moved by an operator whose move stopped before taking it out of the batch.
+    await record(ids[5]!, {
+      verdict: 'fail',
+      errorCode: 'MOVED',
+      reason: 'moved by ops to connection other',
     });
     now += 30_000;
     await f.recover();
-    const [delivered, failed, retried, fresh] = await Promise.all(
+    const [delivered, failed, retried, fresh, refreshed, moved] = await Promise.all(
       ids.map((id) => queues.for('failing').getJob(id)),
     );
     // Each goes on from its record, not afresh: the delivered one is not sent again.
@@ -241,7 +249,11 @@ describe('the batch former', () => {
     });
     expect(retried?.data).toEqual({ priorAttempts: 1 });
     expect(await retried?.getState()).toBe('delayed');
+    // It waits what is left of the delay its record planned.
+    expect(retried?.opts.delay).toBe(60_000);
     expect(fresh?.data).toEqual({});
+    expect(refreshed?.data).toEqual({});
+    expect(moved).toBeUndefined();
     expect(await queues.for('failing').getJob(open!.batchId)).toBeUndefined();
     expect(await buffer.openCount('failing')).toBe(0);
   });
