@@ -34,14 +34,7 @@ interface WithForm {
     deliveryId: string,
     batchPrefix: string,
   ): Promise<number>;
-  urFormBatch(
-    buffer: string,
-    list: string,
-    open: string,
-    max: number,
-    batchId: string,
-    now: number,
-  ): Promise<number>;
+  urFormBatch(...keysThenArgs: (string | number)[]): Promise<number>;
 }
 
 /**
@@ -88,14 +81,7 @@ export class BatchBuffer {
 
   /** Moves up to `max` waiting deliveries into the batch `batchId`; answers how many it took. */
   async form(connectionId: string, batchId: string, max: number, now: number): Promise<number> {
-    return this.scripted.urFormBatch(
-      this.keys.batchBuffer(connectionId),
-      this.keys.batch(batchId),
-      this.keys.openBatches(connectionId),
-      max,
-      batchId,
-      now,
-    );
+    return this.scripted.urFormBatch(...this.formArgs(connectionId, batchId, max, now));
   }
 
   /** The delivery ids of one batch, in the order they were queued. */

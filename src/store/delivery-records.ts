@@ -132,15 +132,7 @@ export class DeliveryRecords {
     const found: DeliverySummary[] = [];
     for (let start = 0; start < MAX_SCANNED && found.length < limit; start += PAGE) {
       const page = await this.buffer.delivered(connection, start, start + PAGE - 1);
-      const records = await this.ledger.getMany(
-        page.map((d) => partsOfDeliveryId(d.deliveryId).unsubscribeId),
-      );
-      for (const [i, { deliveryId, at }] of page.entries()) {
-        const summary = batchedSummary(deliveryId, records[i]?.unsubscribe, 'succeeded', 1);
-        summary.finishedAt = new Date(at).toISOString();
-        if (matches(summary, filter)) found.push(summary);
-        if (found.length >= limit) break;
-      }
+      await this.summarizeBatched(page, 'succeeded', filter, limit, found);
       if (page.length < PAGE) break;
     }
     return found;
@@ -158,15 +150,33 @@ export class DeliveryRecords {
     ];
     const found: DeliverySummary[] = [];
     for (let start = 0; start < ids.length && found.length < limit; start += PAGE) {
-      const page = ids.slice(start, start + PAGE);
-      const records = await this.ledger.getMany(page.map((id) => partsOfDeliveryId(id).unsubscribeId));
-      for (const [i, id] of page.entries()) {
-        const summary = batchedSummary(id, records[i]?.unsubscribe, 'pending', 0);
-        if (matches(summary, filter)) found.push(summary);
-        if (found.length >= limit) break;
-      }
+      const page = ids.slice(start, start + PAGE).map((deliveryId) => ({ deliveryId }));
+      await this.summarizeBatched(page, 'pending', filter, limit, found);
     }
     return found;
+  }
+
+  /** Adds to `found`, up to `limit`, the summaries of job-less batched deliveries the filter takes. */
+  private async summarizeBatched(
+    page: ReadonlyArray<{ deliveryId: string; at?: number }>,
+    status: 'pending' | 'succeeded',
+    filter: DeliveryFilter,
+    limit: number,
+    found: DeliverySummary[],
+  ): Promise<void> {
+    const records = await this.ledger.getMany(page.map((d) => partsOfDeliveryId(d.deliveryId).unsubscribeId));
+    for (const [i, { deliveryId, at }] of page.entries()) {
+      if (found.length >= limit) return;
+      // Delivered by a batch: its one attempt there (a merged one's is its merge record).
+      const summary = batchedSummary(
+        deliveryId,
+        records[i]?.unsubscribe,
+        status,
+        status === 'succeeded' ? 1 : 0,
+      );
+      if (at !== undefined) summary.finishedAt = new Date(at).toISOString();
+      if (matches(summary, filter)) found.push(summary);
+    }
   }
 
   async get(id: string): Promise<DeliveryDetail> {
