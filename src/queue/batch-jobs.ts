@@ -88,7 +88,8 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
     const { batch: batchId, connectionId, resumed } = batchJobSchema.parse(job.data);
     let ids = await deps.buffer.members(batchId);
     if (ids.length === 0) {
-      // Run again after it had finished (a worker crashed before BullMQ heard): nothing left.
+      // Run again after it had finished (a worker crashed before BullMQ heard), or formed when
+      // another process had just taken what waited: nothing to send.
       await deps.buffer.close(connectionId, batchId);
       return { deliveries: 0 };
     }
@@ -99,7 +100,7 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
     );
     const { stored, admission } = current;
     const control = stored.connection;
-    if (ids.length > 0 && (resumed || job.stalledCounter > 0 || job.attemptsMade > 0)) {
+    if (resumed || job.stalledCounter > 0 || job.attemptsMade > 0) {
       // Run again (its worker stopped mid-batch, or its job was lost): what an earlier run recorded
       // goes on from its record, and only what nothing happened to yet is sent.
       ids = await carryOnFromRecords(deps, control, ids);
