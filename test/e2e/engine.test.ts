@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeCrm, type FakeCrm } from '../helpers/crm-server.js';
 import { deliveryRecords, writeConnections } from '../helpers/engine.js';
-import { cli, spawnEngine, type EngineProcess } from '../helpers/processes.js';
+import { cli, createKey, spawnEngine, type EngineProcess } from '../helpers/processes.js';
 import { cleanPrefix, eventually, uniquePrefix } from '../helpers/redis.js';
 
 const SECRET = 'e2e-crm-secret-0f9a8b7c';
@@ -233,10 +233,7 @@ describe('the newcomer\u2019s first minute (committed connections, built-in sand
       await eventually('the try-it hint', () =>
         engine.logs().includes('try it: npx unsub-relay keys create --account demo'),
       );
-      const key = cli(['keys', 'create', '--account', 'demo'], { ...env, ADMIN_URL: engine.url })
-        .stdout.trim()
-        .split('\n')
-        .at(-1)!;
+      const key = createKey(env, engine.url, 'demo');
       const response = await fetch(`${engine.url}/v1/unsubscribes`, {
         method: 'POST',
         headers: { authorization: key, 'content-type': 'application/json' },

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startFakeCrm, type FakeCrm } from '../helpers/crm-server.js';
 import { crmConnection, writeConnections } from '../helpers/engine.js';
-import { cli, spawnEngine } from '../helpers/processes.js';
+import { createKey, spawnEngine } from '../helpers/processes.js';
 import { cleanPrefix, eventually, uniquePrefix } from '../helpers/redis.js';
 
 const prefix = uniquePrefix('shutdown');
@@ -39,10 +39,7 @@ afterAll(async () => {
 
 it('stops within its shutdown bound despite a hung CRM and a trickling client, and loses nothing', async () => {
   const engine = await spawnEngine({ ...env, CONNECTIONS_DIR: dir });
-  const key = cli(['keys', 'create', '--account', 'acme'], { ...env, ADMIN_URL: engine.url })
-    .stdout.trim()
-    .split('\n')
-    .at(-1)!;
+  const key = createKey(env, engine.url);
   const response = await fetch(`${engine.url}/v1/unsubscribes`, {
     method: 'POST',
     headers: { authorization: key, 'content-type': 'application/json' },

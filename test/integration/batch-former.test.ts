@@ -62,6 +62,15 @@ async function fill(connectionId: string, ids: string[]): Promise<void> {
   await redis.rpush(keys.batchBuffer(connectionId), ...ids);
 }
 
+/** An unsubscribe of account acme to `campaign`, as ingest hands it to the producer. */
+const unsubscribeTo = (campaign: string, email: string) => ({
+  account: 'acme',
+  email,
+  campaign,
+  source: 'test',
+  attributes: {},
+});
+
 const batchSizes = async (connectionId: string) =>
   Promise.all((await buffer.open(connectionId)).map(async (b) => (await buffer.members(b.batchId)).length));
 
@@ -78,13 +87,7 @@ afterAll(async () => {
 describe('ingest to a batched connection', () => {
   it('appends a delivery to the buffer once, however often its unsubscribe is stored', async () => {
     const c = connection('once');
-    const request = {
-      account: 'acme',
-      email: 'x@example.com',
-      campaign: 'once',
-      source: 'test',
-      attributes: {},
-    };
+    const request = unsubscribeTo('once', 'x@example.com');
     const first = await producer.accept(request, [c], 'key-1');
     expect(first.outcome).toBe('accepted');
     // The key's claim is gone (expired, or lost with a Redis failover): the same request is stored
@@ -97,13 +100,7 @@ describe('ingest to a batched connection', () => {
 
   it('queues no second copy of a batched delivery that waits, travels in a batch or was delivered by one', async () => {
     const c = connection('backfill');
-    const request = {
-      account: 'acme',
-      email: 'y@example.com',
-      campaign: 'backfill',
-      source: 'test',
-      attributes: {},
-    };
+    const request = unsubscribeTo('backfill', 'y@example.com');
     const travelling = await producer.accept(request, [c]);
     const waiting = await producer.accept({ ...request, email: 'z@example.com' }, [c]);
     const delivered = await producer.accept({ ...request, email: 'w@example.com' }, [c]);
