@@ -65,7 +65,8 @@ export interface BatchJobDeps {
   /** The processor's: the connection as it is now and its admission (holds a deleted or disabled one). */
   admitted: (
     connectionId: string,
-    log: Logger,
+    /** Its logger, made only if a line is logged. */
+    log: () => Logger,
     admit: (connection: Connection, version: number) => Promise<Admission>,
   ) => Promise<{ stored: StoredConnection; admission: Exclude<Admission, { kind: 'stale' }> }>;
   merged: (d: AttemptInFlight, into: string) => Promise<void>;
@@ -95,8 +96,11 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
     }
     const log = deps.logger.child({ batchId, connectionId });
     const requestId = job.id!;
-    const current = await deps.admitted(connectionId, log, (connection, version) =>
-      deps.control.admit({ ...connection, dedupe: { window: 0 } }, requestId, '', clock(), { version }),
+    const current = await deps.admitted(
+      connectionId,
+      () => log,
+      (connection, version) =>
+        deps.control.admit({ ...connection, dedupe: { window: 0 } }, requestId, '', clock(), { version }),
     );
     const { stored, admission } = current;
     const control = stored.connection;

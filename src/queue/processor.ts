@@ -150,7 +150,9 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
     if (isBatchJob(job)) return processBatch(job, token);
     const data = readDeliveryJob(job);
     const { deliveryId: id, unsubscribeId, connectionId, pinVersion, batchSplit } = data;
-    const log = deps.logger.child({ deliveryId: id, unsubscribeId, connectionId });
+    // Made when a line is logged about this delivery (most are not): a pino child costs its redaction setup.
+    let child: Logger | undefined;
+    const logger = () => (child ??= deps.logger.child({ deliveryId: id, unsubscribeId, connectionId }));
     const startedAt = clock();
     // A delivery handed over by a batch job counts the attempts it made there.
     const attemptNumber = job.attemptsMade + 1 + (data.priorAttempts ?? 0);
@@ -166,7 +168,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
         fields,
         clock() - startedAt,
       );
-      log.warn({ code, attempt: attemptNumber }, 'delivery failed: %s', reason);
+      logger().warn({ code, attempt: attemptNumber }, 'delivery failed: %s', reason);
       throw new UnrecoverableError(`${code}: ${reason}`);
     };
 
@@ -183,7 +185,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
       pinVersion === undefined ? undefined : await deps.connections.getVersion(connectionId, pinVersion);
     if (pinVersion !== undefined && !pinned)
       return failNow('CONNECTION_MISSING', `connection ${connectionId} has no version ${pinVersion}`);
-    const current = await admitted(connectionId, log, (connection, version) =>
+    const current = await admitted(connectionId, logger, (connection, version) =>
       // Limits, circuit and duplicates follow the connection as it is now, even for a pinned replay;
       // a batched connection's rate limit counts requests, so it is taken per batch, not per delivery.
       deps.control.admit(
@@ -210,7 +212,9 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
       version: used.version,
       attemptNumber,
       startedAt,
-      log,
+      get log() {
+        return logger();
+      },
     };
 
     if (admission.kind === 'merged') {
@@ -296,7 +300,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
    */
   async function admitted(
     connectionId: string,
-    log: Logger,
+    log: () => Logger,
     admit: (connection: Connection, version: number) => Promise<Admission>,
   ): Promise<{ stored: StoredConnection; admission: Exclude<Admission, { kind: 'stale' }> }> {
     let current = lastSeen.get(connectionId);
@@ -320,8 +324,12 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
     }
   }
 
-  async function holdBack(connectionId: string, reason: 'disabled' | 'deleted', log: Logger): Promise<never> {
-    log.warn({ reason }, 'delivery held: its connection is %s', reason);
+  async function holdBack(
+    connectionId: string,
+    reason: 'disabled' | 'deleted',
+    log: () => Logger,
+  ): Promise<never> {
+    log().warn({ reason }, 'delivery held: its connection is %s', reason);
     await deps.hold(connectionId, reason);
     await deps.slowDown(connectionId, HOLD_RECHECK_MS);
     throw Worker.RateLimitError();

@@ -65,6 +65,17 @@ function route(req: http.IncomingMessage, res: http.ServerResponse, body: string
       res.writeHead(200, { 'Content-Type': 'text/plain' });
       for (let i = 0; i < 64; i++) res.write('x'.repeat(1_024));
       return void res.end();
+    case '/sized': {
+      // Declared up front (most CRMs' answers): read whole, without streaming it.
+      const sized = 'y'.repeat(Number(new URL(req.url!, 'http://x').searchParams.get('bytes')));
+      res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': String(sized.length) });
+      return void res.end(sized);
+    }
+    case '/short':
+      // Declares more than it sends, then hangs up.
+      res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': '100' });
+      res.write('only ten..');
+      return void setTimeout(() => res.socket?.destroy(), 20);
     case '/redirect':
       res.writeHead(302, { Location: 'http://169.254.169.254/latest/meta-data/' });
       return void res.end();
@@ -219,6 +230,18 @@ describe('sender against loopback servers', () => {
   it('keeps a body of exactly maxResponseBytes whole', async () => {
     const outcome = await sender.send(get(`${base}/large`), { ...limits, maxResponseBytes: 65_536 });
     expect(outcome).toMatchObject({ kind: 'response', bodyTruncated: false, body: 'x'.repeat(65_536) });
+  });
+
+  it('reads a body of declared length up to maxResponseBytes whole, and truncates a longer one', async () => {
+    const fits = await sender.send(get(`${base}/sized?bytes=5000`), { ...limits, maxResponseBytes: 5_000 });
+    expect(fits).toMatchObject({ kind: 'response', bodyTruncated: false, body: 'y'.repeat(5_000) });
+    const over = await sender.send(get(`${base}/sized?bytes=5001`), { ...limits, maxResponseBytes: 5_000 });
+    expect(over).toMatchObject({ kind: 'response', bodyTruncated: true, body: 'y'.repeat(5_000) });
+  });
+
+  it('reports a body shorter than its declared length as a network error, not an answer', async () => {
+    const outcome = await sender.send(get(`${base}/short`), limits);
+    expect(outcome).toMatchObject({ kind: 'error', code: 'NETWORK' });
   });
 
   it('drops a multi-byte character cut by the limit instead of showing U+FFFD', async () => {
