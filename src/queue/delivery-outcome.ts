@@ -60,6 +60,8 @@ export interface OutcomeDeps {
   slowDown: (connectionId: string, ms: number) => Promise<void>;
   clock: () => number;
   random?: () => number;
+  /** Whose level says whether a delivery's info line is written (a delivery's own logger is its child). */
+  logger: Pick<Logger, 'isLevelEnabled'>;
 }
 
 /** At most one `rate_limited` event per connection in this window: a 429 storm is one piece of news. */
@@ -73,6 +75,8 @@ const delivered = (fields: Pick<AttemptFields, 'verdict'>) => isDelivered(fields
  * retry plan, metrics, events and the log line.
  */
 export function createOutcomes(deps: OutcomeDeps) {
+  // Asked of the engine's logger: a delivery's child logger is made only when a line is written.
+  const infoEnabled = () => deps.logger.isLevelEnabled('info');
   const lastRateLimitedEvent = new Map<string, number>();
 
   const attempt = (d: AttemptIdentity, fields: AttemptFields, durationMs: number): AttemptWrite =>
@@ -173,7 +177,7 @@ export function createOutcomes(deps: OutcomeDeps) {
     durationMs: number,
     healthOutcome: HealthOutcome,
   ): Promise<AttemptResult> => {
-    const { connectionId, unsubscribe, log } = d;
+    const { connectionId, unsubscribe } = d;
     const base =
       request && outcome
         ? attemptFields(request, outcome, verdict)
@@ -199,8 +203,8 @@ export function createOutcomes(deps: OutcomeDeps) {
         { connection: connectionId },
         Math.max(0, deps.clock() - Date.parse(unsubscribe.receivedAt)) / 1000,
       );
-      if (log.isLevelEnabled('info'))
-        log.info(
+      if (infoEnabled())
+        d.log.info(
           logFields(),
           verdict.verdict === 'success' ? 'delivered' : 'delivered (the CRM had it already)',
         );
@@ -209,7 +213,7 @@ export function createOutcomes(deps: OutcomeDeps) {
     if (verdict.verdict === 'fail' || verdict.verdict === 'refresh_auth') {
       await recordAndSettle(d, base, durationMs, healthOutcome, true);
       count('fail');
-      log.warn({ ...logFields(), code: verdict.code }, 'delivery failed: %s', verdict.reason);
+      d.log.warn({ ...logFields(), code: verdict.code }, 'delivery failed: %s', verdict.reason);
       return { kind: 'failed', code: verdict.code, reason: verdict.reason };
     }
     // Only retry and rate_limited are left (TS does not narrow multi-literal discriminants here).
@@ -247,7 +251,7 @@ export function createOutcomes(deps: OutcomeDeps) {
         message: `delivery ${d.deliveryId} failed for good (${code}): ${plan.reason}; replay it once ${connectionId} is fixed`,
         details: { code, attempts: d.attemptNumber },
       });
-      log.warn({ ...logFields(), code }, 'delivery failed: %s', reason);
+      d.log.warn({ ...logFields(), code }, 'delivery failed: %s', reason);
       return { kind: 'failed', code, reason };
     }
     const nextAttemptAt = now + plan.delayMs;
@@ -272,12 +276,12 @@ export function createOutcomes(deps: OutcomeDeps) {
         message: `delivery ${d.deliveryId} is still failing close to its deadline; next attempt ${new Date(nextAttemptAt).toISOString()}`,
         details: { code: waiting.code, nextAttemptAt: new Date(nextAttemptAt).toISOString() },
       });
-      log.warn(
+      d.log.warn(
         { ...logFields(), code: waiting.code, nextAttemptAt },
         'delivery still failing close to its deadline',
       );
-    } else if (log.isLevelEnabled('info'))
-      log.info(
+    } else if (infoEnabled())
+      d.log.info(
         { ...logFields(), code: waiting.code, delayMs: plan.delayMs },
         'delivery will retry: %s',
         verdict.reason,

@@ -41,7 +41,10 @@ export function templateContext(
  * fields (whatever the caller passed in), with absent optional fields filled in for strict mode.
  */
 export function templateData(context: TemplateContext): TemplateContext {
-  return {
+  // One made here already holds only the declared fields: a delivery's context is copied once, not
+  // again for each request it renders (a batch renders hundreds).
+  if (copies.has(context)) return context;
+  const copy: TemplateContext = {
     email: context.email,
     id: context.id,
     account: context.account,
@@ -54,9 +57,11 @@ export function templateData(context: TemplateContext): TemplateContext {
     settings: { ...context.settings },
     engine: { sandboxUrl: context.engine.sandboxUrl },
   };
+  copies.add(copy);
+  return copy;
 }
+const copies = new WeakSet<TemplateContext>();
 
-/** Secrets from the process environment; an empty variable counts as unset. */
 /**
  * Variables a connection may never read as a secret: the engine's own settings (the admin token, a
  * Redis URL with its password) and the process's. Otherwise a connection file could ship them to a CRM.
@@ -81,6 +86,7 @@ export function isSecretNameAllowed(name: string): boolean {
   );
 }
 
+/** Secrets from the process environment; an empty variable counts as unset. */
 export function envSecrets(env: NodeJS.ProcessEnv = process.env): SecretSource {
   return {
     get(name) {
