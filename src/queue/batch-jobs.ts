@@ -14,7 +14,7 @@ import {
 import type { AttemptStore } from '../store/attempt-store.js';
 import { FORM_SCRIPT, type BatchBuffer } from '../store/batch-buffer.js';
 import type { Admission, ConnectionControl } from '../store/connection-control.js';
-import { StoreUnavailableError } from '../errors.js';
+import { StoreUnavailableError, TemplateError } from '../errors.js';
 import type { LedgerRecords } from '../store/ledger.js';
 import type { Metrics } from '../observe/metrics.js';
 import {
@@ -71,6 +71,8 @@ export interface BatchJobDeps {
   ) => Promise<{ stored: StoredConnection; admission: Exclude<Admission, { kind: 'stale' }> }>;
   merged: (d: AttemptInFlight, into: string) => Promise<void>;
   recordRefused: (d: AttemptInFlight, refused: NonNullable<Exchange['refused']>) => Promise<void>;
+  /** Records that a batch that did not render goes on in halves; answers the new size. */
+  recordRenderSplit: (d: AttemptInFlight, verdict: Verdict, size: number) => Promise<number>;
   recordSplit: (d: AttemptInFlight, result: Exchange, verdict: Verdict, size: number) => Promise<number>;
 }
 
@@ -206,6 +208,20 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
       } catch (error) {
         // Rendering or the OAuth2 token failed before anything reached the CRM.
         const verdict = unsentVerdict(error);
+        if (items.length > 1 && error instanceof TemplateError) {
+          // One unsubscribe's data may not render: the deliveries go on in halves, each as a job of
+          // its own (src/queue/processor.ts splits further), without spending an attempt.
+          await settledAll(
+            items.map(async (d) =>
+              handOver(d.deliveryId, {
+                batchSplit: await deps.recordRenderSplit(d, verdict, items.length),
+              }),
+            ),
+          );
+          await settleRequest('neutral');
+          await finish();
+          return { deliveries: ids.length, delivered: 0, split: items.length };
+        }
         await settledAll(
           items.map(async (d) =>
             carryOn(
@@ -532,7 +548,7 @@ export class BatchFormer {
   private async formOne(connectionId: string, max: number, now: number): Promise<number> {
     const { queues, buffer } = this.deps;
     const batchId = `${BATCH_JOB_PREFIX}${randomUUID()}`;
-    const multi = (await queues.transactions({ [FORM_COMMAND]: { keys: 3, lua: FORM_SCRIPT } })).multi();
+    const multi = (await queues.transactions({ [FORM_COMMAND]: { keys: 4, lua: FORM_SCRIPT } })).multi();
     multi.runCommand(FORM_COMMAND, buffer.formArgs(connectionId, batchId, max, now));
     const data: BatchJob = { batch: batchId, connectionId };
     await new Job(queues.for(connectionId), 'batch', data, BATCH_JOB_OPTIONS, batchId).addJob(multi);

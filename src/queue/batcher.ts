@@ -11,6 +11,16 @@ export interface BatchResult<R> {
   size: number;
 }
 
+/** A group's request could not be sent: `cause` says why, `size` how many entries it held. */
+export class GroupNotSent extends Error {
+  constructor(
+    override readonly cause: unknown,
+    readonly size: number,
+  ) {
+    super(`a group of ${size} could not be sent`, { cause });
+  }
+}
+
 interface Pending<E, R> {
   entries: E[];
   waiters: { resolve: (value: BatchResult<R>) => void; reject: (error: unknown) => void }[];
@@ -30,7 +40,8 @@ export class Batcher<E, R> {
 
   /**
    * Adds an entry to the group `key` (same connection, version and batch size: only entries that
-   * can share a request). Resolves once the request is answered, rejects if it could not be sent.
+   * can share a request). Resolves once the request is answered, rejects with `GroupNotSent` if it
+   * could not be sent.
    */
   submit(key: string, entry: E, maxSize: number, maxWaitMs: number): Promise<BatchResult<R>> {
     let group = this.groups.get(key);
@@ -60,7 +71,7 @@ export class Batcher<E, R> {
     const size = group.entries.length;
     this.send(group.entries).then(
       (result) => group.waiters.forEach((waiter, index) => waiter.resolve({ result, index, size })),
-      (error: unknown) => group.waiters.forEach((waiter) => waiter.reject(error)),
+      (error: unknown) => group.waiters.forEach((waiter) => waiter.reject(new GroupNotSent(error, size))),
     );
   }
 }

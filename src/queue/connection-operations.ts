@@ -1,16 +1,18 @@
-import { isBatchJob, partsOfDeliveryId } from '../domain/delivery.js';
+import { isBatchJob, isDelivered, partsOfDeliveryId } from '../domain/delivery.js';
 import type { EventSink } from '../events/operational-event.js';
 import { ConflictError, NotFoundError } from '../errors.js';
 import type { AttemptStore } from '../store/attempt-store.js';
 import type { BatchBuffer } from '../store/batch-buffer.js';
 import type { ConnectionControl } from '../store/connection-control.js';
 import type { ConnectionStore } from '../store/connection-store.js';
+import { holdConnection } from './hold.js';
 import type { DeliveryProducer } from './producer.js';
 import type { DeliveryQueues } from './queues.js';
 
 interface BacklogEntry {
   id: string;
-  remove: () => Promise<void>;
+  /** Takes it out of the backlog; false when it was no longer there (see `take`). */
+  remove: () => Promise<boolean>;
 }
 
 /** States a held backlog is taken from: everything not yet delivered and not in flight. */
@@ -113,8 +115,9 @@ export class ConnectionOperations {
     const discarded: string[] = [];
     const entries = await this.backlog(connectionId, selection);
     for (const entry of entries) {
+      // Taken first: one that left the backlog meanwhile is not on the record as discarded.
+      if (!(await this.take(connectionId, entry, selection))) continue;
       await this.note(entry.id, 'DISCARDED', `discarded by ${who}: ${reason || 'no reason given'}`);
-      await entry.remove();
       discarded.push(entry.id);
     }
     await this.closeEmptiedBatches(connectionId);
@@ -142,13 +145,33 @@ export class ConnectionOperations {
     let alreadyThere = 0;
     for (const entry of await this.backlog(connectionId, selection)) {
       const { unsubscribeId } = partsOfDeliveryId(entry.id);
+      // Queued at the target before it leaves here, so a crash in between loses nothing.
       if (await this.deps.producer.enqueueExisting(unsubscribeId, target.connection)) moved.push(entry.id);
       else alreadyThere += 1;
-      await this.note(entry.id, 'MOVED', `moved by ${who} to connection ${targetId}`);
-      await entry.remove();
+      if (await this.take(connectionId, entry, selection))
+        await this.note(entry.id, 'MOVED', `moved by ${who} to connection ${targetId}`);
     }
     await this.closeEmptiedBatches(connectionId);
     return { moved, alreadyThere };
+  }
+
+  /**
+   * Takes a listed delivery out. One that left its place since it was listed (a failed batch's
+   * recovery gave it a job of its own) is taken from there; one found nowhere pending was not taken.
+   */
+  private async take(
+    connectionId: string,
+    entry: BacklogEntry,
+    selection: BacklogSelection,
+  ): Promise<boolean> {
+    if (await entry.remove()) return true;
+    const job = await this.deps.queues.for(connectionId).getJob(entry.id);
+    if (!job) return false;
+    const state = await job.getState();
+    const takeable: readonly string[] = selection.includeFailed ? [...PENDING, 'failed'] : PENDING;
+    if (!takeable.includes(state)) return false;
+    await job.remove();
+    return true;
   }
 
   private async note(deliveryId: string, code: string, reason: string): Promise<void> {
@@ -171,19 +194,25 @@ export class ConnectionOperations {
    * waiting in the batch buffer, and those in batch jobs not running now (issue 7).
    */
   private async backlog(connectionId: string, selection: BacklogSelection): Promise<BacklogEntry[]> {
-    const { queues, buffer } = this.deps;
+    const { queues, buffer, attempts } = this.deps;
     const queue = queues.for(connectionId);
     const states = selection.includeFailed ? [...PENDING, 'failed' as const] : [...PENDING];
     const entries: BacklogEntry[] = [];
     for (let start = 0; ; start += PAGE) {
       const page = await queue.getJobs(states, start, start + PAGE - 1, true);
       for (const job of page)
-        if (job && !isBatchJob(job)) entries.push({ id: job.id!, remove: () => job.remove() });
+        if (job && !isBatchJob(job))
+          entries.push({ id: job.id!, remove: async () => (await job.remove(), true) });
       if (page.length < PAGE) break;
     }
     for (const { batchId, deliveryIds } of await buffer.inOpenBatches(connectionId)) {
       if ((await queue.getJobState(batchId)) === 'active') continue;
-      for (const id of deliveryIds) entries.push({ id, remove: () => buffer.takeFromBatch(batchId, id) });
+      // A batch job that stopped part-way (failed, or waiting to run again) delivered some already.
+      const last = await attempts.lastOf(deliveryIds);
+      deliveryIds.forEach((id, i) => {
+        if (last[i] && isDelivered(last[i].verdict)) return;
+        entries.push({ id, remove: () => buffer.takeFromBatch(batchId, id) });
+      });
     }
     for (const id of await buffer.waiting(connectionId))
       entries.push({ id, remove: () => buffer.takeWaiting(connectionId, id) });
@@ -207,15 +236,21 @@ export class ConnectionOperations {
     return stored;
   }
 
-  /** Only a backlog nothing is working on: its connection deleted, disabled or paused. */
+  /**
+   * Only a backlog nothing is working on: its connection paused, or disabled or deleted. A disabled
+   * or deleted one's queue is paused here if no worker has done it yet, so no batch forms from the
+   * buffer while its deliveries are taken (forming checks the pause in the same step).
+   */
   private async mustBeHeld(connectionId: string): Promise<void> {
     const known = await this.deps.queues.connectionIds();
     if (!known.includes(connectionId))
       throw new NotFoundError(`connection ${connectionId} has no deliveries`);
+    if (await this.deps.queues.for(connectionId).isPaused()) return;
     const stored = await this.deps.store.get(connectionId);
-    if (stored && stored.connection.enabled && !(await this.deps.queues.for(connectionId).isPaused()))
+    if (stored?.connection.enabled)
       throw new ConflictError(
         `connection ${connectionId} is delivering: pause it first (connections pause ${connectionId})`,
       );
+    await holdConnection(this.deps, connectionId, stored ? 'disabled' : 'deleted');
   }
 }

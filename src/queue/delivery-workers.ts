@@ -11,6 +11,7 @@ import type { Keyspace } from '../store/keys.js';
 import type { AttemptStore } from '../store/attempt-store.js';
 import type { BatchBuffer } from '../store/batch-buffer.js';
 import { BatchFormer, type HandOver } from './batch-jobs.js';
+import { DISABLED_BY, holdConnection } from './hold.js';
 import { connectionBackoff } from './processor.js';
 import { deliveryQueueName, type DeliveryQueues } from './queues.js';
 
@@ -57,9 +58,6 @@ function usefulInFlight(limits: Limits): number {
  * the next batch was still filling (a job at a time) when the CRM was ready for it.
  */
 const BATCHES_IN_FLIGHT = 4;
-
-/** Who holds a queue paused because its connection is disabled (a hand pause is never undone by a sync). */
-const DISABLED_BY = 'connection disabled';
 
 // BullMQ only honours a queue-wide rate-limit window (queue.rateLimit, used by every slow-down)
 // when the worker has a limiter. This one never limits by itself (the connection's own rate is
@@ -111,21 +109,7 @@ export class DeliveryWorkers {
 
   /** Takes a connection's queue out of service because it was disabled or deleted; the backlog stays. */
   async hold(connectionId: string, reason: 'disabled' | 'deleted'): Promise<void> {
-    const queue = this.options.queues.for(connectionId);
-    if (await queue.isPaused()) return;
-    await this.options.control.markPaused(
-      connectionId,
-      DISABLED_BY,
-      `connection ${reason}: its deliveries wait here until it is enabled, or they are moved or discarded`,
-      new Date(),
-    );
-    await queue.pause();
-    this.options.events.emit({
-      type: 'connection_paused',
-      connectionId,
-      message: `${connectionId} is ${reason}: its pending deliveries are held (see GET /admin/v1/backlogs)`,
-      details: { by: DISABLED_BY, reason },
-    });
+    await holdConnection(this.options, connectionId, reason);
   }
 
   async sync(): Promise<void> {

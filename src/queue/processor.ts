@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { OAuth2Tokens } from '../auth/oauth2.js';
 import type { Connection, StoredConnection } from '../config/connection-schema.js';
 import { isBatchJob, readDeliveryJob, type Verdict } from '../domain/delivery.js';
-import { RetryableDeliveryError } from '../errors.js';
+import { RetryableDeliveryError, TemplateError } from '../errors.js';
 import type { Sender } from '../http/sender.js';
 import { logEmail } from '../logging.js';
 import type { AttemptStore } from '../store/attempt-store.js';
@@ -22,7 +22,7 @@ import {
   type TemplateContext,
 } from '../templates/render-request.js';
 import { attemptFields, type AttemptFields } from './attempt-fields.js';
-import { Batcher, batchCap } from './batcher.js';
+import { Batcher, GroupNotSent, batchCap } from './batcher.js';
 import { createBatchJobProcessor, type HandOver } from './batch-jobs.js';
 import { healthOf } from './delivery-health.js';
 import {
@@ -144,6 +144,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
     merged,
     recordRefused,
     recordSplit,
+    recordRenderSplit,
   });
 
   return async function processDelivery(job: Job, token?: string): Promise<unknown> {
@@ -249,7 +250,15 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
         item = { index: batched.index, size: batched.size };
       } else result = await exchange(exchangeDeps, connection, compile(used), context, resolve);
     } catch (error) {
-      const verdict = unsentVerdict(error);
+      const notSent = error instanceof GroupNotSent ? error : undefined;
+      const verdict = unsentVerdict(notSent ? notSent.cause : error);
+      if (notSent && notSent.size > 1 && notSent.cause instanceof TemplateError) {
+        // One unsubscribe's data may not render (a date a helper cannot read): try again in halves,
+        // without spending an attempt, until the one that does not render goes alone and fails alone.
+        const splitTo = await recordRenderSplit(d, verdict, notSent.size);
+        await job.updateData({ ...job.data, batchSplit: splitTo });
+        throw Worker.RateLimitError();
+      }
       // Nothing reached the CRM, so this says nothing about its health (but frees the probe).
       return endJob(
         await outcomes.conclude(d, verdict, undefined, undefined, clock() - startedAt, 'neutral'),
@@ -360,6 +369,21 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
       attemptFields(refused.request, refused.outcome, refused.verdict),
       refused.outcome.durationMs,
     );
+  }
+
+  /** Records that a batch that did not render goes again in halves (no attempt spent); answers the new size. */
+  async function recordRenderSplit(d: AttemptInFlight, verdict: Verdict, size: number): Promise<number> {
+    const splitTo = Math.max(1, Math.floor(size / 2));
+    await outcomes.record(
+      d,
+      {
+        verdict: 'retry',
+        errorCode: 'BATCH_SPLIT',
+        reason: `a batch of ${size} did not render (${verdict.reason}); retrying in batches of ${splitTo}`,
+      },
+      clock() - d.startedAt,
+    );
+    return splitTo;
   }
 
   /** Records that a refused batch goes again in halves (no attempt spent); answers the new size. */

@@ -2,7 +2,9 @@ import { createRequire } from 'node:module';
 import { Queue, createIORedisClient, type IRedisClient } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { partsOfDeliveryId } from '../domain/delivery.js';
-import type { Keyspace } from '../store/keys.js';
+import { deliveryQueueName, type Keyspace } from '../store/keys.js';
+
+export { deliveryQueueName };
 import { waitReady } from '../store/redis.js';
 
 // BullMQ's own job-adding scripts, under the names its job code calls them by (`<name>:<version>`):
@@ -146,9 +148,4 @@ export class DeliveryQueues {
     this.producer?.raw.disconnect();
     this.producer = undefined;
   }
-}
-
-/** BullMQ queue names may not contain ":"; connection ids are slugs, so "." keeps them unambiguous. */
-export function deliveryQueueName(connectionId: string): string {
-  return `deliveries.${connectionId}`;
 }

@@ -3,10 +3,13 @@ import { partsOfDeliveryId } from '../domain/delivery.js';
 import type { Keyspace } from './keys.js';
 import { parseLedgerRecord } from './ledger.js';
 
-// KEYS: buffer, batch list, open batches. ARGV: most to take, batch id, now ms.
+// KEYS: buffer, batch list, open batches, the queue's BullMQ meta. ARGV: most to take, batch id, now ms.
 // Moves up to ARGV[1] ids from the head of the buffer to the batch's own list and registers the
-// batch as open, in one step: an id is always in exactly one place.
+// batch as open, in one step: an id is always in exactly one place. Nothing is formed once the queue
+// is paused (by hand, or held for a disabled or deleted connection): a backlog move or discard lists
+// the buffer after pausing, and a former that has not heard of the pause yet must not take from it.
 export const FORM_SCRIPT = `
+if redis.call('HEXISTS', KEYS[4], 'paused') == 1 then return 0 end
 local ids = redis.call('LPOP', KEYS[1], ARGV[1])
 if not ids then return 0 end
 redis.call('RPUSH', KEYS[2], unpack(ids))
@@ -51,7 +54,7 @@ export class BatchBuffer {
     private readonly redis: Redis,
     private readonly keys: Keyspace,
   ) {
-    if (!('urFormBatch' in redis)) redis.defineCommand('urFormBatch', { numberOfKeys: 3, lua: FORM_SCRIPT });
+    if (!('urFormBatch' in redis)) redis.defineCommand('urFormBatch', { numberOfKeys: 4, lua: FORM_SCRIPT });
     if (!('urBatchLocate' in redis))
       redis.defineCommand('urBatchLocate', { numberOfKeys: 3, lua: LOCATE_SCRIPT });
     this.scripted = redis as unknown as WithForm;
@@ -73,6 +76,7 @@ export class BatchBuffer {
       this.keys.batchBuffer(connectionId),
       this.keys.batch(batchId),
       this.keys.openBatches(connectionId),
+      this.keys.deliveryQueueMeta(connectionId),
       max,
       batchId,
       now,
@@ -134,14 +138,14 @@ export class BatchBuffer {
     return record ? Date.parse(record.unsubscribe.receivedAt) : undefined;
   }
 
-  /** Takes one waiting delivery out (a backlog moved or discarded). */
-  async takeWaiting(connectionId: string, deliveryId: string): Promise<void> {
-    await this.redis.lrem(this.keys.batchBuffer(connectionId), 1, deliveryId);
+  /** Takes one waiting delivery out (a backlog moved or discarded); false if it was not waiting. */
+  async takeWaiting(connectionId: string, deliveryId: string): Promise<boolean> {
+    return (await this.redis.lrem(this.keys.batchBuffer(connectionId), 1, deliveryId)) > 0;
   }
 
-  /** Takes one delivery out of a batch whose job is not running (a backlog moved or discarded). */
-  async takeFromBatch(batchId: string, deliveryId: string): Promise<void> {
-    await this.redis.lrem(this.keys.batch(batchId), 1, deliveryId);
+  /** Takes one delivery out of a batch whose job is not running; false if it was not in it. */
+  async takeFromBatch(batchId: string, deliveryId: string): Promise<boolean> {
+    return (await this.redis.lrem(this.keys.batch(batchId), 1, deliveryId)) > 0;
   }
 
   /**

@@ -1,5 +1,10 @@
 import { emailKey } from '../domain/unsubscribe.js';
 
+/** BullMQ queue names may not contain ":"; connection ids are slugs, so "." keeps them unambiguous. */
+export function deliveryQueueName(connectionId: string): string {
+  return `deliveries.${connectionId}`;
+}
+
 /**
  * Every Redis key the product uses, in one place, under one prefix (so tests and co-tenant installs
  * never collide). BullMQ's own keys live under `${prefix}:bull`.
@@ -8,6 +13,8 @@ export function keyspace(prefix: string) {
   return {
     prefix,
     bullPrefix: `${prefix}:bull`,
+    /** BullMQ's hash of a delivery queue's state (`paused`, concurrency), read by our own scripts. */
+    deliveryQueueMeta: (connectionId: string) => `${prefix}:bull:${deliveryQueueName(connectionId)}:meta`,
     apiKeys: `${prefix}:api-keys`,
     connections: `${prefix}:connections`,
     connectionsChanged: `${prefix}:connections:changed`,

@@ -1,6 +1,8 @@
+import type { Redis } from 'ioredis';
 import { expect } from 'vitest';
 import type { ConnectionInput } from '../../src/config/connection-schema.js';
 import type { DeliveryDetail } from '../../src/store/delivery-records.js';
+import type { Keyspace } from '../../src/store/keys.js';
 import { crmConnection, type TestEngine } from './engine.js';
 import { eventually } from './redis.js';
 
@@ -65,4 +67,25 @@ export function settledAll(engine: TestEngine, ids: string[]): Promise<DeliveryD
     const all = await Promise.all(ids.map((id) => engine.records.get(id)));
     return all.every((d) => d.status === 'succeeded' || d.status === 'failed') ? all : undefined;
   });
+}
+
+/**
+ * Stages a batch formed just before its queue was paused (no former forms one after): up to `max`
+ * of the connection's waiting deliveries moved into batch `batchId`, registered open; answers how many.
+ */
+export async function formedBeforePause(
+  redis: Redis,
+  keys: Keyspace,
+  connectionId: string,
+  batchId: string,
+  max: number,
+): Promise<number> {
+  const ids = (await redis.lpop(keys.batchBuffer(connectionId), max)) ?? [];
+  if (ids.length === 0) return 0;
+  await redis
+    .multi()
+    .rpush(keys.batch(batchId), ...ids)
+    .zadd(keys.openBatches(connectionId), Date.now(), batchId)
+    .exec();
+  return ids.length;
 }

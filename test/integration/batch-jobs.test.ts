@@ -3,8 +3,14 @@ import type { ConnectionInput } from '../../src/config/connection-schema.js';
 import { keyspace } from '../../src/store/keys.js';
 import type { Backlog } from '../../src/store/backlogs.js';
 import { AttemptStore } from '../../src/store/attempt-store.js';
-import { BatchBuffer } from '../../src/store/batch-buffer.js';
-import { batchedConnection, emailsIn, rejectsListed, sendTo, settledAll } from '../helpers/batch.js';
+import {
+  batchedConnection,
+  emailsIn,
+  formedBeforePause,
+  rejectsListed,
+  sendTo,
+  settledAll,
+} from '../helpers/batch.js';
 import { startTestEngine, type TestEngine } from '../helpers/engine.js';
 import { startFakeCrm, type FakeCrm } from '../helpers/crm-server.js';
 import { eventually, uniquePrefix } from '../helpers/redis.js';
@@ -14,7 +20,18 @@ import { eventually, uniquePrefix } from '../helpers/redis.js';
 const ADMIN = 'test-admin-token-0123456789';
 let engine: TestEngine;
 const crms: Record<string, FakeCrm> = {};
-const names = ['bulk', 'flaky', 'down', 'peritem', 'held', 'heir', 'dedupe', 'unbatched', 'resume'] as const;
+const names = [
+  'bulk',
+  'flaky',
+  'down',
+  'peritem',
+  'held',
+  'heir',
+  'dedupe',
+  'unbatched',
+  'resume',
+  'poison',
+] as const;
 type Name = (typeof names)[number];
 
 const batched = (name: Name, overrides: Partial<ConnectionInput> = {}) =>
@@ -51,6 +68,20 @@ beforeAll(async () => {
     batched('dedupe', { dedupe: { window: '1m' } }),
     batched('unbatched'),
     batched('resume'),
+    // Each item renders a date from its own attributes: one that is not a date does not render.
+    {
+      ...batched('poison'),
+      request: {
+        ...batched('poison').request,
+        body: {
+          json: {
+            emails: [
+              { $each: { email: '{{email}}', at: '{{date (default attributes.signup receivedAt)}}' } },
+            ],
+          },
+        },
+      },
+    },
   ]);
 });
 
@@ -219,10 +250,9 @@ describe('batch jobs', () => {
     );
     const ids = await send('resume', emails('r', 4));
     const keys = keyspace(engine.prefix);
-    const buffer = new BatchBuffer(engine.redis, keys);
     const attempts = new AttemptStore(engine.redis, keys);
     // A run that stopped after recording three outcomes and before acting on them.
-    expect(await buffer.form('resume', 'batch-resumed', 10, Date.now())).toBe(4);
+    expect(await formedBeforePause(engine.redis, keys, 'resume', 'batch-resumed', 10)).toBe(4);
     const record = (id: string, fields: Record<string, unknown>) =>
       attempts.append(
         {
@@ -261,5 +291,40 @@ describe('batch jobs', () => {
     const sent = crms.resume!.received.flatMap((r) => emailsIn(r.body)).sort();
     expect(sent).toEqual(['r2@example.com', 'r3@example.com']);
     expect(await engine.redis.zcard(keys.openBatches('resume'))).toBe(0);
+  });
+
+  it('split a batch one unsubscribe of which does not render, until that one fails alone', async () => {
+    expect((await admin('POST', '/connections/poison/pause', { reason: 'one batch' })).status).toBe(200);
+    const ids: string[] = [];
+    for (const [i, signup] of [
+      '2024-05-01T10:00:00Z',
+      'last tuesday',
+      '2024-05-02T10:00:00Z',
+      '2024-05-03T10:00:00Z',
+    ].entries()) {
+      const { status, body } = await engine.unsubscribe('acme', {
+        email: `p${i}@example.com`,
+        campaign: 'poison',
+        attributes: { signup },
+      });
+      expect(status).toBe(201);
+      ids.push(`${body.id as string}:poison`);
+    }
+    expect((await admin('POST', '/connections/poison/resume')).status).toBe(200);
+    const records = await settled(ids);
+
+    expect(records.map((d) => d.status)).toEqual(['succeeded', 'failed', 'succeeded', 'succeeded']);
+    const bad = records[1]!;
+    expect(bad.attempts.at(-1)).toMatchObject({ verdict: 'fail', errorCode: 'TEMPLATE_ERROR' });
+    // Halved without spending an attempt (4, 2, then alone): only its last try counts.
+    expect(bad.attempts.filter((a) => a.errorCode === 'BATCH_SPLIT').length).toBeGreaterThanOrEqual(1);
+    const sent = crms.poison!.received.flatMap(
+      (r) => (JSON.parse(r.body) as { emails: Array<{ email: string }> }).emails,
+    );
+    expect(sent.map((item) => item.email).sort()).toEqual([
+      'p0@example.com',
+      'p2@example.com',
+      'p3@example.com',
+    ]);
   });
 });

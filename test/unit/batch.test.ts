@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { connectionSchema, type ConnectionInput } from '../../src/config/connection-schema.js';
-import { Batcher, batchCap } from '../../src/queue/batcher.js';
+import { Batcher, GroupNotSent, batchCap } from '../../src/queue/batcher.js';
 import {
   checkTemplates,
   compileConnection,
@@ -187,6 +187,12 @@ describe('Batcher', () => {
     });
     const results = await Promise.allSettled(['a', 'b'].map((e) => batcher.submit('k', e, 2, 1000)));
     expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    // Each says why, and how many were in the request, so a render failure can be split.
+    for (const r of results) {
+      const reason = (r as PromiseRejectedResult).reason as GroupNotSent;
+      expect(reason).toBeInstanceOf(GroupNotSent);
+      expect(reason).toMatchObject({ size: 2, cause: new Error('render failed') });
+    }
   });
 
   it('halves the batch on each retry and after a split, never below one', () => {

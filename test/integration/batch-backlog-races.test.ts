@@ -1,0 +1,181 @@
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { connectionSchema, type Connection } from '../../src/config/connection-schema.js';
+import { createLogger } from '../../src/logging.js';
+import { BatchFormer } from '../../src/queue/batch-jobs.js';
+import { ConnectionOperations } from '../../src/queue/connection-operations.js';
+import { DeliveryProducer } from '../../src/queue/producer.js';
+import { DeliveryQueues } from '../../src/queue/queues.js';
+import { AttemptStore } from '../../src/store/attempt-store.js';
+import { BatchBuffer } from '../../src/store/batch-buffer.js';
+import { ConnectionControl } from '../../src/store/connection-control.js';
+import { ConnectionStore } from '../../src/store/connection-store.js';
+import { DeliveryRecords } from '../../src/store/delivery-records.js';
+import { keyspace } from '../../src/store/keys.js';
+import { LedgerRecords } from '../../src/store/ledger.js';
+import { crmConnection } from '../helpers/engine.js';
+import { cleanPrefix, testRedis, uniquePrefix } from '../helpers/redis.js';
+
+// A backlog move or discard races the batch formers of worker processes that have not yet heard
+// that the connection was disabled or paused (pub/sub lag, or the 10 s resync).
+const prefix = uniquePrefix('batch-backlog-races');
+const redis = testRedis();
+const keys = keyspace(prefix);
+const queues = new DeliveryQueues(redis, keys);
+const buffer = new BatchBuffer(redis, keys);
+const attempts = new AttemptStore(redis, keys);
+const store = new ConnectionStore(redis, keys);
+const control = new ConnectionControl(redis, keys);
+const producer = new DeliveryProducer(redis, queues, keys, { failedMs: 60_000, unsubscribesMs: 60_000 });
+const records = new DeliveryRecords(
+  queues,
+  attempts,
+  new LedgerRecords(redis, keys),
+  { failedMs: 60_000 },
+  buffer,
+);
+const ops = new ConnectionOperations({
+  queues,
+  store,
+  control,
+  attempts,
+  producer,
+  buffer,
+  events: { emit: () => undefined },
+  retention: { failedMs: 60_000 },
+});
+let now = Date.now();
+
+function batched(id: string): Connection {
+  const base = crmConnection(id, 'http://127.0.0.1:9', { campaigns: [id] });
+  return connectionSchema.parse({
+    ...base,
+    batch: { maxSize: 10, maxWait: '1s' },
+    request: { ...base.request, body: { json: { emails: [{ $each: '{{email}}' }] } } },
+  });
+}
+
+/** A former holding `connection` as it last synced it: enabled. */
+function laggingFormer(connection: Connection): BatchFormer {
+  return new BatchFormer(
+    {
+      buffer,
+      queues,
+      handOver: (id, c, d, ms) => producer.handOver(id, c, d, ms),
+      attempts,
+      retention: { succeededMs: 60_000 },
+      logger: createLogger('silent'),
+      clock: () => now,
+    },
+    connection,
+  );
+}
+
+async function accept(connection: Connection, count: number): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const accepted = await producer.accept(
+      { account: 'acme', email: `m${i}@example.com`, campaign: connection.id, attributes: {} },
+      [connection],
+    );
+    ids.push(`${accepted.id}:${connection.id}`);
+  }
+  return ids;
+}
+
+/** Runs `during` right after the operation lists the buffer, before it takes anything out. */
+function afterListing(during: () => Promise<unknown>): () => void {
+  const waiting = buffer.waiting.bind(buffer);
+  buffer.waiting = async (...args: Parameters<BatchBuffer['waiting']>) => {
+    const listed = await waiting(...args);
+    await during();
+    return listed;
+  };
+  return () => {
+    buffer.waiting = waiting;
+  };
+}
+
+beforeEach(() => cleanPrefix(prefix));
+afterAll(async () => {
+  await queues.close();
+  await cleanPrefix(prefix);
+  redis.disconnect();
+});
+
+describe('a backlog taken while a former has not heard of the hold', () => {
+  it('a move of a disabled connection pauses its queue first, so no batch forms from what it moves', async () => {
+    const src = batched('src');
+    const dst = {
+      ...batched('dst'),
+      batch: undefined,
+      request: crmConnection('dst', 'http://127.0.0.1:9').request,
+    };
+    await store.put(src);
+    await store.put(connectionSchema.parse(dst));
+    const ids = await accept(src, 4);
+    await store.put({ ...src, enabled: false });
+    const former = laggingFormer(src);
+    await former.formWhatIsDue(); // it has seen them waiting: maxWait counts from here
+    now += 2_000;
+
+    const restore = afterListing(() => former.formWhatIsDue());
+    const result = await ops.move('src', 'dst', 'ops').finally(restore);
+
+    expect(result.moved.sort()).toEqual([...ids].sort());
+    expect(await queues.for('src').isPaused()).toBe(true);
+    expect(await buffer.inOpenBatches('src')).toEqual([]);
+    expect(await buffer.length('src')).toBe(0);
+    for (const id of ids) {
+      expect(await queues.for('dst').getJob(id.replace(/:src$/, ':dst'))).toBeTruthy();
+      expect((await attempts.list(id)).at(-1)).toMatchObject({ errorCode: 'MOVED' });
+      await expect(records.get(id)).rejects.toThrow(/is gone: moved by ops to connection dst/);
+    }
+  });
+
+  it('no batch forms on a paused queue, whatever the former last heard', async () => {
+    const src = batched('paused');
+    await store.put(src);
+    await accept(src, 3);
+    await queues.for('paused').pause(); // by another process, say: this former still runs
+    const former = laggingFormer(src);
+    await former.formWhatIsDue();
+    now += 2_000;
+    expect(await buffer.form('paused', 'batch-on-paused', 10, now)).toBe(0);
+    await former.formWhatIsDue();
+    expect(await buffer.openCount('paused')).toBe(0);
+    expect(await buffer.length('paused')).toBe(3);
+  });
+
+  it('a discard leaves out a batch member already delivered, and notes only what it took', async () => {
+    const src = batched('part');
+    await store.put(src);
+    const ids = await accept(src, 3);
+    const former = laggingFormer(src);
+    await former.formWhatIsDue();
+    now += 2_000;
+    await former.formWhatIsDue(); // one batch of three, its job waiting
+    const [batch] = await buffer.inOpenBatches('part');
+    expect(batch?.deliveryIds).toHaveLength(3);
+    // The batch job stopped after delivering the first (its record says so), before it settled the rest.
+    await attempts.append(
+      {
+        deliveryId: ids[0]!,
+        startedAt: new Date(now).toISOString(),
+        durationMs: 5,
+        connectionVersion: 1,
+        verdict: 'success',
+        reason: 'status 200',
+      },
+      60_000,
+    );
+    await store.put({ ...src, enabled: false });
+
+    const discarded = await ops.discard('part', 'ops', 'CRM contract ended');
+
+    expect(discarded.sort()).toEqual([ids[1]!, ids[2]!].sort());
+    expect((await attempts.list(ids[0]!)).map((a) => a.verdict)).toEqual(['success']);
+    expect((await attempts.list(ids[1]!)).at(-1)).toMatchObject({ errorCode: 'DISCARDED' });
+    // The delivered one stays with its batch, whose job settles it from its record when it runs again.
+    expect((await buffer.inOpenBatches('part')).map((b) => b.deliveryIds)).toEqual([[ids[0]]]);
+  });
+});
