@@ -1,10 +1,11 @@
+import { Worker } from 'bullmq';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { connectionSchema, type Connection } from '../../src/config/connection-schema.js';
 import { createLogger } from '../../src/logging.js';
 import { BatchFormer } from '../../src/queue/batch-jobs.js';
 import { ConnectionOperations } from '../../src/queue/connection-operations.js';
 import { DeliveryProducer } from '../../src/queue/producer.js';
-import { DeliveryQueues } from '../../src/queue/queues.js';
+import { DeliveryQueues, deliveryQueueName } from '../../src/queue/queues.js';
 import { AttemptStore } from '../../src/store/attempt-store.js';
 import { BatchBuffer } from '../../src/store/batch-buffer.js';
 import { ConnectionControl } from '../../src/store/connection-control.js';
@@ -102,7 +103,7 @@ afterAll(async () => {
   redis.disconnect();
 });
 
-describe('a backlog taken while a former has not heard of the hold', () => {
+describe('a held backlog taken while other processes are not done with it', () => {
   it('a move of a disabled connection pauses its queue first, so no batch forms from what it moves', async () => {
     const src = batched('src');
     const dst = {
@@ -177,5 +178,32 @@ describe('a backlog taken while a former has not heard of the hold', () => {
     expect((await attempts.list(ids[1]!)).at(-1)).toMatchObject({ errorCode: 'DISCARDED' });
     // The delivered one stays with its batch, whose job settles it from its record when it runs again.
     expect((await buffer.inOpenBatches('part')).map((b) => b.deliveryIds)).toEqual([[ids[0]]]);
+  });
+
+  it('a discard of a deleted connection takes a job its dead worker left active, not one a worker holds', async () => {
+    const gone = connectionSchema.parse(crmConnection('gone', 'http://127.0.0.1:9', { campaigns: ['gone'] }));
+    await store.put(gone);
+    const [stalled, running] = await accept(gone, 2);
+    const client = testRedis();
+    const worker = new Worker(deliveryQueueName('gone'), null, {
+      connection: client,
+      prefix: keys.bullPrefix,
+      autorun: false,
+    });
+    try {
+      // Two workers took one each; the first died (its lock ran out), the second still runs its job.
+      const taken = [await worker.getNextJob('dead-worker'), await worker.getNextJob('live-worker')];
+      expect(taken.map((job) => job?.id).sort()).toEqual([stalled, running].sort());
+      await redis.del(`${queues.for('gone').toKey(stalled!)}:lock`);
+      await store.remove('gone');
+
+      expect(await ops.discard('gone', 'ops', 'advertiser left')).toEqual([stalled]);
+      expect(await queues.for('gone').getJob(stalled!)).toBeUndefined();
+      expect(await queues.for('gone').getJobState(running!)).toBe('active');
+      expect((await attempts.list(stalled!)).at(-1)).toMatchObject({ errorCode: 'DISCARDED' });
+    } finally {
+      await worker.close(true);
+      client.disconnect();
+    }
   });
 });
