@@ -1,4 +1,3 @@
-import type { Writable } from 'node:stream';
 import { Redis } from 'ioredis';
 import { StartupError } from '../errors.js';
 
@@ -10,11 +9,8 @@ import { StartupError } from '../errors.js';
  */
 export function createRedis(url: string, kind: 'request' | 'worker', name: string): Redis {
   const common = { connectionName: `unsub-relay:${name}`, lazyConnect: false };
-  if (kind === 'worker') {
-    const redis = new Redis(url, { ...common, maxRetriesPerRequest: null, enableReadyCheck: true });
-    redis.on('connect', () => coalesceWrites(redis.stream));
-    return redis;
-  }
+  if (kind === 'worker')
+    return new Redis(url, { ...common, maxRetriesPerRequest: null, enableReadyCheck: true });
   return new Redis(url, {
     ...common,
     // Every delivery and every accepted unsubscribe makes a few small commands; sent in the same
@@ -26,34 +22,6 @@ export function createRedis(url: string, kind: 'request' | 'worker', name: strin
     retryStrategy: (times) => Math.min(times * 200, 2_000),
   });
 }
-
-/**
- * BullMQ sends its commands one by one (no pipeline: auto-pipelining would copy its ~60 scripts into
- * every pipeline), so a worker finishing several jobs in one turn made a socket write for each.
- * Corked until the current turn's microtasks have run, they leave as one write, as Node's own HTTP
- * server does with a response's parts. Nothing waits longer than that turn.
- */
-export function coalesceWrites(socket: Writable): void {
-  if (COALESCED in socket) return;
-  const write = socket.write;
-  let corked = false;
-  const uncork = () => {
-    corked = false;
-    socket.uncork();
-  };
-  Object.assign(socket, {
-    [COALESCED]: true,
-    write(this: Writable, ...args: Parameters<Writable['write']>) {
-      if (!corked) {
-        corked = true;
-        socket.cork();
-        process.nextTick(uncork);
-      }
-      return write.apply(this, args);
-    },
-  });
-}
-const COALESCED = Symbol('unsub-relay.coalescedWrites');
 
 /** Resolves once the client is ready, or rejects after `timeoutMs` (used at start-up and by the CLI). */
 export async function waitReady(redis: Redis, timeoutMs: number): Promise<void> {

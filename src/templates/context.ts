@@ -41,10 +41,7 @@ export function templateContext(
  * fields (whatever the caller passed in), with absent optional fields filled in for strict mode.
  */
 export function templateData(context: TemplateContext): TemplateContext {
-  // One made here already holds only the declared fields: a delivery's context is copied once, not
-  // again for each request it renders (a batch renders hundreds).
-  if (copies.has(context)) return context;
-  const copy: TemplateContext = {
+  return {
     email: context.email,
     id: context.id,
     account: context.account,
@@ -57,10 +54,7 @@ export function templateData(context: TemplateContext): TemplateContext {
     settings: { ...context.settings },
     engine: { sandboxUrl: context.engine.sandboxUrl },
   };
-  copies.add(copy);
-  return copy;
 }
-const copies = new WeakSet<TemplateContext>();
 
 /**
  * Variables a connection may never read as a secret: the engine's own settings (the admin token, a
