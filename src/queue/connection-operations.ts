@@ -208,11 +208,10 @@ export class ConnectionOperations {
     // A job left active by a worker that died holds no lock. Other workers of the queue would put it
     // back (BullMQ's stalled check), but a deleted connection has none left: it is taken as it is.
     for (const job of await queue.getJobs(['active'], 0, -1, true))
-      if (job && !isBatchJob(job) && !(await this.locked(connectionId, job.id!)))
+      if (job && !isBatchJob(job) && !(await this.running(connectionId, job.id!)))
         entries.push({ id: job.id!, remove: async () => (await job.remove(), true) });
     for (const { batchId, deliveryIds } of await buffer.inOpenBatches(connectionId)) {
-      if ((await queue.getJobState(batchId)) === 'active' && (await this.locked(connectionId, batchId)))
-        continue;
+      if (await this.running(connectionId, batchId)) continue;
       // A batch job that stopped part-way (failed, or waiting to run again) delivered some already.
       const last = await attempts.lastOf(deliveryIds);
       deliveryIds.forEach((id, i) => {
@@ -225,22 +224,19 @@ export class ConnectionOperations {
     return entries;
   }
 
-  /** Whether a worker holds the job now (its lock is renewed while it runs). */
-  private async locked(connectionId: string, jobId: string): Promise<boolean> {
+  /** Whether a worker runs the job now: active, and holding its lock (renewed while it runs). */
+  private async running(connectionId: string, jobId: string): Promise<boolean> {
     const { queues } = this.deps;
-    return (await queues.redis.exists(`${queues.for(connectionId).toKey(jobId)}:lock`)) > 0;
+    const queue = queues.for(connectionId);
+    if ((await queue.getJobState(jobId)) !== 'active') return false;
+    return (await queues.redis.exists(`${queue.toKey(jobId)}:lock`)) > 0;
   }
 
   /** Batches a move or discard emptied: their jobs have nothing left to send. */
   private async closeEmptiedBatches(connectionId: string): Promise<void> {
     const { queues, buffer } = this.deps;
     for (const { batchId, deliveryIds } of await buffer.inOpenBatches(connectionId)) {
-      if (deliveryIds.length > 0) continue;
-      if (
-        (await queues.for(connectionId).getJobState(batchId)) === 'active' &&
-        (await this.locked(connectionId, batchId))
-      )
-        continue;
+      if (deliveryIds.length > 0 || (await this.running(connectionId, batchId))) continue;
       await queues.for(connectionId).remove(batchId);
       await buffer.close(connectionId, batchId);
     }
