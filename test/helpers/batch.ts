@@ -1,6 +1,12 @@
 import type { Redis } from 'ioredis';
 import { expect } from 'vitest';
-import type { ConnectionInput } from '../../src/config/connection-schema.js';
+import type { Connection, ConnectionInput } from '../../src/config/connection-schema.js';
+import { createLogger } from '../../src/logging.js';
+import { BatchFormer } from '../../src/queue/batch-jobs.js';
+import type { DeliveryProducer } from '../../src/queue/producer.js';
+import type { DeliveryQueues } from '../../src/queue/queues.js';
+import type { AttemptStore } from '../../src/store/attempt-store.js';
+import type { BatchBuffer } from '../../src/store/batch-buffer.js';
 import type { DeliveryDetail } from '../../src/store/delivery-records.js';
 import type { Keyspace } from '../../src/store/keys.js';
 import { crmConnection, type TestEngine } from './engine.js';
@@ -88,4 +94,28 @@ export async function formedBeforePause(
     .zadd(keys.openBatches(connectionId), Date.now(), batchId)
     .exec();
   return ids.length;
+}
+
+/** What a batch former works with, on one Redis and keyspace. */
+export interface FormerParts {
+  buffer: BatchBuffer;
+  queues: DeliveryQueues;
+  producer: DeliveryProducer;
+  attempts: AttemptStore;
+}
+
+/** A batch former for `connection` as it last synced it, on the test's clock, logging nothing. */
+export function testFormer(parts: FormerParts, connection: Connection, clock: () => number): BatchFormer {
+  return new BatchFormer(
+    {
+      buffer: parts.buffer,
+      queues: parts.queues,
+      handOver: (id, c, data, delayMs) => parts.producer.handOver(id, c, data, delayMs),
+      attempts: parts.attempts,
+      retention: { succeededMs: 60_000 },
+      logger: createLogger('silent'),
+      clock,
+    },
+    connection,
+  );
 }

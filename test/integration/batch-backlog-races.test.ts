@@ -1,8 +1,6 @@
 import { Worker } from 'bullmq';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { connectionSchema, type Connection } from '../../src/config/connection-schema.js';
-import { createLogger } from '../../src/logging.js';
-import { BatchFormer } from '../../src/queue/batch-jobs.js';
 import { ConnectionOperations } from '../../src/queue/connection-operations.js';
 import { DeliveryProducer } from '../../src/queue/producer.js';
 import { DeliveryQueues, deliveryQueueName } from '../../src/queue/queues.js';
@@ -13,6 +11,7 @@ import { ConnectionStore } from '../../src/store/connection-store.js';
 import { DeliveryRecords } from '../../src/store/delivery-records.js';
 import { keyspace } from '../../src/store/keys.js';
 import { LedgerRecords } from '../../src/store/ledger.js';
+import { testFormer } from '../helpers/batch.js';
 import { crmConnection } from '../helpers/engine.js';
 import { cleanPrefix, testRedis, uniquePrefix } from '../helpers/redis.js';
 
@@ -56,20 +55,8 @@ function batched(id: string): Connection {
 }
 
 /** A former holding `connection` as it last synced it: enabled. */
-function laggingFormer(connection: Connection): BatchFormer {
-  return new BatchFormer(
-    {
-      buffer,
-      queues,
-      handOver: (id, c, d, ms) => producer.handOver(id, c, d, ms),
-      attempts,
-      retention: { succeededMs: 60_000 },
-      logger: createLogger('silent'),
-      clock: () => now,
-    },
-    connection,
-  );
-}
+const laggingFormer = (connection: Connection) =>
+  testFormer({ buffer, queues, producer, attempts }, connection, () => now);
 
 async function accept(connection: Connection, count: number): Promise<string[]> {
   const ids: string[] = [];

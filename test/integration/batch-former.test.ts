@@ -1,13 +1,12 @@
 import { UnrecoverableError, Worker } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectionSchema, type Connection } from '../../src/config/connection-schema.js';
-import { createLogger } from '../../src/logging.js';
-import { BatchFormer } from '../../src/queue/batch-jobs.js';
 import { DeliveryProducer } from '../../src/queue/producer.js';
 import { DeliveryQueues, deliveryQueueName } from '../../src/queue/queues.js';
 import { AttemptStore } from '../../src/store/attempt-store.js';
 import { BatchBuffer } from '../../src/store/batch-buffer.js';
 import { keyspace } from '../../src/store/keys.js';
+import { testFormer } from '../helpers/batch.js';
 import { crmConnection } from '../helpers/engine.js';
 import { cleanPrefix, eventually, testRedis, uniquePrefix } from '../helpers/redis.js';
 
@@ -19,7 +18,6 @@ const keys = keyspace(prefix);
 const queues = new DeliveryQueues(redis, keys);
 const buffer = new BatchBuffer(redis, keys);
 const producer = new DeliveryProducer(redis, queues, keys, { failedMs: 60_000, unsubscribesMs: 60_000 });
-const logger = createLogger('silent');
 const attempts = new AttemptStore(redis, keys);
 let now = 1_000_000;
 
@@ -37,20 +35,7 @@ function connection(id: string, extra: Record<string, unknown> = {}): Connection
   });
 }
 
-function former(c: Connection): BatchFormer {
-  return new BatchFormer(
-    {
-      buffer,
-      queues,
-      handOver: (id, conn, data, delayMs) => producer.handOver(id, conn, data, delayMs),
-      attempts,
-      retention: { succeededMs: 60_000 },
-      logger,
-      clock: () => now,
-    },
-    c,
-  );
-}
+const former = (c: Connection) => testFormer({ buffer, queues, producer, attempts }, c, () => now);
 
 const deliveries = (connectionId: string, n: number, from = 0) =>
   Array.from(
