@@ -14,7 +14,7 @@ import {
 import type { AttemptStore } from '../store/attempt-store.js';
 import { FORM_SCRIPT, type BatchBuffer } from '../store/batch-buffer.js';
 import type { Admission, ConnectionControl } from '../store/connection-control.js';
-import { StoreUnavailableError, TemplateError } from '../errors.js';
+import { StoreUnavailableError } from '../errors.js';
 import type { LedgerRecords } from '../store/ledger.js';
 import type { Metrics } from '../observe/metrics.js';
 import {
@@ -24,6 +24,7 @@ import {
 } from '../templates/render-request.js';
 import {
   authRefused,
+  itemNotRendered,
   refusedWhole,
   unsentVerdict,
   type AttemptInFlight,
@@ -208,7 +209,7 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
       } catch (error) {
         // Rendering or the OAuth2 token failed before anything reached the CRM.
         const verdict = unsentVerdict(error);
-        if (items.length > 1 && error instanceof TemplateError) {
+        if (items.length > 1 && itemNotRendered(error)) {
           // One unsubscribe's data may not render: the deliveries go on in halves, each as a job of
           // its own (src/queue/processor.ts splits further), without spending an attempt.
           await settledAll(

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
-import type { Connection } from '../config/connection-schema.js';
+import { EACH_KEY, type Connection } from '../config/connection-schema.js';
 import { isDelivered, type RenderedRequest, type SendOutcome, type Verdict } from '../domain/delivery.js';
-import { RetryableDeliveryError, UnsubRelayError } from '../errors.js';
+import { RetryableDeliveryError, TemplateError, UnsubRelayError } from '../errors.js';
 import type { Unsubscribe } from '../domain/unsubscribe.js';
 import type { EventSink } from '../events/operational-event.js';
 import { logEmail } from '../logging.js';
@@ -323,6 +323,15 @@ export function authRefused(verdict: Verdict): Verdict {
         reason: `${verdict.reason} (no OAuth2 token to refresh: check the credentials)`,
       }
     : verdict;
+}
+
+/**
+ * A batch did not render for one of its unsubscribes' data: the failing field is inside `$each`,
+ * the only part of a batched request that sees an unsubscribe (a missing secret or a bad header
+ * fails every batch alike, and splitting could not help).
+ */
+export function itemNotRendered(error: unknown): error is TemplateError {
+  return error instanceof TemplateError && error.field.includes(`.${EACH_KEY}`);
 }
 
 /** The CRM refused a whole batch for what is in it, and no per-item answer told some apart. */

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { OAuth2Tokens } from '../auth/oauth2.js';
 import type { Connection, StoredConnection } from '../config/connection-schema.js';
 import { isBatchJob, readDeliveryJob, type Verdict } from '../domain/delivery.js';
-import { RetryableDeliveryError, TemplateError } from '../errors.js';
+import { RetryableDeliveryError } from '../errors.js';
 import type { Sender } from '../http/sender.js';
 import { logEmail } from '../logging.js';
 import type { AttemptStore } from '../store/attempt-store.js';
@@ -28,6 +28,7 @@ import { healthOf } from './delivery-health.js';
 import {
   authRefused,
   createOutcomes,
+  itemNotRendered,
   refusedWhole,
   unsentVerdict,
   type AttemptInFlight,
@@ -252,7 +253,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
     } catch (error) {
       const notSent = error instanceof GroupNotSent ? error : undefined;
       const verdict = unsentVerdict(notSent ? notSent.cause : error);
-      if (notSent && notSent.size > 1 && notSent.cause instanceof TemplateError) {
+      if (notSent && notSent.size > 1 && itemNotRendered(notSent.cause)) {
         // One unsubscribe's data may not render (a date a helper cannot read): try again in halves,
         // without spending an attempt, until the one that does not render goes alone and fails alone.
         const splitTo = await recordRenderSplit(d, verdict, notSent.size);

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { connectionSchema, type ConnectionInput } from '../../src/config/connection-schema.js';
 import { Batcher, GroupNotSent, batchCap } from '../../src/queue/batcher.js';
+import { itemNotRendered } from '../../src/queue/delivery-outcome.js';
+import { TemplateError } from '../../src/errors.js';
 import {
   checkTemplates,
   compileConnection,
@@ -193,6 +195,14 @@ describe('Batcher', () => {
       expect(reason).toBeInstanceOf(GroupNotSent);
       expect(reason).toMatchObject({ size: 2, cause: new Error('render failed') });
     }
+  });
+
+  it('splits a batch that did not render only for a field inside $each, which one unsubscribe can fail', () => {
+    const item = new TemplateError('sg', 'request.body.json.emails[0].$each.at', 'date: not a date');
+    const secret = new TemplateError('sg', 'request.headers.Authorization', "secret 'SG_KEY' is not set");
+    expect(itemNotRendered(item)).toBe(true);
+    expect(itemNotRendered(secret)).toBe(false);
+    expect(itemNotRendered(new Error('request.body.json.emails[0].$each.at'))).toBe(false);
   });
 
   it('halves the batch on each retry and after a split, never below one', () => {
