@@ -212,16 +212,7 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
         if (items.length > 1 && itemNotRendered(error)) {
           // One unsubscribe's data may not render: the deliveries go on in halves, each as a job of
           // its own (src/queue/processor.ts splits further), without spending an attempt.
-          await settledAll(
-            items.map(async (d) =>
-              handOver(d.deliveryId, {
-                batchSplit: await deps.recordRenderSplit(d, verdict, items.length),
-              }),
-            ),
-          );
-          await settleRequest('neutral');
-          await finish();
-          return { deliveries: ids.length, delivered: 0, split: items.length };
+          return splitInHalves(items, (d) => deps.recordRenderSplit(d, verdict, items.length));
         }
         await settledAll(
           items.map(async (d) =>
@@ -242,16 +233,7 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
       if (items.length > 1 && refusedWhole(result)) {
         // Refused for what is in it: the deliveries go on in halves, each as a job of its own
         // (src/queue/processor.ts splits further), without spending an attempt.
-        await settledAll(
-          items.map(async (d) =>
-            handOver(d.deliveryId, {
-              batchSplit: await deps.recordSplit(d, result, requestVerdict, items.length),
-            }),
-          ),
-        );
-        await settleRequest('neutral');
-        await finish();
-        return { deliveries: ids.length, delivered: 0, split: items.length };
+        return splitInHalves(items, (d) => deps.recordSplit(d, result, requestVerdict, items.length));
       }
       await settleRequest(healthOf(requestVerdict, result.outcome));
       let throttledFor = 0;
@@ -294,6 +276,17 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
       await settledAll(fresh.map((id) => handOver(id, {})));
       await finish();
       return { deliveries: ids.length, handedOver: unanswered.length };
+    }
+
+    /** Every delivery goes on in a job of its own, in smaller batches, without spending an attempt. */
+    async function splitInHalves(
+      items: readonly AttemptInFlight[],
+      record: (d: AttemptInFlight) => Promise<number>,
+    ) {
+      await settledAll(items.map(async (d) => handOver(d.deliveryId, { batchSplit: await record(d) })));
+      await settleRequest('neutral');
+      await finish();
+      return { deliveries: ids.length, delivered: 0, split: items.length };
     }
 
     /** Lists what was delivered, then closes the batch (every delivery in it is answered for). */

@@ -76,6 +76,11 @@ export class Batcher<E, R> {
   }
 }
 
+/** The size a batch refused whole, or that did not render, is tried again in. */
+export function halfOf(size: number): number {
+  return Math.max(1, Math.floor(size / 2));
+}
+
 /**
  * The largest batch a delivery may travel in: the connection's `maxSize`, halved for each retry,
  * so a batch the CRM keeps refusing is split until the address it refuses goes alone.

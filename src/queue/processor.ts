@@ -22,7 +22,7 @@ import {
   type TemplateContext,
 } from '../templates/render-request.js';
 import { attemptFields, type AttemptFields } from './attempt-fields.js';
-import { Batcher, GroupNotSent, batchCap } from './batcher.js';
+import { Batcher, GroupNotSent, batchCap, halfOf } from './batcher.js';
 import { createBatchJobProcessor, type HandOver } from './batch-jobs.js';
 import { healthOf } from './delivery-health.js';
 import {
@@ -80,8 +80,8 @@ const HOLD_RECHECK_MS = 5_000;
 
 /**
  * Runs a connection's jobs: a batch job (many deliveries in one request, src/queue/batch-jobs.ts),
- * or one delivery, as follows. Delivers one unsubscribe to one connection: the connection's current version from the shared
- * store, then render, send, classify, record the attempt, and tell BullMQ what happens next by how
+ * or one delivery, as follows. Delivers one unsubscribe to one connection: the connection's
+ * current version from the shared store, then render, send, classify, record the attempt, and tell BullMQ what happens next by how
  * this function ends: return (delivered); `RetryableDeliveryError` (retry after the planned delay,
  * see `connectionBackoff`); `DelayedError` after moving the job (rate limited: waits without spending
  * an attempt); `UnrecoverableError` (failed now, kept for replay).
@@ -256,9 +256,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
       if (notSent && notSent.size > 1 && itemNotRendered(notSent.cause)) {
         // One unsubscribe's data may not render (a date a helper cannot read): try again in halves,
         // without spending an attempt, until the one that does not render goes alone and fails alone.
-        const splitTo = await recordRenderSplit(d, verdict, notSent.size);
-        await job.updateData({ ...job.data, batchSplit: splitTo });
-        throw Worker.RateLimitError();
+        return goAgainIn(await recordRenderSplit(d, verdict, notSent.size));
       }
       // Nothing reached the CRM, so this says nothing about its health (but frees the probe).
       return endJob(
@@ -271,9 +269,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
       // The CRM refused the whole batch for what is in it (a per-item answer would have told some
       // apart): it may be one bad address, so try again in halves, without spending an attempt,
       // until the address it refuses goes alone and fails alone.
-      const splitTo = await recordSplit(d, result, verdict, item.size);
-      await job.updateData({ ...job.data, batchSplit: splitTo });
-      throw Worker.RateLimitError();
+      return goAgainIn(await recordSplit(d, result, verdict, item.size));
     }
     deps.metrics?.attemptSeconds.observe({ connection: connectionId }, result.outcome.durationMs / 1000);
     return endJob(
@@ -286,6 +282,12 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
         item.index === 0 ? healthOf(verdict, result.outcome) : 'neutral',
       ),
     );
+
+    /** Back to the queue in smaller batches, without spending an attempt. */
+    async function goAgainIn(batchSplit: number): Promise<never> {
+      await job.updateData({ ...job.data, batchSplit });
+      throw Worker.RateLimitError();
+    }
 
     /** How the BullMQ job ends for what the attempt concluded. */
     async function endJob(result: AttemptResult): Promise<undefined> {
@@ -374,7 +376,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
 
   /** Records that a batch that did not render goes again in halves (no attempt spent); answers the new size. */
   async function recordRenderSplit(d: AttemptInFlight, verdict: Verdict, size: number): Promise<number> {
-    const splitTo = Math.max(1, Math.floor(size / 2));
+    const splitTo = halfOf(size);
     await outcomes.record(
       d,
       {
@@ -394,7 +396,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
     verdict: Verdict,
     size: number,
   ): Promise<number> {
-    const splitTo = Math.max(1, Math.floor(size / 2));
+    const splitTo = halfOf(size);
     await outcomes.recordAndSettle(
       d,
       {
