@@ -33,7 +33,9 @@ export function templateContext(
   attempt: number,
   engine: { sandboxUrl: string },
 ): TemplateContext {
-  return templateData({ ...unsubscribe, attempt, settings: connection.settings, engine });
+  // Not a spread of the unsubscribe then a copy: this runs once per delivery (per unsubscribe of a
+  // batch), and the spread was a tenth of rendering's CPU (docs/performance.md).
+  return declaredFields(unsubscribe, attempt, connection.settings, engine);
 }
 
 /**
@@ -41,18 +43,27 @@ export function templateContext(
  * fields (whatever the caller passed in), with absent optional fields filled in for strict mode.
  */
 export function templateData(context: TemplateContext): TemplateContext {
+  return declaredFields(context, context.attempt, context.settings, context.engine);
+}
+
+function declaredFields(
+  from: Omit<TemplateContext, 'attempt' | 'settings' | 'engine'>,
+  attempt: number,
+  settings: TemplateContext['settings'],
+  engine: TemplateContext['engine'],
+): TemplateContext {
   return {
-    email: context.email,
-    id: context.id,
-    account: context.account,
-    campaign: context.campaign ?? null,
-    occurredAt: context.occurredAt ?? null,
-    receivedAt: context.receivedAt,
-    source: context.source ?? null,
-    attributes: { ...context.attributes },
-    attempt: context.attempt,
-    settings: { ...context.settings },
-    engine: { sandboxUrl: context.engine.sandboxUrl },
+    email: from.email,
+    id: from.id,
+    account: from.account,
+    campaign: from.campaign ?? null,
+    occurredAt: from.occurredAt ?? null,
+    receivedAt: from.receivedAt,
+    source: from.source ?? null,
+    attributes: { ...from.attributes },
+    attempt,
+    settings: { ...settings },
+    engine: { sandboxUrl: engine.sandboxUrl },
   };
 }
 
