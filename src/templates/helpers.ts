@@ -108,24 +108,35 @@ export function toHandlebarsHelper(name: string, spec: HelperSpec): (...args: un
     const options = all.pop() as HelperOptions | undefined;
     const state = options?.data?.relay;
     if (!state) throw new TemplateProblem(`${name}: rendered without a render state`);
-    if (all.length < spec.min || all.length > spec.max) {
-      throw new TemplateProblem(`${name} takes ${arity(spec)}, got ${all.length}`);
-    }
-    checkBudget(state);
-    const result = spec.fn(all, state, options.data?.root);
-    // `{{base64 (secret 'K')}}` is as secret as K itself. A result equal to an argument adds
-    // nothing: marking it would turn a whole signed body that merely contains a secret into one.
-    if (
-      typeof result === 'string' &&
-      result !== '' &&
-      !all.includes(result) &&
-      derivesFromSecret(all, state.revealed)
-    ) {
-      state.revealed.add(result);
-    }
-    checkBudget(state);
-    return result;
+    return callHelper(name, spec, all, state, options.data?.root);
   };
+}
+
+/** One helper call, from Handlebars or from a template rendered without it (template-env.ts). */
+export function callHelper(
+  name: string,
+  spec: HelperSpec,
+  args: unknown[],
+  state: RenderState,
+  root: unknown,
+): unknown {
+  if (args.length < spec.min || args.length > spec.max) {
+    throw new TemplateProblem(`${name} takes ${arity(spec)}, got ${args.length}`);
+  }
+  checkBudget(state);
+  const result = spec.fn(args, state, root);
+  // `{{base64 (secret 'K')}}` is as secret as K itself. A result equal to an argument adds
+  // nothing: marking it would turn a whole signed body that merely contains a secret into one.
+  if (
+    typeof result === 'string' &&
+    result !== '' &&
+    !args.includes(result) &&
+    derivesFromSecret(args, state.revealed)
+  ) {
+    state.revealed.add(result);
+  }
+  checkBudget(state);
+  return result;
 }
 
 export function arity(spec: HelperSpec): string {

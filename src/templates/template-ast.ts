@@ -26,6 +26,11 @@ export interface TemplateOptions {
   readonly accessToken?: boolean;
   /** Size limit in UTF-8 bytes; XML and text bodies get more room than single fields. */
   readonly maxBytes?: number;
+  /**
+   * Every render through Handlebars, even of plain `{{name.path}}` templates that render without it:
+   * the reference tests hold the direct path to (test/unit/templates-direct.test.ts).
+   */
+  readonly viaHandlebars?: boolean;
 }
 
 export interface Walk {

@@ -1,7 +1,7 @@
 import Handlebars from 'handlebars';
-import { ESCAPERS, PUBLIC_HELPERS, toHandlebarsHelper } from './helpers.js';
+import { ESCAPERS, PUBLIC_HELPERS, callHelper, toHandlebarsHelper } from './helpers.js';
 import { TemplateProblem, describeFailure } from './problem.js';
-import { checkBudget, type RenderState } from './render-state.js';
+import { checkBudget, type HelperSpec, type RenderState } from './render-state.js';
 import { BLOCK_HELPERS, rewriteProgram, type EscapeContext, type TemplateOptions } from './template-ast.js';
 
 export { MAX_BLOCK_DEPTH, type EscapeContext, type TemplateOptions } from './template-ast.js';
@@ -101,6 +101,8 @@ export interface CompiledTemplate {
   readonly context: EscapeContext;
   /** Names used in `{{secret 'NAME'}}`. */
   readonly secretNames: readonly string[];
+  /** Only text and plain `{{name.path}}`s: rendered without Handlebars wherever every path is there. */
+  readonly direct: boolean;
   render(data: object, state: RenderState): string;
   /** For the `value` context: the expression's raw value (number, object, ...), not its text. */
   evaluate(data: object, state: RenderState): unknown;
@@ -147,12 +149,14 @@ export function compileTemplate(
   }
   // Most headers and many body leaves are fixed text: no Handlebars call needed to produce them.
   const literal = !source.includes('{{') && !source.includes('\\');
+  const pieces = options.viaHandlebars ? undefined : directPieces(transformed);
   const run = (data: object, state: RenderState): string => {
     if (literal) return source;
     checkBudget(state);
-    let output: string;
+    let output: string | undefined;
     try {
-      output = template(data, { ...runtimeOptions, data: { relay: state } });
+      if (pieces) output = renderDirect(pieces, data, state);
+      output ??= template(data, { ...runtimeOptions, data: { relay: state } });
     } catch (error) {
       if (error instanceof TemplateProblem) throw error;
       // No `cause`: the original message may quote a value (an email, a secret) that logs must not see.
@@ -165,6 +169,7 @@ export function compileTemplate(
     source,
     context,
     secretNames: [...secretNames].sort(),
+    direct: pieces !== undefined,
     render: run,
     evaluate(data, state) {
       state.captured = undefined;
@@ -172,6 +177,79 @@ export function compileTemplate(
       return state.captured;
     },
   };
+}
+
+/** Text, or one `{{name.path}}` with the escaper the rewrite wrapped around it. */
+type Piece = string | { name: string; escaper: HelperSpec; parts: readonly string[]; optional: boolean };
+
+/**
+ * The pieces of a template that is only text and plain `{{name.path}}`s, which most are
+ * (`{{email}}`, `Bearer {{secret 'K'}}` is not): rendered without Handlebars, whose per-render
+ * setup (a container, frames, a copy of the options) cost more than the lookup itself, a third of
+ * a JSON body's render in the profile (docs/performance.md). Anything else (helpers, blocks,
+ * `@data`, `../`) answers `undefined` and renders through Handlebars.
+ */
+function directPieces(program: Program): Piece[] | undefined {
+  const pieces: Piece[] = [];
+  for (const statement of program.body) {
+    if (statement.type === 'ContentStatement') {
+      pieces.push((statement as hbs.AST.ContentStatement).value);
+      continue;
+    }
+    if (statement.type === 'CommentStatement') continue;
+    if (statement.type !== 'MustacheStatement') return undefined;
+    const { path, params, hash } = statement as hbs.AST.MustacheStatement;
+    const name = path.type === 'PathExpression' ? (path as hbs.AST.PathExpression).original : '';
+    const escaper = Object.hasOwn(ESCAPERS, name) ? ESCAPERS[name] : undefined;
+    const [value] = params;
+    if (!escaper || hash || params.length !== 1 || value?.type !== 'PathExpression') return undefined;
+    const lookup = value as hbs.AST.PathExpression & { strict?: boolean };
+    if (lookup.data || lookup.depth !== 0 || lookup.parts.length === 0) return undefined;
+    if (lookup.original !== lookup.parts.join('.')) return undefined;
+    pieces.push({ name, escaper, parts: lookup.parts, optional: lookup.strict !== true });
+  }
+  return pieces;
+}
+
+const NOT_DIRECT = Symbol('not direct');
+
+/**
+ * Looks a path up as Handlebars does where every step is an own property of an object (and, for
+ * an optional path, where the last step is absent altogether: empty); anything else (a missing
+ * name, a step that is not an object, an inherited name) answers NOT_DIRECT, and Handlebars renders
+ * it and says what is wrong in its own words.
+ */
+function lookUp(data: object, parts: readonly string[], optional: boolean): unknown {
+  let value: unknown = data;
+  for (let i = 0; i < parts.length; i++) {
+    if (value === null || typeof value !== 'object') return NOT_DIRECT;
+    const part = parts[i]!;
+    if (!Object.hasOwn(value, part))
+      return optional && i === parts.length - 1 && !(part in value) ? undefined : NOT_DIRECT;
+    value = (value as Record<string, unknown>)[part];
+  }
+  return value;
+}
+
+/** The template's output, or `undefined` when one of its paths needs Handlebars to say what it means. */
+function renderDirect(pieces: readonly Piece[], data: object, state: RenderState): string | undefined {
+  const values: unknown[] = [];
+  for (const piece of pieces) {
+    if (typeof piece === 'string') continue;
+    const value = lookUp(data, piece.parts, piece.optional);
+    if (value === NOT_DIRECT) return undefined;
+    values.push(value);
+  }
+  let output = '';
+  let next = 0;
+  for (const piece of pieces) {
+    if (typeof piece === 'string') output += piece;
+    else {
+      const result = callHelper(piece.name, piece.escaper, [values[next++]], state, data);
+      if (result !== null && result !== undefined) output += String(result);
+    }
+  }
+  return output;
 }
 
 /** Secret names a template uses, or none if it does not parse (compiling reports that). */
