@@ -108,11 +108,17 @@ export function toHandlebarsHelper(name: string, spec: HelperSpec): (...args: un
     const options = all.pop() as HelperOptions | undefined;
     const state = options?.data?.relay;
     if (!state) throw new TemplateProblem(`${name}: rendered without a render state`);
-    return callHelper(name, spec, all, state, options.data?.root);
+    checkBudget(state);
+    const result = callHelper(name, spec, all, state, options.data?.root);
+    checkBudget(state);
+    return result;
   };
 }
 
-/** One helper call, from Handlebars or from a template rendered without it (template-env.ts). */
+/**
+ * One helper call: its arity, then the secrets its result derives from. From Handlebars (above),
+ * or from a template rendered without it (template-env.ts), which has no loop to budget.
+ */
 export function callHelper(
   name: string,
   spec: HelperSpec,
@@ -123,7 +129,6 @@ export function callHelper(
   if (args.length < spec.min || args.length > spec.max) {
     throw new TemplateProblem(`${name} takes ${arity(spec)}, got ${args.length}`);
   }
-  checkBudget(state);
   const result = spec.fn(args, state, root);
   // `{{base64 (secret 'K')}}` is as secret as K itself. A result equal to an argument adds
   // nothing: marking it would turn a whole signed body that merely contains a secret into one.
@@ -135,7 +140,6 @@ export function callHelper(
   ) {
     state.revealed.add(result);
   }
-  checkBudget(state);
   return result;
 }
 

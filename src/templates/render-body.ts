@@ -48,9 +48,12 @@ function renderJson(node: CompiledJson, r: Rendering, data: object): unknown {
     case 'each':
       // Compiling allows `$each` only as a list item, which the array case expands.
       return r.items.map((one) => renderJson(node.item, r, one));
-    case 'object':
-      // fromEntries defines own properties, so a `__proto__` key stays a key.
-      return Object.fromEntries(node.entries.map(([key, value]) => [key, renderJson(value, r, data)]));
+    case 'object': {
+      // No prototype, so a `__proto__` key stays a key (JSON.stringify reads own keys alone).
+      const object: Record<string, unknown> = Object.create(null);
+      for (const [key, value] of node.entries) object[key] = renderJson(value, r, data);
+      return object;
+    }
   }
 }
 
