@@ -63,16 +63,20 @@ export class Backlogs implements BacklogSource {
         this.buffer.inOpenBatches(connectionId),
         this.buffer.oldestWaitingSince(connectionId),
       ]);
-    // A batch job counts once in BullMQ's counts: count each delivery it carries in its job's state
-    // (a failed batch job's deliveries are failed until the former hands them over).
-    // Deliveries waiting to be batched are waiting.
+    // A batch job counts once in BullMQ's counts: count each delivery it carries in its job's state.
+    // A failed batch job failed for Redis, not for its deliveries: they wait for the former to hand
+    // them over (each from its record, as `deliveries list` shows them: pending), so they are
+    // waiting, and the batch job itself is no failed delivery. Deliveries waiting to be batched are
+    // waiting.
     let waiting = (counts.waiting ?? 0) + (counts.prioritized ?? 0) + buffered;
     for (const { batchId, deliveryIds } of batches) {
       const state = await queue.getJobState(batchId);
       const extra = state === 'unknown' ? deliveryIds.length : deliveryIds.length - 1;
       if (state === 'active') counts.active = (counts.active ?? 0) + extra;
-      else if (state === 'failed') counts.failed = (counts.failed ?? 0) + extra;
-      else if (state === 'delayed') counts.delayed = (counts.delayed ?? 0) + extra;
+      else if (state === 'failed') {
+        counts.failed = (counts.failed ?? 0) - 1;
+        waiting += deliveryIds.length;
+      } else if (state === 'delayed') counts.delayed = (counts.delayed ?? 0) + extra;
       else if (state === 'waiting' || state === 'prioritized' || state === 'unknown') waiting += extra;
     }
     const oldest =

@@ -4,7 +4,10 @@ import { connectionSchema, type Connection } from '../../src/config/connection-s
 import { DeliveryProducer } from '../../src/queue/producer.js';
 import { DeliveryQueues, deliveryQueueName } from '../../src/queue/queues.js';
 import { AttemptStore } from '../../src/store/attempt-store.js';
+import { Backlogs } from '../../src/store/backlogs.js';
 import { BatchBuffer } from '../../src/store/batch-buffer.js';
+import { ConnectionControl } from '../../src/store/connection-control.js';
+import { ConnectionStore } from '../../src/store/connection-store.js';
 import { keyspace } from '../../src/store/keys.js';
 import { testFormer } from '../helpers/batch.js';
 import { crmConnection } from '../helpers/engine.js';
@@ -19,6 +22,12 @@ const queues = new DeliveryQueues(redis, keys);
 const buffer = new BatchBuffer(redis, keys);
 const producer = new DeliveryProducer(redis, queues, keys, { failedMs: 60_000, unsubscribesMs: 60_000 });
 const attempts = new AttemptStore(redis, keys);
+const backlogs = new Backlogs(
+  queues,
+  new ConnectionStore(redis, keys),
+  new ConnectionControl(redis, keys),
+  buffer,
+);
 let now = 1_000_000;
 
 function connection(id: string, extra: Record<string, unknown> = {}): Connection {
@@ -188,6 +197,8 @@ describe('the batch former', () => {
       async () => (await queues.for('failing').getJobState(open!.batchId)) === 'failed',
     );
     await worker.close();
+    // Until the former hands them over, its deliveries are pending: waiting, not failed.
+    expect((await backlogs.of('failing')).counts).toMatchObject({ waiting: 6, failed: 0 });
     // What a run of it had recorded before it failed: one delivered, one failed, one to retry.
     const record = (id: string, fields: Record<string, unknown>) =>
       attempts.append(
