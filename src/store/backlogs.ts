@@ -69,22 +69,24 @@ export class Backlogs implements BacklogSource {
     // waiting, and the batch job itself is no failed delivery. Deliveries waiting to be batched are
     // waiting.
     let waiting = (counts.waiting ?? 0) + (counts.prioritized ?? 0) + buffered;
+    // A waiting batch's age is its first delivery's (batches take the buffer's oldest first), not
+    // its job's, which is when the batch formed.
+    const since = [oldestJob, oldestBuffered];
     for (const { batchId, deliveryIds } of batches) {
       const state = await queue.getJobState(batchId);
       const extra = state === 'unknown' ? deliveryIds.length : deliveryIds.length - 1;
       if (state === 'active') counts.active = (counts.active ?? 0) + extra;
+      else if (state === 'delayed') counts.delayed = (counts.delayed ?? 0) + extra;
       else if (state === 'failed') {
         counts.failed = (counts.failed ?? 0) - 1;
         waiting += deliveryIds.length;
-      } else if (state === 'delayed') counts.delayed = (counts.delayed ?? 0) + extra;
-      else if (state === 'waiting' || state === 'prioritized' || state === 'unknown') waiting += extra;
+      } else if (state === 'waiting' || state === 'prioritized' || state === 'unknown') waiting += extra;
+      const waits =
+        state === 'failed' || state === 'waiting' || state === 'prioritized' || state === 'unknown';
+      if (waits && deliveryIds[0]) since.push(await this.buffer.acceptedAt(deliveryIds[0]));
     }
-    const oldest =
-      oldestJob === undefined
-        ? oldestBuffered
-        : oldestBuffered === undefined
-          ? oldestJob
-          : Math.min(oldestJob, oldestBuffered);
+    const known = since.filter((at): at is number => at !== undefined);
+    const oldest = known.length > 0 ? Math.min(...known) : undefined;
     return {
       connectionId,
       connection,

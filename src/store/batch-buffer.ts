@@ -131,9 +131,13 @@ export class BatchBuffer {
   /** When the oldest waiting delivery's unsubscribe was accepted (ms), if one waits. */
   async oldestWaitingSince(connectionId: string): Promise<number | undefined> {
     const head = await this.redis.lindex(this.keys.batchBuffer(connectionId), 0);
-    if (!head) return undefined;
+    return head ? this.acceptedAt(head) : undefined;
+  }
+
+  /** When a delivery's unsubscribe was accepted (ms), while its ledger entry lives. */
+  async acceptedAt(deliveryId: string): Promise<number | undefined> {
     const record = parseLedgerRecord(
-      await this.redis.get(this.keys.unsubscribe(partsOfDeliveryId(head).unsubscribeId)),
+      await this.redis.get(this.keys.unsubscribe(partsOfDeliveryId(deliveryId).unsubscribeId)),
     );
     return record ? Date.parse(record.unsubscribe.receivedAt) : undefined;
   }

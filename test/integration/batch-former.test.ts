@@ -250,4 +250,26 @@ describe('the batch former', () => {
     expect(await queues.for('failing').getJob(open!.batchId)).toBeUndefined();
     expect(await buffer.openCount('failing')).toBe(0);
   });
+  it('reports a formed batch on a paused queue as old as its oldest delivery, not as its job', async () => {
+    const c = connection('aged');
+    // Accepted ten minutes ago; the batch forms (and its job is added) now.
+    const earlier = new DeliveryProducer(
+      redis,
+      queues,
+      keys,
+      { failedMs: 60_000, unsubscribesMs: 60_000 },
+      () => new Date(Date.now() - 600_000),
+    );
+    for (const email of ['a@example.com', 'b@example.com'])
+      await earlier.accept(unsubscribeTo('aged', email), [c]);
+    const f = former(c);
+    await f.formWhatIsDue();
+    now += 1_000;
+    await f.formWhatIsDue();
+    expect(await batchSizes('aged')).toEqual([2]);
+    await queues.for('aged').pause();
+    const backlog = await backlogs.of('aged');
+    expect(backlog.counts).toMatchObject({ paused: 2, waiting: 0 });
+    expect(backlog.oldestPendingAgeSeconds).toBeGreaterThanOrEqual(600);
+  });
 });
