@@ -165,7 +165,15 @@ export const attemptSchema = z.object({
   nextAttemptAt: z.string().optional(),
   /** Set when this delivery was a duplicate (same email, same connection, within the window): the delivery that carried it. */
   mergedInto: z.string().optional(),
+  /**
+   * Set when the attempt travelled in a batched request: the request's id (its batch job's, or one
+   * a worker gave the request it grouped) and how many deliveries it carried. Every delivery of one
+   * request shows the same id, so one bad answer can be traced to all it concerned.
+   */
+  batch: z.object({ id: z.string(), size: z.number().int().min(1) }).optional(),
 });
+/** Which batched request an attempt travelled in (`Attempt.batch`). */
+export type AttemptBatch = NonNullable<Attempt['batch']>;
 export type Attempt = z.infer<typeof attemptSchema>;
 
 export const deliveryStatus = z.enum(['pending', 'retrying', 'succeeded', 'failed']);

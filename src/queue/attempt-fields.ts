@@ -1,4 +1,4 @@
-import type { Attempt, RenderedRequest, SendOutcome, Verdict } from '../domain/delivery.js';
+import type { Attempt, AttemptBatch, RenderedRequest, SendOutcome, Verdict } from '../domain/delivery.js';
 import { scrubSecrets } from '../domain/scrub.js';
 import { redactRequest } from '../templates/redact.js';
 
@@ -12,7 +12,8 @@ export type AttemptFields = Omit<
 >;
 
 /**
- * The attempt record of one exchange: redacted request, status, bounded secret-free excerpt. The
+ * The attempt record of one exchange: redacted request, status, bounded secret-free excerpt, and
+ * the batched request it was (`batch`, the same for every delivery of one request). The
  * deliveries of a batch that got the same verdict get the same object (treat it as read-only), so
  * the attempt store serialises it once for all of them.
  */
@@ -20,8 +21,9 @@ export function attemptFields(
   request: RenderedRequest,
   outcome: SendOutcome,
   verdict: Verdict,
+  batch?: AttemptBatch,
 ): AttemptFields {
-  const exchange = exchangeRecord(request, outcome);
+  const exchange = exchangeRecord(request, outcome, batch);
   const key = `${verdict.verdict}\0${verdict.reason}\0${'code' in verdict ? verdict.code : ''}`;
   let byVerdict = sameVerdict.get(exchange);
   if (!byVerdict) sameVerdict.set(exchange, (byVerdict = new Map()));
@@ -39,16 +41,22 @@ export function attemptFields(
 }
 const sameVerdict = new WeakMap<ExchangeRecord, Map<string, AttemptFields>>();
 
-type ExchangeRecord = Pick<AttemptFields, 'request' | 'status' | 'responseExcerpt'>;
+type ExchangeRecord = Pick<AttemptFields, 'request' | 'status' | 'responseExcerpt' | 'batch'>;
 // Every delivery of a batch records the same request and answer: redact and scrub them once.
 const exchangeRecords = new WeakMap<SendOutcome, ExchangeRecord>();
 
-function exchangeRecord(request: RenderedRequest, outcome: SendOutcome): ExchangeRecord {
+// One outcome is one request's answer, so it carries one `batch`.
+function exchangeRecord(
+  request: RenderedRequest,
+  outcome: SendOutcome,
+  batch?: AttemptBatch,
+): ExchangeRecord {
   const known = exchangeRecords.get(outcome);
   if (known) return known;
   const redacted = redactRequest(request);
   const fields: ExchangeRecord = {
     request: { method: redacted.method, url: redacted.url, headers: redacted.headers },
+    ...(batch ? { batch: { id: batch.id, size: batch.size } } : {}),
   };
   if (outcome.kind === 'response') {
     // A CRM may echo the request (and so a key) back in an error body: scrub the whole body, then cut.

@@ -189,6 +189,9 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
         return { deliveries: ids.length, delivered: 0 };
       }
 
+      // The request every one of them travels in, as each attempt records it.
+      const batch = { id: batchId, size: items.length };
+      for (const d of items) d.batch = batch;
       const contexts: TemplateContext[] = items.map((d) =>
         templateContext(d.unsubscribe, control, d.attemptNumber, deps.engine),
       );

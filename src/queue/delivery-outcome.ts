@@ -1,6 +1,12 @@
 import type { Logger } from 'pino';
 import { EACH_KEY, type Connection } from '../config/connection-schema.js';
-import { isDelivered, type RenderedRequest, type SendOutcome, type Verdict } from '../domain/delivery.js';
+import {
+  isDelivered,
+  type AttemptBatch,
+  type RenderedRequest,
+  type SendOutcome,
+  type Verdict,
+} from '../domain/delivery.js';
 import { RetryableDeliveryError, TemplateError, UnsubRelayError } from '../errors.js';
 import type { Unsubscribe } from '../domain/unsubscribe.js';
 import type { EventSink } from '../events/operational-event.js';
@@ -38,6 +44,8 @@ export interface AttemptInFlight extends AttemptIdentity {
    * attempt with nothing to say about health, and no claim to give back, is only written.
    */
   inBatch?: boolean;
+  /** The batched request it travels in, once that request is known (recorded with its attempt). */
+  batch?: AttemptBatch;
 }
 
 /**
@@ -180,7 +188,7 @@ export function createOutcomes(deps: OutcomeDeps) {
     const { connectionId, unsubscribe } = d;
     const base =
       request && outcome
-        ? attemptFields(request, outcome, verdict)
+        ? attemptFields(request, outcome, verdict, d.batch)
         : {
             verdict: verdict.verdict,
             reason: verdict.reason,

@@ -91,13 +91,22 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
   const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
   const emit = (event: OperationalEventInput) => deps.events.emit(event);
   const exchangeDeps = { sender: deps.sender, tokens: deps.tokens, secrets: deps.secrets, clock };
-  const batcher = new Batcher<BatchEntry, Exchange>(async (entries) => {
+  // A request grouped here gets an id of its own, which its deliveries' attempts record (`batch`).
+  const batcher = new Batcher<BatchEntry, { id: string; exchange: Exchange }>(async (entries) => {
     const [first] = entries as [BatchEntry, ...BatchEntry[]];
     await takeRequestSlot(first.control);
-    return exchange(exchangeDeps, first.connection, first.compiled, first.context, first.resolve, {
-      contexts: entries.map((entry) => entry.context),
-      resolvers: entries.map((entry) => entry.resolve),
-    });
+    const sent = await exchange(
+      exchangeDeps,
+      first.connection,
+      first.compiled,
+      first.context,
+      first.resolve,
+      {
+        contexts: entries.map((entry) => entry.context),
+        resolvers: entries.map((entry) => entry.resolve),
+      },
+    );
+    return { id: `request-${randomUUID()}`, exchange: sent };
   });
   /** A batched request waits for its own rate-limit slot (the deliveries in it are already taken). */
   const takeRequestSlot = async (control: Connection) => {
@@ -247,8 +256,9 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
           cap,
           connection.batch.maxWait,
         );
-        result = batched.result;
+        result = batched.result.exchange;
         item = { index: batched.index, size: batched.size };
+        d.batch = { id: batched.result.id, size: batched.size };
       } else result = await exchange(exchangeDeps, connection, compile(used), context, resolve);
     } catch (error) {
       const notSent = error instanceof GroupNotSent ? error : undefined;
@@ -369,7 +379,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
   async function recordRefused(d: AttemptInFlight, refused: NonNullable<Exchange['refused']>): Promise<void> {
     await outcomes.record(
       d,
-      attemptFields(refused.request, refused.outcome, refused.verdict),
+      attemptFields(refused.request, refused.outcome, refused.verdict, d.batch),
       refused.outcome.durationMs,
     );
   }
@@ -400,7 +410,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
     await outcomes.recordAndSettle(
       d,
       {
-        ...attemptFields(result.request, result.outcome, verdict),
+        ...attemptFields(result.request, result.outcome, verdict, d.batch),
         verdict: 'retry',
         errorCode: 'BATCH_SPLIT',
         reason: `the CRM refused a batch of ${size} (${verdict.reason}); retrying in batches of ${splitTo}`,

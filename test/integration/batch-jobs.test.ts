@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ConnectionInput } from '../../src/config/connection-schema.js';
+import type { Attempt } from '../../src/domain/delivery.js';
 import { keyspace } from '../../src/store/keys.js';
 import type { Backlog } from '../../src/store/backlogs.js';
 import { AttemptStore } from '../../src/store/attempt-store.js';
@@ -90,6 +91,22 @@ afterAll(async () => {
   await Promise.all(Object.values(crms).map((crm) => crm.close()));
 });
 
+/**
+ * The requests some attempts travelled in, checked for agreement: every attempt names one, and
+ * each request's id is named by exactly as many attempts as the size it records.
+ */
+function sharedRequests(attempts: Attempt[]): { requests: number; ids: string[] } {
+  const byId = new Map<string, Attempt[]>();
+  for (const attempt of attempts) {
+    expect(attempt.batch, `attempt of ${attempt.deliveryId}`).toBeDefined();
+    byId.set(attempt.batch!.id, [...(byId.get(attempt.batch!.id) ?? []), attempt]);
+  }
+  for (const [id, sharing] of byId) {
+    for (const attempt of sharing) expect(attempt.batch, id).toEqual({ id, size: sharing.length });
+  }
+  return { requests: byId.size, ids: [...byId.keys()] };
+}
+
 describe('batch jobs', () => {
   it('deliver a batched connection many to a job: no delivery gets a job of its own, each gets its attempt', async () => {
     const ids = await send('bulk', emails('b', 30));
@@ -108,6 +125,10 @@ describe('batch jobs', () => {
     const requests = crms.bulk!.received;
     expect(requests.flatMap((r) => emailsIn(r.body)).sort()).toEqual(emails('b', 30).sort());
     expect(requests.length).toBeLessThanOrEqual(6);
+    // Each attempt names the request it travelled in: one id per request, as many as it carried.
+    const shared = sharedRequests(records.map((d) => d.attempts[0]!));
+    expect(shared.requests).toBe(requests.length);
+    expect(shared.ids.every((id) => id.startsWith('batch-'))).toBe(true);
     // Nothing is left behind: the buffer is empty and every batch closed.
     const keys = keyspace(engine.prefix);
     expect(await engine.redis.llen(keys.batchBuffer('bulk'))).toBe(0);
@@ -138,6 +159,13 @@ describe('batch jobs', () => {
       ]);
       expect(record.attemptsMade).toBe(2);
     }
+    // The refused request was the batch job's, all four in it; the retries went in jobs of their
+    // own, grouped again by the worker into requests of its own naming.
+    const first = sharedRequests(records.map((d) => d.attempts[0]!));
+    expect(first).toEqual({ requests: 1, ids: [expect.stringMatching(/^batch-/)] });
+    expect(records[0]!.attempts[0]!.batch).toMatchObject({ size: 4 });
+    const second = sharedRequests(records.map((d) => d.attempts[1]!));
+    expect(second.ids.every((id) => id.startsWith('request-'))).toBe(true);
     expect((await Promise.all(ids.map(ownJob))).every(Boolean)).toBe(true);
   });
 
@@ -237,6 +265,8 @@ describe('batch jobs', () => {
     expect((await admin('POST', '/connections/unbatched/resume')).status).toBe(200);
     const records = await settled(ids);
     expect(records.map((d) => d.status)).toEqual(['succeeded', 'succeeded', 'succeeded']);
+    // Sent alone: no batched request to name.
+    expect(records.map((d) => d.attempts.at(-1)!.batch)).toEqual([undefined, undefined, undefined]);
     expect(crms.unbatched!.received.map((r) => r.path).sort()).toEqual(
       emails('u', 3)
         .map((e) => `/v3/suppressions/${e}`)

@@ -69,6 +69,7 @@ export function registerDeliveryCommands(program: Command): void {
         const rows = attempts.map((a) => ({
           ...a,
           request: a.request ? `${a.request.method} ${a.request.url}` : '-',
+          batch: a.batch ? `${a.batch.size} in ${a.batch.id}` : '-',
         }));
         return [
           ...head,
@@ -77,6 +78,8 @@ export function registerDeliveryCommands(program: Command): void {
             'number',
             'startedAt',
             'request',
+            // Only a batched connection's attempts say which request they travelled in.
+            ...(attempts.some((a) => a.batch) ? ['batch'] : []),
             'status',
             'durationMs',
             'verdict',
