@@ -56,7 +56,7 @@ function exchangeRecord(
   const redacted = redactRequest(request);
   const fields: ExchangeRecord = {
     request: { method: redacted.method, url: redacted.url, headers: redacted.headers },
-    ...(batch ? { batch: { id: batch.id, size: batch.size } } : {}),
+    ...(batch ? { batch } : {}),
   };
   if (outcome.kind === 'response') {
     // A CRM may echo the request (and so a key) back in an error body: scrub the whole body, then cut.

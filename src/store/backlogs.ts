@@ -77,13 +77,13 @@ export class Backlogs implements BacklogSource {
       const extra = state === 'unknown' ? deliveryIds.length : deliveryIds.length - 1;
       if (state === 'active') counts.active = (counts.active ?? 0) + extra;
       else if (state === 'delayed') counts.delayed = (counts.delayed ?? 0) + extra;
-      else if (state === 'failed') {
-        counts.failed = (counts.failed ?? 0) - 1;
-        waiting += deliveryIds.length;
-      } else if (state === 'waiting' || state === 'prioritized' || state === 'unknown') waiting += extra;
-      const waits =
-        state === 'failed' || state === 'waiting' || state === 'prioritized' || state === 'unknown';
-      if (waits && deliveryIds[0]) since.push(await this.buffer.acceptedAt(deliveryIds[0]));
+      else if (state === 'failed' || state === 'waiting' || state === 'prioritized' || state === 'unknown') {
+        if (state === 'failed') {
+          counts.failed = (counts.failed ?? 0) - 1;
+          waiting += deliveryIds.length;
+        } else waiting += extra;
+        if (deliveryIds[0]) since.push(await this.buffer.acceptedAt(deliveryIds[0]));
+      }
     }
     const known = since.filter((at): at is number => at !== undefined);
     const oldest = known.length > 0 ? Math.min(...known) : undefined;

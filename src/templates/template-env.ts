@@ -231,7 +231,11 @@ function lookUp(data: object, parts: readonly string[], optional: boolean): unkn
   return value;
 }
 
-/** The template's output, or `undefined` when one of its paths needs Handlebars to say what it means. */
+/**
+ * The template's output, or `undefined` when one of its paths needs Handlebars to say what it means.
+ * Every path is looked up before any escaper runs, so a template handed to Handlebars has had no
+ * helper's effect (a captured value, a derived secret) yet.
+ */
 function renderDirect(pieces: readonly Piece[], data: object, state: RenderState): string | undefined {
   const values: unknown[] = [];
   for (const piece of pieces) {
