@@ -204,7 +204,9 @@ function directPieces(program: Program): Piece[] | undefined {
     const [value] = params;
     if (!escaper || hash || params.length !== 1 || value?.type !== 'PathExpression') return undefined;
     const lookup = value as hbs.AST.PathExpression & { strict?: boolean };
-    if (lookup.data || lookup.depth !== 0 || lookup.parts.length === 0) return undefined;
+    // An empty first segment (`{{[]}}`) is the context itself to Handlebars, whatever follows it.
+    if (lookup.data || lookup.depth !== 0 || lookup.parts.length === 0 || lookup.parts[0] === '')
+      return undefined;
     if (lookup.original !== lookup.parts.join('.')) return undefined;
     pieces.push({ name, escaper, parts: lookup.parts, optional: lookup.strict !== true });
   }

@@ -80,6 +80,11 @@ describe('templates rendered without Handlebars', () => {
     expectSame('{{undefinedOwn}}', 'value');
     expectSame('{{list.length}}', 'text');
     expect(expectSame('{{list.[1]}}', 'text')).toMatchObject({ output: 'y' });
+    // An empty first segment is the context itself to Handlebars (an object, here), not its '' key.
+    expectSame('{{[]}}', 'text', { '': 'hi' });
+    expectSame('{{[].x}}', 'text', { '': { x: 'deep' } });
+    expectSame('{{[]}}', 'value', { '': 'hi' });
+    expectSame('{{attributes.[]}}', 'text', { attributes: { '': 'empty key' } });
     expectSame('{{engine.sandboxUrl}}/lists/{{settings.listId}}?e={{email}}', 'url');
     expectSame('https://{{attributes.plan}}.example.com/x/{{email}}', 'url');
   });
