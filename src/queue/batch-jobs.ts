@@ -32,6 +32,7 @@ import {
   type Outcomes,
 } from './delivery-outcome.js';
 import { healthOf } from './delivery-health.js';
+import { halfOf } from './batcher.js';
 import { exchange, type Exchange, type ExchangeDeps } from './exchange.js';
 import type { DeliveryQueues } from './queues.js';
 import { ruleValueResolver } from './rule-values.js';
@@ -384,8 +385,10 @@ export async function carryOnFromRecords(
           priorAttempts: 1,
           failedAs: { code: last.errorCode ?? 'FAILED', reason: last.reason },
         });
+      // A refused batch's split record names the batch it split; one that did not render sent
+      // nothing and names none, so it goes on at half this batch.
       if (last.errorCode === 'BATCH_SPLIT')
-        return deps.handOver(id, connection, { batchSplit: Math.max(1, Math.floor(deliveryIds.length / 2)) });
+        return deps.handOver(id, connection, { batchSplit: halfOf(last.batch?.size ?? deliveryIds.length) });
       const delayMs = last.nextAttemptAt ? Math.max(0, Date.parse(last.nextAttemptAt) - deps.clock()) : 0;
       return deps.handOver(id, connection, last.verdict === 'retry' ? { priorAttempts: 1 } : {}, delayMs);
     }),

@@ -177,7 +177,7 @@ describe('the batch former', () => {
 
   it('hands the deliveries of a batch whose job failed over to jobs of their own, each from its record', async () => {
     const c = connection('failing');
-    const ids = deliveries('failing', 6);
+    const ids = deliveries('failing', 7);
     await fill('failing', ids);
     const f = former(c);
     await f.formWhatIsDue();
@@ -198,7 +198,7 @@ describe('the batch former', () => {
     );
     await worker.close();
     // Until the former hands them over, its deliveries are pending: waiting, not failed.
-    expect((await backlogs.of('failing')).counts).toMatchObject({ waiting: 6, failed: 0 });
+    expect((await backlogs.of('failing')).counts).toMatchObject({ waiting: 7, failed: 0 });
     // What a run of it had recorded before it failed: one delivered, one failed, one to retry.
     const record = (id: string, fields: Record<string, unknown>) =>
       attempts.append(
@@ -228,9 +228,16 @@ describe('the batch former', () => {
       errorCode: 'MOVED',
       reason: 'moved by ops to connection other',
     });
+    // Split from a refused batch of 4 (its record says so), not of this batch's 7.
+    await record(ids[6]!, {
+      verdict: 'retry',
+      errorCode: 'BATCH_SPLIT',
+      reason: 'the CRM refused a batch of 4',
+      batch: { id: 'batch-earlier', size: 4 },
+    });
     now += 30_000;
     await f.recover();
-    const [delivered, failed, retried, fresh, refreshed, moved] = await Promise.all(
+    const [delivered, failed, retried, fresh, refreshed, moved, split] = await Promise.all(
       ids.map((id) => queues.for('failing').getJob(id)),
     );
     // Each goes on from its record, not afresh: the delivered one is not sent again.
@@ -247,6 +254,7 @@ describe('the batch former', () => {
     expect(fresh?.data).toEqual({});
     expect(refreshed?.data).toEqual({});
     expect(moved).toBeUndefined();
+    expect(split?.data).toEqual({ batchSplit: 2 });
     expect(await queues.for('failing').getJob(open!.batchId)).toBeUndefined();
     expect(await buffer.openCount('failing')).toBe(0);
   });
