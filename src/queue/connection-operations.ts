@@ -17,6 +17,8 @@ interface BacklogEntry {
 
 /** States a held backlog is taken from: everything not yet delivered and not in flight. */
 const PENDING = ['waiting', 'prioritized', 'delayed'] as const;
+const takenStates = (selection: BacklogSelection) =>
+  selection.includeFailed ? [...PENDING, 'failed' as const] : [...PENDING];
 const PAGE = 500;
 const SAMPLE = 10;
 
@@ -168,8 +170,7 @@ export class ConnectionOperations {
     const job = await this.deps.queues.for(connectionId).getJob(entry.id);
     if (!job) return false;
     const state = await job.getState();
-    const takeable: readonly string[] = selection.includeFailed ? [...PENDING, 'failed'] : PENDING;
-    if (!takeable.includes(state)) return false;
+    if (!(takenStates(selection) as readonly string[]).includes(state)) return false;
     await job.remove();
     return true;
   }
@@ -196,7 +197,7 @@ export class ConnectionOperations {
   private async backlog(connectionId: string, selection: BacklogSelection): Promise<BacklogEntry[]> {
     const { queues, buffer, attempts } = this.deps;
     const queue = queues.for(connectionId);
-    const states = selection.includeFailed ? [...PENDING, 'failed' as const] : [...PENDING];
+    const states = takenStates(selection);
     const entries: BacklogEntry[] = [];
     for (let start = 0; ; start += PAGE) {
       const page = await queue.getJobs(states, start, start + PAGE - 1, true);
@@ -208,7 +209,7 @@ export class ConnectionOperations {
     // A job left active by a worker that died holds no lock. Other workers of the queue would put it
     // back (BullMQ's stalled check), but a deleted connection has none left: it is taken as it is.
     for (const job of await queue.getJobs(['active'], 0, -1, true))
-      if (job && !isBatchJob(job) && !(await this.running(connectionId, job.id!)))
+      if (job && !isBatchJob(job) && !(await this.locked(connectionId, job.id!)))
         entries.push({ id: job.id!, remove: async () => (await job.remove(), true) });
     for (const { batchId, deliveryIds } of await buffer.inOpenBatches(connectionId)) {
       if (await this.running(connectionId, batchId)) continue;
@@ -226,10 +227,13 @@ export class ConnectionOperations {
 
   /** Whether a worker runs the job now: active, and holding its lock (renewed while it runs). */
   private async running(connectionId: string, jobId: string): Promise<boolean> {
+    if ((await this.deps.queues.for(connectionId).getJobState(jobId)) !== 'active') return false;
+    return this.locked(connectionId, jobId);
+  }
+
+  private async locked(connectionId: string, jobId: string): Promise<boolean> {
     const { queues } = this.deps;
-    const queue = queues.for(connectionId);
-    if ((await queue.getJobState(jobId)) !== 'active') return false;
-    return (await queues.redis.exists(`${queue.toKey(jobId)}:lock`)) > 0;
+    return (await queues.redis.exists(`${queues.for(connectionId).toKey(jobId)}:lock`)) > 0;
   }
 
   /** Batches a move or discard emptied: their jobs have nothing left to send. */

@@ -81,10 +81,10 @@ const HOLD_RECHECK_MS = 5_000;
 /**
  * Runs a connection's jobs: a batch job (many deliveries in one request, src/queue/batch-jobs.ts),
  * or one delivery, as follows. Delivers one unsubscribe to one connection: the connection's
- * current version from the shared store, then render, send, classify, record the attempt, and tell BullMQ what happens next by how
- * this function ends: return (delivered); `RetryableDeliveryError` (retry after the planned delay,
- * see `connectionBackoff`); `DelayedError` after moving the job (rate limited: waits without spending
- * an attempt); `UnrecoverableError` (failed now, kept for replay).
+ * current version from the shared store, then render, send, classify, record the attempt, and tell
+ * BullMQ what happens next by how this function ends: return (delivered); `RetryableDeliveryError`
+ * (retry after the planned delay, see `connectionBackoff`); `DelayedError` after moving the job
+ * (rate limited: waits without spending an attempt); `UnrecoverableError` (failed now, kept for replay).
  */
 export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string) => Promise<unknown> {
   const clock = deps.clock ?? Date.now;

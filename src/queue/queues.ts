@@ -3,9 +3,9 @@ import { Queue, createIORedisClient, type IRedisClient } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { partsOfDeliveryId } from '../domain/delivery.js';
 import { deliveryQueueName, type Keyspace } from '../store/keys.js';
+import { waitReady } from '../store/redis.js';
 
 export { deliveryQueueName };
-import { waitReady } from '../store/redis.js';
 
 // BullMQ's own job-adding scripts, under the names its job code calls them by (`<name>:<version>`):
 // a job now, and a job after a delay (a batch's delivery handed over to retry, issue 7).

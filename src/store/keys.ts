@@ -10,11 +10,12 @@ export function deliveryQueueName(connectionId: string): string {
  * never collide). BullMQ's own keys live under `${prefix}:bull`.
  */
 export function keyspace(prefix: string) {
+  const bullPrefix = `${prefix}:bull`;
   return {
     prefix,
-    bullPrefix: `${prefix}:bull`,
+    bullPrefix,
     /** BullMQ's hash of a delivery queue's state (`paused`, concurrency), read by our own scripts. */
-    deliveryQueueMeta: (connectionId: string) => `${prefix}:bull:${deliveryQueueName(connectionId)}:meta`,
+    deliveryQueueMeta: (connectionId: string) => `${bullPrefix}:${deliveryQueueName(connectionId)}:meta`,
     apiKeys: `${prefix}:api-keys`,
     connections: `${prefix}:connections`,
     connectionsChanged: `${prefix}:connections:changed`,
