@@ -112,43 +112,41 @@ export function createSender(opts: SenderOptions, dispatcher?: Dispatcher): Send
     // headersTimeout starts only once the request is written, and bodyTimeout is idle time between
     // chunks, so neither bounds time spent queued for a busy pool or a body trickled byte by byte.
     // This deadline caps the whole attempt so a worker can never hang on one CRM; it still leaves
-    // the body phase at least `bodyTimeout` in total. A cleared timer rather than
-    // AbortSignal.timeout, so a busy worker does not keep thousands of finished attempts' timers.
+    // the body phase at least `bodyTimeout` in total. A cleared timer, so a busy worker does not keep
+    // thousands of finished attempts' timers.
     const deadlineMs = connect + headersTimeout + bodyTimeout;
-    const deadline = new AbortController();
-    const timer = setTimeout(() => deadline.abort(), deadlineMs);
-    let gotHeaders = false;
+    const answer = new ResponseCollector(limits.maxResponseBytes);
+    const timer = setTimeout(() => answer.giveUp(new DeadlinePassed()), deadlineMs);
     try {
-      const res = await (dispatcher ?? agents!.get(connect)).request({
-        origin: url.origin,
-        path: `${url.pathname}${url.search}`,
-        method: req.method,
-        headers: req.headers,
-        body: req.body,
-        headersTimeout,
-        bodyTimeout,
-        signal: deadline.signal,
-        // undici's request() never follows redirects: a 3xx comes back to the rules, and a redirect
-        // can never steer us past the guard.
-      });
-      gotHeaders = true;
-      const { text, truncated } = await readLimited(
-        res.body,
-        limits.maxResponseBytes,
-        declaredLength(res.headers['content-length']),
+      // dispatch(), not request(): the answer is collected straight from the socket's chunks, with
+      // no async resource, body stream or abort signal per request (docs/performance.md).
+      (dispatcher ?? agents!.get(connect)).dispatch(
+        {
+          origin: url.origin,
+          path: `${url.pathname}${url.search}`,
+          method: req.method,
+          headers: req.headers,
+          body: req.body ?? null,
+          headersTimeout,
+          bodyTimeout,
+          // undici never follows redirects here: a 3xx comes back to the rules, and a redirect can
+          // never steer us past the guard.
+        },
+        answer,
       );
+      const { status, headers, text, truncated } = await answer.collected;
       return {
         kind: 'response',
-        status: res.statusCode,
-        headers: flattenHeaders(res.headers),
+        status,
+        headers,
         body: text,
         bodyTruncated: truncated,
         durationMs: elapsed(),
       };
     } catch (err) {
-      if (deadline.signal.aborted) {
+      if (err instanceof DeadlinePassed) {
         const within = describeMs(deadlineMs);
-        return gotHeaders
+        return answer.gotHeaders
           ? fail('BODY_TIMEOUT', `response body from ${target} not complete within ${within}`)
           : fail('HEADERS_TIMEOUT', `no response headers from ${target} within ${within}, queueing included`);
       }
@@ -172,44 +170,122 @@ export function createSender(opts: SenderOptions, dispatcher?: Dispatcher): Send
   };
 }
 
-/**
- * Reads at most `max` bytes. Past the limit the body is destroyed (the socket is dropped rather than
- * drained) and the excerpt kept: a large answer is still an answer the rules can judge, so it is not
- * an error. `RESPONSE_TOO_LARGE` stays unused by this sender.
- */
-async function readLimited(body: Dispatcher.ResponseData['body'], max: number, declared?: number) {
-  // A body whose declared length fits is read whole: undici holds it to that length (a longer one is
-  // an error), and its own reader costs far less than a stream iterator, which most answers (a few
-  // bytes of JSON) would otherwise pay for on every delivery.
-  if (declared !== undefined && declared <= max) return { text: await body.text(), truncated: false };
-  const decoder = new TextDecoder('utf-8');
-  let text = '';
-  let kept = 0;
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    const room = max - kept;
-    if (chunk.length > room) {
-      // No final flush: a multi-byte character cut at the limit is dropped, not shown as U+FFFD.
-      text += decoder.decode(chunk.subarray(0, room), { stream: true });
-      body.destroy();
-      return { text, truncated: true };
-    }
-    kept += chunk.length;
-    text += decoder.decode(chunk, { stream: true });
+/** The overall deadline passed (see `send`). */
+class DeadlinePassed extends Error {
+  constructor() {
+    super('the attempt ran out of time');
   }
-  return { text: text + decoder.decode(), truncated: false };
 }
 
-function declaredLength(header: string | string[] | undefined): number | undefined {
-  if (typeof header !== 'string' || !/^\d+$/.test(header)) return undefined;
-  return Number(header);
+interface Collected {
+  status: number;
+  headers: Record<string, string>;
+  text: string;
+  truncated: boolean;
 }
 
-function flattenHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string> {
+const utf8 = new TextDecoder('utf-8');
+
+/**
+ * One exchange's answer, as undici hands it over: the final status, the headers (lowercase, repeated
+ * ones joined with ", ") and at most `max` bytes of body. Past the limit the request is aborted (the
+ * socket is dropped rather than drained) and the excerpt kept: a large answer is still an answer the
+ * rules can judge, so it is not an error. `RESPONSE_TOO_LARGE` stays unused by this sender.
+ */
+class ResponseCollector implements Dispatcher.DispatchHandler {
+  readonly collected: Promise<Collected>;
+  gotHeaders = false;
+  private resolve!: (collected: Collected) => void;
+  private reject!: (error: unknown) => void;
+  private abortRequest: ((reason: Error) => void) | undefined;
+  /** Given up before undici let us abort (still queued for a socket): aborted as soon as it can be. */
+  private abandoned: Error | undefined;
+  private done = false;
+  private status = 0;
+  private headers: Record<string, string> = {};
+  private readonly chunks: Buffer[] = [];
+  private kept = 0;
+
+  constructor(private readonly max: number) {
+    this.collected = new Promise<Collected>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+  }
+
+  /** Ends the exchange now with `reason` (the deadline passed). */
+  giveUp(reason: Error): void {
+    if (this.done) return;
+    this.done = true;
+    this.reject(reason);
+    if (this.abortRequest) this.abortRequest(reason);
+    else this.abandoned = reason;
+  }
+
+  onConnect(abort: (reason: Error) => void): void {
+    this.abortRequest = abort;
+    if (this.abandoned) abort(this.abandoned);
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[] | string[]): boolean {
+    // An informational answer (100 Continue, 103) is followed by the real one.
+    if (statusCode < 200) return true;
+    this.status = statusCode;
+    this.headers = flattenHeaders(rawHeaders);
+    this.gotHeaders = true;
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.done) return true;
+    const room = this.max - this.kept;
+    if (chunk.length <= room) {
+      this.chunks.push(chunk);
+      this.kept += chunk.length;
+      return true;
+    }
+    this.chunks.push(chunk.subarray(0, room));
+    this.kept = this.max;
+    // No final flush: a multi-byte character cut at the limit is dropped, not shown as U+FFFD.
+    this.finish(new TextDecoder('utf-8').decode(this.body(), { stream: true }), true);
+    this.abortRequest?.(new Error('response body over maxResponseBytes: the rest is not read'));
+    return false;
+  }
+
+  onComplete(): void {
+    if (!this.done) this.finish(utf8.decode(this.body()), false);
+  }
+
+  onError(error: Error): void {
+    if (this.done) return;
+    this.done = true;
+    this.reject(error);
+  }
+
+  private body(): Buffer {
+    return this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.kept);
+  }
+
+  private finish(text: string, truncated: boolean): void {
+    this.done = true;
+    this.resolve({ status: this.status, headers: this.headers, text, truncated });
+  }
+}
+
+/** undici's raw headers (name, value, name, value...) as one lowercase name → value record. */
+function flattenHeaders(raw: ReadonlyArray<Buffer | string>): Record<string, string> {
   const flat: Record<string, string> = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (value !== undefined) flat[name.toLowerCase()] = Array.isArray(value) ? value.join(', ') : value;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = latin1(raw[i]!).toLowerCase();
+    const value = Object.hasOwn(flat, name) ? `${flat[name]}, ${latin1(raw[i + 1]!)}` : latin1(raw[i + 1]!);
+    // A CRM's header named __proto__ is a header like any other, not the record's prototype.
+    Object.defineProperty(flat, name, { value, enumerable: true, configurable: true, writable: true });
   }
   return flat;
+}
+
+function latin1(raw: Buffer | string): string {
+  return typeof raw === 'string' ? raw : raw.toString('latin1');
 }
 
 const networkReasons: Record<string, string> = {
