@@ -117,7 +117,10 @@ export function createOutcomes(deps: OutcomeDeps) {
     outcome: HealthOutcome,
     final: boolean,
   ) => {
-    if (d.inBatch && outcome === 'neutral' && !(final && d.control.dedupe.window > 0))
+    const claimToGiveBack = final && d.control.dedupe.window > 0;
+    // Nothing for the circuit to hear (it is off, or a batch's request tells it once) and no claim
+    // to give back: the attempt is only written.
+    if (!claimToGiveBack && (!d.control.circuit.enabled || (d.inBatch && outcome === 'neutral')))
       return record(d, fields, durationMs);
     const [settled] = await Promise.all([
       deps.control.settle(

@@ -150,6 +150,8 @@ for _, event in ipairs(events) do table.insert(answer, event) end
 return answer
 `;
 
+const ADMITTED: Admission = Object.freeze({ kind: 'go', waitMs: 0, probe: false, halfOpened: false });
+
 /** Longest a worker holds a fetched delivery waiting for its rate-limit slot, rather than handing it back. */
 export const HOLD_MAX_MS = 1_000;
 
@@ -247,6 +249,9 @@ export class ConnectionControl {
     options: { version?: number } = {},
   ): Promise<Admission> {
     const { perSecond, burst } = connection.limits;
+    // Nothing to decide (no rate limit, circuit or duplicate window, no version to check): no round trip.
+    if (!perSecond && !connection.circuit.enabled && connection.dedupe.window <= 0 && options.version === undefined)
+      return ADMITTED;
     const interval = perSecond ? 1000 / perSecond : 0;
     const tolerance = perSecond ? ((burst ?? Math.max(1, Math.floor(perSecond))) - 1) * interval : 0;
     const control = this.keys.control(connection.id);
