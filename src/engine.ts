@@ -154,6 +154,7 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
         buffer,
         handOver,
         withoutJob: (ids) => queues.withoutJob(ids),
+        requestSlots: env.WORKER_CONCURRENCY,
         metrics,
         slowDown: (connectionId, ms) => queues.slowDown(connectionId, ms),
         // The pool is built below with this processor; holds only happen once it runs.

@@ -1,10 +1,15 @@
+import { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { connectionSchema, type ConnectionInput } from '../../src/config/connection-schema.js';
+import {
+  connectionSchema,
+  type Connection,
+  type ConnectionInput,
+} from '../../src/config/connection-schema.js';
 import { parseEnv } from '../../src/config/env.js';
 import { DeliveryProducer } from '../../src/queue/producer.js';
 import { DeliveryQueues, deliveryQueueName } from '../../src/queue/queues.js';
 import { ApiKeyStore } from '../../src/store/api-keys.js';
-import { keyspace } from '../../src/store/keys.js';
+import { keyspace, type Keyspace } from '../../src/store/keys.js';
 import { BENCH_ACCOUNT } from './connections.js';
 import { nowMs } from './stats.js';
 
@@ -26,14 +31,19 @@ export interface FillResult {
 /**
  * Queues `unsubscribes` unsubscribes, each fanned out to every one of `connections`, with the
  * engine's own DeliveryProducer (the code behind POST /v1/unsubscribes after the key and body checks:
- * one MULTI per unsubscribe with its ledger entry, indexes and jobs), `inFlight` at a time.
+ * one MULTI per unsubscribe with its ledger entry, indexes and its deliveries in each connection's
+ * buffer, which the engine's batch formers put into batch jobs), `inFlight` at a time.
+ *
+ * `oneJobEach`: the bare stack's layout instead, for the drain baseline: every delivery a BullMQ job
+ * of its own (the delivery's id, data `{}`, the engine's job options), referring to the same ledger
+ * entry, and nothing in the buffers.
  */
 export async function fillBacklog(
   redis: Redis,
   prefix: string,
   connections: ConnectionInput[],
   unsubscribes: number,
-  options: { inFlight?: number; emailPrefix?: string } = {},
+  options: { inFlight?: number; emailPrefix?: string; oneJobEach?: boolean } = {},
 ): Promise<FillResult> {
   const keys = keyspace(prefix);
   const queues = new DeliveryQueues(redis, keys);
@@ -60,10 +70,38 @@ export async function fillBacklog(
   });
   try {
     await Promise.all(lanes);
+    if (options.oneJobEach) for (const connection of parsed) await asJobs(redis, keys, queues, connection);
   } finally {
     await queues.close();
   }
   return { unsubscribes, deliveries: unsubscribes * connections.length, ms: nowMs() - started };
+}
+
+/** Moves a connection's buffered deliveries into BullMQ jobs of their own, oldest first. */
+async function asJobs(redis: Redis, keys: Keyspace, queues: DeliveryQueues, connection: Connection) {
+  const buffer = keys.batchBuffer(connection.id);
+  const ids = await redis.lrange(buffer, 0, -1);
+  await redis.del(buffer);
+  const queue = queues.for(connection.id);
+  const options = { attempts: connection.retry.attempts, backoff: { type: 'connection' } };
+  // Added as the engine adds a delivery's own job (Job.addJob, which takes `<unsubscribe>:<connection>` ids).
+  for (let i = 0; i < ids.length; i += 1_000) {
+    const multi = (await queues.transactions()).multi();
+    for (const id of ids.slice(i, i + 1_000))
+      await new Job(queue, connection.id, {}, options, id).addJob(multi);
+    const results = await multi.exec();
+    const failed = results?.find(([error]) => error !== null);
+    if (!results || failed) throw new Error(`backlog: Redis refused the jobs: ${String(failed?.[0])}`);
+  }
+}
+
+/** Deliveries of one connection waiting to be taken: in its buffer, or jobs in its wait list. */
+export async function queuedCount(redis: Redis, prefix: string, connectionId: string): Promise<number> {
+  const [jobs, buffered] = await Promise.all([
+    jobCounts(redis, prefix, connectionId),
+    redis.llen(keyspace(prefix).batchBuffer(connectionId)),
+  ]);
+  return (jobs.waiting ?? 0) + buffered;
 }
 
 /** BullMQ's job counts of one connection's delivery queue under `prefix`. */

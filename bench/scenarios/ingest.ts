@@ -1,4 +1,4 @@
-import { bullPrefix, createApiKey, deliveryQueueName, jobCounts } from '../lib/backlog.js';
+import { bullPrefix, createApiKey, deliveryQueueName, queuedCount } from '../lib/backlog.js';
 import { benchConnection } from '../lib/connections.js';
 import type { BenchContext } from '../lib/context.js';
 import { spawnScript, type Child } from '../lib/processes.js';
@@ -56,9 +56,10 @@ async function ingestOnce(
       emailPrefix: `${config.emailPrefix}-w`,
     });
     const load = await ctx.loadGen({ ...config, durationMs });
-    // The baseline's queue has the engine's queue name, so one count reads either.
-    const counts = await jobCounts(ctx.redis, prefix, CONNECTION_ID);
-    return { who, warmup, load, queued: counts.waiting ?? 0 };
+    // The baseline's queue has the engine's queue name, so one count reads either: the engine's
+    // deliveries wait in the connection's buffer, the baseline's are jobs.
+    const queued = await queuedCount(ctx.redis, prefix, CONNECTION_ID);
+    return { who, warmup, load, queued };
   } finally {
     await server?.stop();
     await ctx.cleanPrefix(prefix);

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { bullPrefix, deliveryQueueName, fillBacklog, jobCounts } from '../lib/backlog.js';
+import { deliveryQueueName, fillBacklog, queuedCount } from '../lib/backlog.js';
 import { benchConnection } from '../lib/connections.js';
 import { usedMemory } from '../lib/redis.js';
 import { partsOfDeliveryId } from '../../src/domain/delivery.js';
@@ -82,15 +82,11 @@ export const memory: Scenario = {
           emailPrefix: `memory-${run}`,
         });
         const after = await settledMemory(ctx.redis);
-        const jobs = await jobCounts(ctx.redis, prefix, CONNECTION_ID);
-        counts.push(jobs.waiting ?? 0);
+        const queued = await queuedCount(ctx.redis, prefix, CONNECTION_ID);
+        counts.push(queued);
         // The payload: the unsubscribe as JSON, as its ledger entry holds it (the one copy: each
-        // job refers to it by id), averaged over a sample of queued deliveries.
-        const ids = await ctx.redis.lrange(
-          `${bullPrefix(prefix)}:${deliveryQueueName(CONNECTION_ID)}:wait`,
-          0,
-          199,
-        );
+        // delivery refers to it by id), averaged over a sample of queued deliveries.
+        const ids = await ctx.redis.lrange(keyspace(prefix).batchBuffer(CONNECTION_ID), 0, 199);
         let payloadBytes = 0;
         for (const id of ids) {
           const raw = await ctx.redis.get(keyspace(prefix).unsubscribe(partsOfDeliveryId(id).unsubscribeId));
@@ -111,7 +107,7 @@ export const memory: Scenario = {
             .sort((a, b) => b[1].bytes - a[1].bytes)
             .map(([kind, k]) => [kind, { keys: k.keys, bytesPerDelivery: k.bytes / pending }]),
         );
-        runs.push({ pending, fillMs: fill.ms, before, after, perDelivery, payload, scoped, jobs });
+        runs.push({ pending, fillMs: fill.ms, before, after, perDelivery, payload, scoped, queued });
         ctx.log(`  ${perDelivery.toFixed(0)} B/delivery gross (INFO), payload ${payload.toFixed(0)} B`);
       } finally {
         await ctx.cleanPrefix(prefix);
@@ -121,7 +117,7 @@ export const memory: Scenario = {
     return {
       id: 'memory',
       title: this.title,
-      description: `${pending.toLocaleString('en-US')} unsubscribes queued with the engine's DeliveryProducer (one connection, so one delivery each) and no worker running: Redis used_memory (INFO memory) after minus before, per delivery. The payload is the unsubscribe as JSON, stored once in its ledger entry (jobs refer to it by id); "beyond payload" is the rest: BullMQ's job hash and wait-list entry, the ledger entry's key and wrapper, the account and email indexes, key and expiry overhead. The keys are under a 6-character prefix, about as short as an install's (REDIS_PREFIX defaults to \`ur\`): each prefix character adds about 3 B per delivery.`,
+      description: `${pending.toLocaleString('en-US')} unsubscribes queued with the engine's DeliveryProducer (one connection, so one delivery each) and no worker running: Redis used_memory (INFO memory) after minus before, per delivery. The payload is the unsubscribe as JSON, stored once in its ledger entry (a delivery refers to it by id); "beyond payload" is the rest: the delivery's entry in its connection's buffer (its id: fresh deliveries wait there until a batch job takes them), the ledger entry's key and wrapper, the account and email indexes, key and expiry overhead. The keys are under a 6-character prefix, about as short as an install's (REDIS_PREFIX defaults to \`ur\`): each prefix character adds about 3 B per delivery.`,
       params: { pending },
       metrics: [
         metric('gross', 'gross (INFO used_memory delta)', 'B', gross),
@@ -133,7 +129,7 @@ export const memory: Scenario = {
       targets: [target('≤ 1 KiB of Redis per queued delivery beyond its payload', beyondMetric, '<=', 1024)],
       checks: [
         check(
-          'every delivery was pending in its queue',
+          "every delivery was pending (in its connection's buffer)",
           counts.every((c) => c === pending),
           counts.join(', '),
         ),

@@ -177,6 +177,13 @@ class DeadlinePassed extends Error {
   }
 }
 
+/** The body passed maxResponseBytes: the rest is not read (the request is aborted, its answer kept). */
+class BodyCut extends Error {
+  constructor() {
+    super('response body over maxResponseBytes: the rest is not read');
+  }
+}
+
 interface Collected {
   status: number;
   headers: Record<string, string>;
@@ -248,7 +255,7 @@ class ResponseCollector implements Dispatcher.DispatchHandler {
     this.kept = this.max;
     // No final flush: a multi-byte character cut at the limit is dropped, not shown as U+FFFD.
     this.finish(new TextDecoder('utf-8').decode(this.body(), { stream: true }), true);
-    this.abortRequest?.(new Error('response body over maxResponseBytes: the rest is not read'));
+    this.abortRequest?.(new BodyCut());
     return false;
   }
 

@@ -16,6 +16,7 @@ import { FORM_SCRIPT, type BatchBuffer } from '../store/batch-buffer.js';
 import type { Admission, ConnectionControl } from '../store/connection-control.js';
 import { StoreUnavailableError } from '../errors.js';
 import type { LedgerRecords } from '../store/ledger.js';
+import type { EventSink } from '../events/operational-event.js';
 import type { Metrics } from '../observe/metrics.js';
 import {
   templateContext,
@@ -33,7 +34,9 @@ import {
 } from './delivery-outcome.js';
 import { healthOf } from './delivery-health.js';
 import { halfOf } from './batcher.js';
+import { deliverEach, settledAll } from './each-delivery.js';
 import { exchange, type Exchange, type ExchangeDeps } from './exchange.js';
+import type { RequestSlots } from './request-slots.js';
 import type { DeliveryQueues } from './queues.js';
 import { ruleValueResolver } from './rule-values.js';
 
@@ -63,6 +66,9 @@ export interface BatchJobDeps {
   sleep: (ms: number) => Promise<void>;
   outcomes: Outcomes;
   exchangeDeps: ExchangeDeps;
+  /** This process's requests open per connection (an unbatched connection's batch job takes one per delivery). */
+  slots: RequestSlots;
+  events: EventSink;
   compile: (stored: StoredConnection) => CompiledConnection;
   /** The processor's: the connection as it is now and its admission (holds a deleted or disabled one). */
   admitted: (
@@ -103,11 +109,13 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
     const current = await deps.admitted(
       connectionId,
       () => log,
-      (connection, version) =>
-        deps.control.admit({ ...connection, dedupe: { window: 0 } }, requestId, '', clock(), { version }),
+      (connection, version) => deps.control.admit(requestOf(connection), requestId, '', clock(), { version }),
     );
     const { stored, admission } = current;
     const control = stored.connection;
+    // An unbatched connection's batch job sends each delivery in a request of its own (each admitted
+    // on its own); a batched connection's sends them all in one.
+    const each = !control.batch;
     if (resumed || job.stalledCounter > 0 || job.attemptsMade > 0) {
       // Run again (its worker stopped mid-batch, or its job was lost): what an earlier run recorded
       // goes on from its record, and only what nothing happened to yet is sent.
@@ -134,20 +142,16 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
       answered.add(id);
     };
     /** The request's own answer about the CRM (and the half-open probe it may hold). */
-    const settleRequest = async (health: 'up' | 'down' | 'neutral') =>
-      outcomes.announce(
+    const settleRequest = async (health: 'up' | 'down' | 'neutral') => {
+      // Each delivery of an unbatched connection's batch job answered for itself.
+      if (each) return;
+      await outcomes.announce(
         control,
         await deps.control.settle(control, requestId, '', health, { releaseClaim: false }, clock()),
         {},
       );
+    };
     try {
-      if (!control.batch) {
-        // No longer batched: each delivery goes on as a job of its own.
-        await settledAll(ids.map((id) => handOver(id, {})));
-        await settleRequest('neutral');
-        await finish();
-        return { deliveries: ids.length, handedOver: ids.length };
-      }
       if (admission.kind === 'go' && admission.waitMs > 0) await deps.sleep(admission.waitMs);
       const startedAt = clock();
       const records = await deps.ledger.getMany(ids.map((id) => partsOfDeliveryId(id).unsubscribeId));
@@ -176,13 +180,14 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
           version: stored.version,
           attemptNumber: 1,
           startedAt,
-          inBatch: true,
+          inBatch: !each,
           // Made when a line is logged about it (a warning, or info per delivery), not for each.
           get log() {
             return (child ??= log.child({ deliveryId: id, unsubscribeId }));
           },
         });
       }
+      if (each) return await deliverGroup(items);
       if (control.dedupe.window > 0) items = await withoutDuplicates(items, control, answered, delivered);
       if (items.length === 0) {
         await settleRequest('neutral');
@@ -282,6 +287,25 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
       return { deliveries: ids.length, handedOver: unanswered.length };
     }
 
+    /**
+     * Each delivery in a request of its own (an unbatched connection). Those the connection said not
+     * now to go back to the head of the buffer, and the connection waits as long as it asked.
+     */
+    async function deliverGroup(items: AttemptInFlight[]) {
+      const { notStarted, heldBack } = await deliverEach(deps, stored, deps.compile(stored), items, carryOn);
+      await deps.buffer.putBack(
+        connectionId,
+        batchId,
+        notStarted.map((d) => d.deliveryId),
+      );
+      for (const d of notStarted) answered.add(d.deliveryId);
+      if (heldBack?.reason === 'crm_rate_limited')
+        await outcomes.throttled(connectionId, heldBack.waitMs, heldBack.deliveryId);
+      else if (heldBack) await deps.slowDown(connectionId, heldBack.waitMs);
+      await finish();
+      return { deliveries: ids.length, delivered: delivered.length, notStarted: notStarted.length };
+    }
+
     /** Every delivery goes on in a job of its own, in smaller batches, without spending an attempt. */
     async function splitInHalves(
       items: readonly AttemptInFlight[],
@@ -346,14 +370,19 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
 }
 
 /**
- * Like Promise.all, but waits for every promise before it rejects (with the first error): a batch
- * that stops on an error then reads its deliveries' records, and none may still be being written.
+ * What a batch job is admitted as. A batched connection's is one request: the rate limit and the
+ * circuit, not the duplicate window (each delivery takes its own claim). An unbatched connection's
+ * is no request at all (each delivery is admitted on its own): only the connection's version is
+ * checked, and nothing is taken.
  */
-async function settledAll<T>(promises: readonly Promise<T>[]): Promise<T[]> {
-  const settled = await Promise.allSettled(promises);
-  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason;
-  return settled.map((r) => (r as PromiseFulfilledResult<T>).value);
+function requestOf(connection: Connection): Connection {
+  if (connection.batch) return { ...connection, dedupe: { window: 0 } };
+  return {
+    ...connection,
+    limits: {},
+    dedupe: { window: 0 },
+    circuit: { ...connection.circuit, enabled: false },
+  };
 }
 
 /**
@@ -397,9 +426,13 @@ export async function carryOnFromRecords(
   return rest;
 }
 
-/** Deliveries put in one batch when a connection that is no longer batched still has some waiting. */
-const HAND_OVER_BATCH = 500;
-/** Batches a connection has formed and not finished, across processes, when `limits.concurrency` does not say. */
+/**
+ * Most deliveries in one batch job of an unbatched connection. Queueing costs one BullMQ job per
+ * batch, so a backlog drains at up to this many deliveries per job; a worker that stops mid-batch
+ * leaves the rest to be run again from their records.
+ */
+export const EACH_BATCH_MAX = 100;
+/** Batches a batched connection has formed and not finished, across processes, when `limits.concurrency` does not say. */
 export const BATCHES_OPEN = 8;
 const FORM_COMMAND = 'urFormBatch';
 const BATCH_JOB_OPTIONS = {
@@ -423,6 +456,11 @@ export interface BatchFormerDeps {
   attempts: AttemptStore;
   retention: { succeededMs: number };
   logger: Logger;
+  /**
+   * Batches an unbatched connection may have open, across processes, when `limits.concurrency`
+   * does not say (WORKER_CONCURRENCY): as many as a process runs jobs at once.
+   */
+  eachOpen?: number;
   clock?: () => number;
 }
 
@@ -443,12 +481,14 @@ export class BatchFormer {
   private lastRecovery = 0;
   private lastWarning = -Infinity;
   private readonly clock: () => number;
+  private readonly eachOpen: number;
 
   constructor(
     private readonly deps: BatchFormerDeps,
     private connection: Connection,
   ) {
     this.clock = deps.clock ?? Date.now;
+    this.eachOpen = deps.eachOpen ?? 50;
   }
 
   start(): void {
@@ -524,20 +564,37 @@ export class BatchFormer {
     if (await queue.isPaused()) return false;
     const now = this.clock();
     this.firstSeenAt ??= now;
-    const maxSize = connection.batch?.maxSize ?? HAND_OVER_BATCH;
-    const cap = connection.limits.concurrency ?? BATCHES_OPEN;
+    const cap = connection.limits.concurrency ?? (connection.batch ? BATCHES_OPEN : this.eachOpen);
     let open = await buffer.openCount(connection.id);
     let left = left0;
     while (open < cap && left > 0) {
       // A part-filled batch waits for more until maxWait after its first delivery was seen.
-      if (connection.batch && left < maxSize && now - this.firstSeenAt < connection.batch.maxWait) break;
-      const took = await this.formOne(connection.id, maxSize, now);
+      if (
+        connection.batch &&
+        left < connection.batch.maxSize &&
+        now - this.firstSeenAt < connection.batch.maxWait
+      )
+        break;
+      const took = await this.formOne(connection.id, this.sizeOf(connection, left, cap), now);
       if (took === 0) break;
       open += 1;
       left -= took;
     }
     if (left <= 0) this.firstSeenAt = undefined;
     return left > 0;
+  }
+
+  /**
+   * How many waiting deliveries the next batch takes. An unbatched connection's batch job sends its
+   * deliveries side by side (request slots keep them to WORKER_CONCURRENCY), so it takes what waits,
+   * up to EACH_BATCH_MAX; with `limits.concurrency` set it sends them one after another, so what
+   * waits is shared out over as many batches as may be open, and a burst is not left to one of them
+   * while the others could take part of it.
+   */
+  private sizeOf(connection: Connection, waiting: number, cap: number): number {
+    if (connection.batch) return connection.batch.maxSize;
+    const share = connection.limits.concurrency === undefined ? waiting : Math.ceil(waiting / cap);
+    return Math.min(EACH_BATCH_MAX, share);
   }
 
   /**

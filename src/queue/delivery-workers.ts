@@ -89,10 +89,12 @@ export class DeliveryWorkers {
 
   async start(): Promise<void> {
     const { subscriber, keys } = this.options;
-    subscriber.on('message', (channel: string) => {
+    subscriber.on('message', (channel: string, message: string) => {
       if (channel === keys.connectionsChanged) this.syncs.request();
+      // Ingest announces a buffer that had nothing waiting: batch it now, not at the former's next look.
+      else if (channel === keys.deliveriesWaiting) this.formers.get(message)?.nudge();
     });
-    await subscriber.subscribe(keys.connectionsChanged);
+    await subscriber.subscribe(keys.connectionsChanged, keys.deliveriesWaiting);
     await this.sync();
     this.timer = setInterval(() => this.syncs.request(), this.options.resyncMs ?? 10_000);
     this.timer.unref();
@@ -220,6 +222,7 @@ export class DeliveryWorkers {
         attempts: this.options.attempts,
         retention: this.options.retention,
         logger: this.options.logger,
+        eachOpen: this.options.concurrency,
       },
       connection,
     );

@@ -35,6 +35,7 @@ import {
   type AttemptResult,
 } from './delivery-outcome.js';
 import { exchange, type Exchange } from './exchange.js';
+import { RequestSlots } from './request-slots.js';
 import { ruleValueResolver } from './rule-values.js';
 
 /** One delivery waiting in a batch: what its request needs, and its own context for per-item rules. */
@@ -69,6 +70,11 @@ export interface ProcessorDeps {
   handOver: HandOver;
   /** The delivery ids among these with no job of their own. */
   withoutJob: (deliveryIds: readonly string[]) => Promise<string[]>;
+  /**
+   * Requests one connection may have open at once in this process (WORKER_CONCURRENCY): what an
+   * unbatched connection's deliveries take, one each, whether their job is their own or a batch job.
+   */
+  requestSlots: number;
   metrics?: Metrics;
   clock?: () => number;
   random?: () => number;
@@ -142,6 +148,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
   };
 
   const outcomes = createOutcomes({ ...deps, clock });
+  const slots = new RequestSlots(deps.requestSlots);
   // Batch jobs (src/queue/batch-jobs.ts) deliver many at once with the same steps.
   const processBatch = createBatchJobProcessor({
     ...deps,
@@ -149,6 +156,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
     sleep,
     outcomes,
     exchangeDeps,
+    slots,
     compile,
     admitted,
     merged,
@@ -259,7 +267,10 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
         result = batched.result.exchange;
         item = { index: batched.index, size: batched.size };
         d.batch = { id: batched.result.id, size: batched.size };
-      } else result = await exchange(exchangeDeps, connection, compile(used), context, resolve);
+      } else
+        result = await slots.run(connectionId, () =>
+          exchange(exchangeDeps, connection, compile(used), context, resolve),
+        );
     } catch (error) {
       const notSent = error instanceof GroupNotSent ? error : undefined;
       const verdict = unsentVerdict(notSent ? notSent.cause : error);

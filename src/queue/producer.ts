@@ -35,12 +35,14 @@ export type AcceptResult =
  *   account's or address's index goes too;
  * - the accounts and campaigns seen on unsubscribes (issue 5, src/store/campaigns.ts);
  * - the set of connections with a delivery queue;
- * - each batched connection's delivery, appended to its batch buffer only when the ledger entry is
- *   new: a list, unlike a job id, would take the same delivery twice when a request with an
- *   Idempotency-Key is stored again.
- * KEYS: ledger, account index, email index, accounts, account campaigns, delivery queues, batch
- * buffers... ARGV: record, retention ms, now ms, oldest kept ms, id, account, campaign ('': none),
- * campaign value, how many connection ids, connection ids..., a delivery id per batch buffer...
+ * - each connection's delivery, appended to its batch buffer only when the ledger entry is new: a
+ *   list, unlike a job id, would take the same delivery twice when a request with an
+ *   Idempotency-Key is stored again. A buffer that was empty is announced (`deliveriesWaiting`), so
+ *   the workers' batch formers put it in a batch job at once rather than at their next look.
+ * KEYS: ledger, account index, email index, accounts, account campaigns, delivery queues, a batch
+ * buffer per connection... ARGV: record, retention ms, now ms, oldest kept ms, id, account,
+ * campaign ('': none), campaign value, how many connections, connection ids..., a delivery id per
+ * connection..., the channel that announces waiting deliveries.
  */
 const RECORD_COMMAND = 'urRecordUnsubscribe';
 const RECORD_SCRIPT = {
@@ -56,7 +58,11 @@ if ARGV[7] ~= '' then redis.call('HSETNX', KEYS[5], ARGV[7], ARGV[8]) end
 local n = tonumber(ARGV[9])
 for i = 10, 9 + n do redis.call('SADD', KEYS[6], ARGV[i]) end
 if fresh then
-  for k = 7, #KEYS do redis.call('RPUSH', KEYS[k], ARGV[9 + n + k - 6]) end
+  for k = 7, #KEYS do
+    if redis.call('RPUSH', KEYS[k], ARGV[9 + n + k - 6]) == 1 then
+      redis.call('PUBLISH', ARGV[#ARGV], ARGV[9 + k - 6])
+    end
+  end
 end
 return 1
 `,
@@ -154,17 +160,16 @@ export class DeliveryProducer {
     // Jobs for several connections' queues go into one MULTI on the transactions client.
     const multi = (await this.queues.transactions({ [RECORD_COMMAND]: RECORD_SCRIPT })).multi();
     const nowMs = now.getTime();
-    // Fresh deliveries to batched connections wait in their batch buffers, to travel many to a job (issue 7).
-    const batched = connections.filter((c) => c.batch);
+    // Fresh deliveries wait in their connections' batch buffers, to travel many to a BullMQ job.
     multi.runCommand(RECORD_COMMAND, [
-      6 + batched.length,
+      6 + connections.length,
       this.keys.unsubscribe(id),
       this.keys.accountUnsubscribes(request.account),
       emailUnsubscribesKey(this.keys, request.account, request.email),
       accountsKey(this.keys),
       campaignsKey(this.keys, request.account),
       this.keys.deliveryQueues,
-      ...batched.map((c) => this.keys.batchBuffer(c.id)),
+      ...connections.map((c) => this.keys.batchBuffer(c.id)),
       ledgerValue(record),
       this.retention.unsubscribesMs,
       nowMs,
@@ -175,21 +180,9 @@ export class DeliveryProducer {
       request.campaign ? seenCampaignValue(now) : '',
       connections.length,
       ...connections.map((c) => c.id),
-      ...batched.map((c) => deliveryId(id, c.id)),
+      ...connections.map((c) => deliveryId(id, c.id)),
+      this.keys.deliveriesWaiting,
     ]);
-    // Each job refers (by its id) to the ledger entry written in this same MULTI.
-    const data: DeliveryJob = {};
-    for (const connection of connections) {
-      if (connection.batch) continue;
-      const job = new Job(
-        this.queues.for(connection.id),
-        connection.id,
-        data,
-        this.jobOptions(connection),
-        deliveryId(id, connection.id),
-      );
-      await job.addJob(multi);
-    }
     const results = await multi.exec();
     if (results === null) throw new StoreUnavailableError('Redis aborted the transaction');
     const failed = results.find(([error]) => error !== null);

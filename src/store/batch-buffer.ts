@@ -29,7 +29,21 @@ end
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 3 end
 return 0
 `;
+// KEYS: buffer, batch list. ARGV: delivery ids, oldest first. Takes each out of the batch and back
+// to the head of the buffer, keeping their order, in one step (an id is always in exactly one place).
+// One no longer in the batch is left where it is. Answers how many went back.
+const PUT_BACK_SCRIPT = `
+local n = 0
+for i = #ARGV, 1, -1 do
+  if redis.call('LREM', KEYS[2], 1, ARGV[i]) > 0 then
+    redis.call('LPUSH', KEYS[1], ARGV[i])
+    n = n + 1
+  end
+end
+return n
+`;
 interface WithForm {
+  urBatchPutBack(buffer: string, batch: string, ...deliveryIds: string[]): Promise<number>;
   urBatchLocate(
     delivered: string,
     buffer: string,
@@ -57,6 +71,8 @@ export class BatchBuffer {
     if (!('urFormBatch' in redis)) redis.defineCommand('urFormBatch', { numberOfKeys: 4, lua: FORM_SCRIPT });
     if (!('urBatchLocate' in redis))
       redis.defineCommand('urBatchLocate', { numberOfKeys: 3, lua: LOCATE_SCRIPT });
+    if (!('urBatchPutBack' in redis))
+      redis.defineCommand('urBatchPutBack', { numberOfKeys: 2, lua: PUT_BACK_SCRIPT });
     this.scripted = redis as unknown as WithForm;
   }
 
@@ -110,6 +126,20 @@ export class BatchBuffer {
     const open = await this.open(connectionId);
     return Promise.all(
       open.map(async ({ batchId }) => ({ batchId, deliveryIds: await this.members(batchId) })),
+    );
+  }
+
+  /**
+   * Puts deliveries a batch job did not start back at the head of the buffer (their connection said
+   * not now: its rate limit, its open circuit, or its CRM throttling it), so the next batch takes
+   * them first. Answers how many went back.
+   */
+  async putBack(connectionId: string, batchId: string, deliveryIds: readonly string[]): Promise<number> {
+    if (deliveryIds.length === 0) return 0;
+    return this.scripted.urBatchPutBack(
+      this.keys.batchBuffer(connectionId),
+      this.keys.batch(batchId),
+      ...deliveryIds,
     );
   }
 

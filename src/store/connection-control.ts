@@ -250,7 +250,12 @@ export class ConnectionControl {
   ): Promise<Admission> {
     const { perSecond, burst } = connection.limits;
     // Nothing to decide (no rate limit, circuit or duplicate window, no version to check): no round trip.
-    if (!perSecond && !connection.circuit.enabled && connection.dedupe.window <= 0 && options.version === undefined)
+    if (
+      !perSecond &&
+      !connection.circuit.enabled &&
+      connection.dedupe.window <= 0 &&
+      options.version === undefined
+    )
       return ADMITTED;
     const interval = perSecond ? 1000 / perSecond : 0;
     const tolerance = perSecond ? ((burst ?? Math.max(1, Math.floor(perSecond))) - 1) * interval : 0;

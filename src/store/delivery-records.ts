@@ -202,7 +202,8 @@ export class DeliveryRecords {
           id,
           record?.unsubscribe,
           where ? 'pending' : 'succeeded',
-          attempts.length,
+          // The refused exchange before an OAuth2 token refresh is recorded, but spent no attempt.
+          attempts.filter((a) => a.verdict !== 'refresh_auth').length,
         );
         if (!where && last) summary.finishedAt = finishedAt(last);
         if (!where && last?.mergedInto) summary.mergedInto = last.mergedInto;

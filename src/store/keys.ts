@@ -40,8 +40,10 @@ export function keyspace(prefix: string) {
     replaysOrder: `${prefix}:replays:order`,
     /** Set of every connection id that has (or had) a delivery queue (`deliveries.<id>`). */
     deliveryQueues: `${prefix}:delivery-queues`,
-    /** List of a batched connection's deliveries waiting to be put in a batch (src/store/batch-buffer.ts). */
+    /** List of a connection's fresh deliveries waiting to be put in a batch job (src/store/batch-buffer.ts). */
     batchBuffer: (connectionId: string) => `${prefix}:batch-buffer:${connectionId}`,
+    /** Pub/sub channel: a connection's batch buffer was empty and has a delivery waiting (the message is its id). */
+    deliveriesWaiting: `${prefix}:deliveries:waiting`,
     /** List of the delivery ids one batch job carries. */
     batch: (batchId: string) => `${prefix}:batch:${batchId}`,
     /** Sorted set of the deliveries batch jobs delivered, by when (they have no job to list them by). */

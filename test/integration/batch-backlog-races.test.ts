@@ -170,7 +170,10 @@ describe('a held backlog taken while other processes are not done with it', () =
   it('a discard of a deleted connection takes a job its dead worker left active, not one a worker holds', async () => {
     const gone = connectionSchema.parse(crmConnection('gone', 'http://127.0.0.1:9', { campaigns: ['gone'] }));
     await store.put(gone);
+    // Deliveries with jobs of their own (handed over by their batch jobs to retry, say).
     const [stalled, running] = await accept(gone, 2);
+    await redis.del(keys.batchBuffer('gone'));
+    for (const id of [stalled!, running!]) await producer.handOver(id, gone, {});
     const client = testRedis();
     const worker = new Worker(deliveryQueueName('gone'), null, {
       connection: client,

@@ -65,11 +65,11 @@ describe('POST /v1/unsubscribes: accepted', () => {
       campaign: 'spring-sale',
     });
     expect(ledger.connections.sort()).toEqual(['acme-all', 'acme-spring']);
-    // Fan-out: one delivery per linked connection of the account, never another account's.
-    // Each delivery sits in its own connection's queue.
-    expect(await engine.queues.for('acme-all').getJob(`${id}:acme-all`)).toBeDefined();
-    expect(await engine.queues.for('acme-spring').getJob(`${id}:acme-spring`)).toBeDefined();
-    expect(await engine.queues.for('acme-all').getJob(`${id}:acme-spring`)).toBeUndefined();
+    // Fan-out: one delivery per linked connection of the account, never another account's, each
+    // a record of its own connection's (waiting in its buffer, in a batch job, or delivered by now).
+    for (const connectionId of ['acme-all', 'acme-spring'])
+      expect(await engine.records.get(`${id}:${connectionId}`)).toMatchObject({ connectionId });
+    await expect(engine.records.get(`${id}:other-account`)).rejects.toThrow(/no delivery/);
     expect(await engine.queues.connectionIds()).toEqual(expect.arrayContaining(['acme-all', 'acme-spring']));
     expect(await engine.queues.connectionIds()).not.toContain('other-account');
   });
@@ -368,7 +368,13 @@ describe('POST /v1/unsubscribes on an API-only process', () => {
     try {
       const first = await apiOnly.unsubscribe('acme', { email: 'first@example.com' });
       expect(first.status).toBe(201);
-      expect(await apiOnly.queues.for('fresh').getJob(`${first.body.id as string}:fresh`)).toBeDefined();
+      // No worker here: it waits in its connection's buffer, pending.
+      expect(await apiOnly.records.get(`${first.body.id as string}:fresh`)).toMatchObject({
+        status: 'pending',
+      });
+      expect(await apiOnly.redis.lrange(`${apiOnly.prefix}:batch-buffer:fresh`, 0, -1)).toEqual([
+        `${first.body.id as string}:fresh`,
+      ]);
     } finally {
       await apiOnly.close();
     }

@@ -5,6 +5,8 @@ import { crmConnection, startTestEngine, type TestEngine } from '../helpers/engi
 import { eventually, uniquePrefix } from '../helpers/redis.js';
 import { keyspace } from '../../src/store/keys.js';
 import { deliveryQueueName } from '../../src/queue/queues.js';
+import { DeliveryProducer } from '../../src/queue/producer.js';
+import { connectionSchema } from '../../src/config/connection-schema.js';
 
 process.env.TEST_CRM_TOKEN = 'crm-token-ledger-reference';
 
@@ -63,9 +65,20 @@ const failed = (id: string) =>
   });
 
 describe('delivery jobs refer to the ledger', () => {
-  it('stores the unsubscribe once, in the ledger; the queued job hash holds no copy and stays a listpack', async () => {
+  it('stores the unsubscribe once, in the ledger; its buffer entry and a job of its own hold no copy', async () => {
     const id = await queued('acme', 'Only.Once@example.com');
-    const jobKey = `${keys.bullPrefix}:${deliveryQueueName('crm-ok')}:${id}:crm-ok`;
+    const delivery = `${id}:crm-ok`;
+    // Fresh, it waits in its connection's buffer as its id alone.
+    expect(await api.redis.lrange(keys.batchBuffer('crm-ok'), 0, -1)).toContain(delivery);
+    // A job of its own (a retry handed over by its batch job, a backfill, a move) refers to the
+    // ledger too. Taken out of the buffer first, so it is not there twice.
+    await api.redis.lrem(keys.batchBuffer('crm-ok'), 1, delivery);
+    const producer = new DeliveryProducer(api.redis, api.queues, keys, {
+      failedMs: HOUR,
+      unsubscribesMs: HOUR,
+    });
+    expect(await producer.enqueueExisting(id, connectionSchema.parse(connections()[0]))).toBe(true);
+    const jobKey = `${keys.bullPrefix}:${deliveryQueueName('crm-ok')}:${delivery}`;
     const job = await api.redis.hgetall(jobKey);
     expect(job.data).toBe('{}');
     expect(Object.values(job).join(' ')).not.toContain('Only.Once');

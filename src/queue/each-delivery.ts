@@ -1,0 +1,148 @@
+import type { StoredConnection } from '../config/connection-schema.js';
+import type { EventSink } from '../events/operational-event.js';
+import type { Metrics } from '../observe/metrics.js';
+import type { ConnectionControl } from '../store/connection-control.js';
+import { templateContext, type CompiledConnection } from '../templates/render-request.js';
+import {
+  authRefused,
+  unsentVerdict,
+  type AttemptInFlight,
+  type AttemptResult,
+  type Outcomes,
+} from './delivery-outcome.js';
+import { healthOf } from './delivery-health.js';
+import { exchange, type Exchange, type ExchangeDeps } from './exchange.js';
+import type { RequestSlots } from './request-slots.js';
+import { ruleValueResolver } from './rule-values.js';
+
+export interface EachDeliveryDeps {
+  control: ConnectionControl;
+  outcomes: Outcomes;
+  exchangeDeps: ExchangeDeps;
+  slots: RequestSlots;
+  events: EventSink;
+  engine: { sandboxUrl: string };
+  metrics?: Metrics;
+  clock: () => number;
+  sleep: (ms: number) => Promise<void>;
+  /** Records a duplicate as merged into the delivery that holds its claim. */
+  merged: (d: AttemptInFlight, into: string) => Promise<void>;
+  recordRefused: (d: AttemptInFlight, refused: NonNullable<Exchange['refused']>) => Promise<void>;
+}
+
+/** Why the connection said "not now", and for how long: what the caller holds the connection back for. */
+export interface HeldBack {
+  waitMs: number;
+  reason: 'circuit_open' | 'circuit_probe' | 'rate_limit' | 'crm_rate_limited';
+  /** The delivery whose answer said so (for the `rate_limited` event). */
+  deliveryId: string;
+}
+
+export interface EachDeliveryResult {
+  /** Deliveries not started because the connection said not now: they go back to wait, no attempt spent. */
+  notStarted: AttemptInFlight[];
+  /** The longest wait asked for, if any was. */
+  heldBack?: HeldBack;
+}
+
+/**
+ * Delivers the deliveries of a batch job of an unbatched connection, each in a request of its own,
+ * exactly as a delivery job of its own would be: its own admission (rate limit, circuit breaker,
+ * duplicate window), its own exchange, verdict and attempt record, and its own answer about the
+ * CRM's health. They travel in one BullMQ job only so that queueing costs one job per batch, not
+ * one per delivery (docs/performance.md, "Batch jobs for every connection").
+ *
+ * They go side by side, each in a request slot of this process; with `limits.concurrency` set they
+ * go one after another, so the BullMQ jobs the queue's global concurrency counts are the requests
+ * open at the CRM. Once the connection says not now (no rate-limit slot, the circuit open or its
+ * probe out, or the CRM throttling it), nothing more starts: the rest are answered as not started.
+ * `carryOn` says what happens next to each one that was attempted (or merged).
+ */
+export async function deliverEach(
+  deps: EachDeliveryDeps,
+  stored: StoredConnection,
+  compiled: CompiledConnection,
+  items: readonly AttemptInFlight[],
+  carryOn: (d: AttemptInFlight, outcome: AttemptResult) => Promise<void>,
+): Promise<EachDeliveryResult> {
+  const { clock, outcomes } = deps;
+  const control = stored.connection;
+  const connectionId = control.id;
+  const notStarted: AttemptInFlight[] = [];
+  let heldBack: HeldBack | undefined;
+  const holdBack = (waitMs: number, reason: HeldBack['reason'], deliveryId: string) => {
+    if (!heldBack || waitMs > heldBack.waitMs) heldBack = { waitMs, reason, deliveryId };
+  };
+
+  const one = async (d: AttemptInFlight): Promise<void> => {
+    const release = await deps.slots.take(connectionId);
+    try {
+      if (heldBack) return void notStarted.push(d);
+      const admission = await deps.control.admit(control, d.deliveryId, d.unsubscribe.email, clock());
+      // Without a version to check, admission is never stale; were it, the delivery waits its turn again.
+      if (admission.kind === 'stale') return void notStarted.push(d);
+      if (admission.kind === 'merged') {
+        await deps.merged(d, admission.into);
+        return await carryOn(d, { kind: 'delivered' });
+      }
+      if (admission.halfOpened)
+        deps.events.emit({
+          type: 'circuit_half_open',
+          connectionId,
+          message: `circuit of ${connectionId} is half-open: one probe delivery goes through`,
+        });
+      if (admission.kind === 'wait') {
+        deps.metrics?.rateLimitWaits.inc({ connection: connectionId, reason: admission.reason });
+        holdBack(admission.waitMs, admission.reason, d.deliveryId);
+        return void notStarted.push(d);
+      }
+      if (admission.waitMs > 0) await deps.sleep(admission.waitMs);
+      // Its attempt starts now, not when its batch job did.
+      d.startedAt = clock();
+      const context = templateContext(d.unsubscribe, control, d.attemptNumber, deps.engine);
+      let result: Exchange;
+      try {
+        result = await exchange(deps.exchangeDeps, control, compiled, context, ruleValueResolver(context));
+      } catch (error) {
+        // Rendering or the OAuth2 token failed: nothing reached the CRM, so its health is not in question.
+        const verdict = unsentVerdict(error);
+        return await carryOn(
+          d,
+          await outcomes.conclude(d, verdict, undefined, undefined, clock() - d.startedAt, 'neutral'),
+        );
+      }
+      if (result.refused) await deps.recordRefused(d, result.refused);
+      const verdict = authRefused(result.verdict);
+      deps.metrics?.attemptSeconds.observe({ connection: connectionId }, result.outcome.durationMs / 1000);
+      const outcome = await outcomes.conclude(
+        d,
+        verdict,
+        result.request,
+        result.outcome,
+        result.outcome.durationMs,
+        healthOf(verdict, result.outcome),
+      );
+      // The CRM throttles the connection, not this one delivery: nothing more starts.
+      if (outcome.kind === 'retry' && outcome.rateLimited)
+        holdBack(outcome.delayMs, 'crm_rate_limited', d.deliveryId);
+      await carryOn(d, outcome);
+    } finally {
+      release();
+    }
+  };
+
+  if (control.limits.concurrency !== undefined) for (const d of items) await one(d);
+  else await settledAll(items.map(one));
+  return { notStarted, ...(heldBack ? { heldBack } : {}) };
+}
+
+/**
+ * Like Promise.all, but waits for every promise before it rejects (with the first error): a batch
+ * that stops on an error then reads its deliveries' records, and none may still be being written.
+ */
+export async function settledAll<T>(promises: readonly Promise<T>[]): Promise<T[]> {
+  const settled = await Promise.allSettled(promises);
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((r) => (r as PromiseFulfilledResult<T>).value);
+}
