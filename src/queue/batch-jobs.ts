@@ -317,10 +317,13 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
       return { deliveries: ids.length, delivered: 0, split: items.length };
     }
 
-    /** Lists what was delivered, then closes the batch (every delivery in it is answered for). */
+    /** Lists what was delivered and closes the batch (every delivery in it is answered for), in one step. */
     async function finish(): Promise<void> {
-      await deps.buffer.noteDelivered(connectionId, delivered, clock(), deps.retention.succeededMs);
-      await deps.buffer.close(connectionId, batchId);
+      await deps.buffer.close(connectionId, batchId, {
+        deliveryIds: delivered,
+        now: clock(),
+        keepMs: deps.retention.succeededMs,
+      });
     }
 
     /** A delivery the batch did not deliver goes on in a job of its own. */
@@ -447,6 +450,14 @@ const BATCH_JOB_OPTIONS = {
 };
 /** A batch open this long with no job lost its job (removed by hand, or Redis lost it). */
 const ORPHAN_AFTER_MS = 30_000;
+/**
+ * The shortest time between two looks an announcement asks for. A delivery to an idle connection
+ * goes into a batch at once; at a few hundred a second, each batch job takes what arrived in the
+ * last few milliseconds instead of one delivery each, so the fixed cost of a BullMQ job and its
+ * batch is paid per few deliveries, and the process has the CPU to keep its latency down
+ * (measured in docs/performance.md, "Batch jobs for every connection").
+ */
+const GATHER_MS = 5;
 
 export interface BatchFormerDeps {
   buffer: BatchBuffer;
@@ -474,6 +485,9 @@ export interface BatchFormerDeps {
  */
 export class BatchFormer {
   private timer: ReturnType<typeof setTimeout> | undefined;
+  private immediate: ReturnType<typeof setImmediate> | undefined;
+  private dueAt = 0;
+  private lastLookAt = 0;
   private running: Promise<void> | undefined;
   private again = false;
   private closed = false;
@@ -507,25 +521,47 @@ export class BatchFormer {
     else this.schedule(0);
   }
 
+  /**
+   * Ingest announced deliveries in a buffer that had none: look now, or GATHER_MS after the last
+   * look if that was more recent (unless a look is due sooner anyway).
+   */
+  announced(): void {
+    if (this.closed) return;
+    if (this.running) return void (this.again = true);
+    const now = this.clock();
+    const wait = Math.max(0, this.lastLookAt + GATHER_MS - now);
+    if (!this.immediate && !(this.timer && this.dueAt <= now + wait)) this.schedule(wait);
+  }
+
   async stop(): Promise<void> {
     this.closed = true;
-    if (this.timer) clearTimeout(this.timer);
+    this.cancel();
     await this.running;
   }
 
   private schedule(ms: number): void {
     if (this.closed) return;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
+    this.cancel();
+    const run = () => {
+      this.timer = this.immediate = undefined;
       this.running = this.tick().finally(() => {
         this.running = undefined;
       });
-    }, ms);
-    this.timer.unref();
+    };
+    // Now means this turn's end, not a timer's millisecond: an announced delivery waits for nothing.
+    this.dueAt = this.clock() + ms;
+    if (ms === 0) this.immediate = setImmediate(run).unref();
+    else this.timer = setTimeout(run, ms).unref();
+  }
+
+  private cancel(): void {
+    if (this.timer) clearTimeout(this.timer);
+    if (this.immediate) clearImmediate(this.immediate);
+    this.timer = this.immediate = undefined;
   }
 
   private async tick(): Promise<void> {
+    this.lastLookAt = this.clock();
     let waiting = false;
     try {
       if (this.clock() - this.lastRecovery >= ORPHAN_AFTER_MS) {
@@ -553,20 +589,18 @@ export class BatchFormer {
   /** Forms the batches that are due; answers whether deliveries are still waiting. */
   async formWhatIsDue(): Promise<boolean> {
     const connection = this.connection;
-    const { buffer, queues } = this.deps;
+    const { buffer } = this.deps;
     if (!connection.enabled) return false;
-    const left0 = await buffer.length(connection.id);
-    if (left0 === 0) {
+    const status = await buffer.status(connection.id);
+    if (status.waiting === 0) {
       this.firstSeenAt = undefined;
       return false;
     }
-    const queue = queues.for(connection.id);
-    if (await queue.isPaused()) return false;
+    if (status.paused) return false;
     const now = this.clock();
     this.firstSeenAt ??= now;
     const cap = connection.limits.concurrency ?? (connection.batch ? BATCHES_OPEN : this.eachOpen);
-    let open = await buffer.openCount(connection.id);
-    let left = left0;
+    let { open, waiting: left } = status;
     while (open < cap && left > 0) {
       // A part-filled batch waits for more until maxWait after its first delivery was seen.
       if (

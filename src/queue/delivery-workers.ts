@@ -92,7 +92,7 @@ export class DeliveryWorkers {
     subscriber.on('message', (channel: string, message: string) => {
       if (channel === keys.connectionsChanged) this.syncs.request();
       // Ingest announces a buffer that had nothing waiting: batch it now, not at the former's next look.
-      else if (channel === keys.deliveriesWaiting) this.formers.get(message)?.nudge();
+      else if (channel === keys.deliveriesWaiting) this.formers.get(message)?.announced();
     });
     await subscriber.subscribe(keys.connectionsChanged, keys.deliveriesWaiting);
     await this.sync();

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { ChainableCommander, Redis } from 'ioredis';
 import { partsOfDeliveryId } from '../domain/delivery.js';
 import type { Keyspace } from './keys.js';
 import { parseLedgerRecord } from './ledger.js';
@@ -42,7 +42,13 @@ for i = #ARGV, 1, -1 do
 end
 return n
 `;
+// KEYS: buffer, the queue's BullMQ meta, open batches. Answers {waiting, paused (0|1), open}: what a
+// former looks at before it forms, in one round trip.
+const STATUS_SCRIPT = `
+return {redis.call('LLEN', KEYS[1]), redis.call('HEXISTS', KEYS[2], 'paused'), redis.call('ZCARD', KEYS[3])}
+`;
 interface WithForm {
+  urBatchStatus(buffer: string, meta: string, open: string): Promise<[number, number, number]>;
   urBatchPutBack(buffer: string, batch: string, ...deliveryIds: string[]): Promise<number>;
   urBatchLocate(
     delivered: string,
@@ -73,12 +79,24 @@ export class BatchBuffer {
       redis.defineCommand('urBatchLocate', { numberOfKeys: 3, lua: LOCATE_SCRIPT });
     if (!('urBatchPutBack' in redis))
       redis.defineCommand('urBatchPutBack', { numberOfKeys: 2, lua: PUT_BACK_SCRIPT });
+    if (!('urBatchStatus' in redis))
+      redis.defineCommand('urBatchStatus', { numberOfKeys: 3, lua: STATUS_SCRIPT });
     this.scripted = redis as unknown as WithForm;
   }
 
   /** Deliveries waiting to be put in a batch. */
   async length(connectionId: string): Promise<number> {
     return this.redis.llen(this.keys.batchBuffer(connectionId));
+  }
+
+  /** How many deliveries wait, whether the connection's queue is paused, and how many batches are open. */
+  async status(connectionId: string): Promise<{ waiting: number; paused: boolean; open: number }> {
+    const [waiting, paused, open] = await this.scripted.urBatchStatus(
+      this.keys.batchBuffer(connectionId),
+      this.keys.deliveryQueueMeta(connectionId),
+      this.keys.openBatches(connectionId),
+    );
+    return { waiting, paused: paused === 1, open };
   }
 
   /** Waiting deliveries, oldest first. */
@@ -143,13 +161,18 @@ export class BatchBuffer {
     );
   }
 
-  /** The batch is done: every delivery in it is settled or has a job of its own. */
-  async close(connectionId: string, batchId: string): Promise<void> {
-    await this.redis
-      .multi()
-      .del(this.keys.batch(batchId))
-      .zrem(this.keys.openBatches(connectionId), batchId)
-      .exec();
+  /**
+   * The batch is done: every delivery in it is settled or has a job of its own. `delivered` are
+   * noted as delivered in the same step (see `noteDelivered`).
+   */
+  async close(
+    connectionId: string,
+    batchId: string,
+    delivered?: { deliveryIds: readonly string[]; now: number; keepMs: number },
+  ): Promise<void> {
+    const multi = this.redis.multi();
+    if (delivered?.deliveryIds.length) this.addDelivered(multi, connectionId, delivered);
+    await multi.del(this.keys.batch(batchId)).zrem(this.keys.openBatches(connectionId), batchId).exec();
   }
 
   /** Where a delivery with no job of its own is: waiting to be batched, in an open batch, or neither. */
@@ -193,13 +216,19 @@ export class BatchBuffer {
     keepMs: number,
   ): Promise<void> {
     if (deliveryIds.length === 0) return;
+    await this.addDelivered(this.redis.multi(), connectionId, { deliveryIds, now, keepMs }).exec();
+  }
+
+  private addDelivered(
+    multi: ChainableCommander,
+    connectionId: string,
+    { deliveryIds, now, keepMs }: { deliveryIds: readonly string[]; now: number; keepMs: number },
+  ): ChainableCommander {
     const key = this.keys.batchDelivered(connectionId);
-    await this.redis
-      .multi()
+    return multi
       .zadd(key, ...deliveryIds.flatMap((id) => [now, id]))
       .zremrangebyscore(key, '-inf', now - keepMs)
-      .pexpire(key, keepMs)
-      .exec();
+      .pexpire(key, keepMs);
   }
 
   /** Deliveries batch jobs delivered, newest first, with when. */
