@@ -11,10 +11,9 @@ export function scrubSecrets(
   secrets: Iterable<string>,
   options: { truncated?: boolean } = {},
 ): string {
-  const ordered = [...new Set(secrets)]
-    .filter((secret) => secret.length > 0)
-    .sort((a, b) => b.length - a.length);
-  let out = ordered.reduce((acc, secret) => acc.split(secret).join(REDACTED), text);
+  const ordered = longestFirst(secrets);
+  let out = text;
+  for (const secret of ordered) if (out.includes(secret)) out = out.split(secret).join(REDACTED);
   if (options.truncated) {
     for (const secret of ordered) {
       for (let k = secret.length - 1; k >= 4; k -= 1) {
@@ -26,4 +25,18 @@ export function scrubSecrets(
     }
   }
   return out;
+}
+
+// A request's secrets are one array, scrubbed from its URL, every header and the answer: ordered once.
+const orderedOf = new WeakMap<object, readonly string[]>();
+
+/** The distinct non-empty secrets, longest first. */
+function longestFirst(secrets: Iterable<string>): readonly string[] {
+  const known = Array.isArray(secrets) ? orderedOf.get(secrets) : undefined;
+  if (known) return known;
+  const ordered = [...new Set(secrets)]
+    .filter((secret) => secret.length > 0)
+    .sort((a, b) => b.length - a.length);
+  if (Array.isArray(secrets)) orderedOf.set(secrets, ordered);
+  return ordered;
 }

@@ -96,12 +96,8 @@ export function createSender(opts: SenderOptions, dispatcher?: Dispatcher): Send
       durationMs: elapsed(),
     });
 
-    let url: URL;
-    try {
-      url = new URL(req.url);
-    } catch {
-      return fail('TARGET_REFUSED', 'the request URL is not a valid absolute URL');
-    }
+    const url = parsedUrl(req.url);
+    if (!url) return fail('TARGET_REFUSED', 'the request URL is not a valid absolute URL');
     if (url.protocol !== 'http:' && url.protocol !== 'https:') {
       return fail('TARGET_REFUSED', `only http and https targets are allowed, not ${url.protocol}`);
     }
@@ -123,7 +119,7 @@ export function createSender(opts: SenderOptions, dispatcher?: Dispatcher): Send
       (dispatcher ?? agents!.get(connect)).dispatch(
         {
           origin: url.origin,
-          path: `${url.pathname}${url.search}`,
+          path: url.path,
           method: req.method,
           headers: req.headers,
           body: req.body ?? null,
@@ -168,6 +164,35 @@ export function createSender(opts: SenderOptions, dispatcher?: Dispatcher): Send
       await agents?.destroy();
     },
   };
+}
+
+interface TargetUrl {
+  protocol: string;
+  origin: string;
+  host: string;
+  /** Path and query, as sent. */
+  path: string;
+}
+
+/** A connection's URL is mostly the same for every delivery: the last one parsed is kept. */
+let lastUrl: { href: string; parsed: TargetUrl } | undefined;
+
+function parsedUrl(href: string): TargetUrl | undefined {
+  if (lastUrl?.href === href) return lastUrl.parsed;
+  let url: URL;
+  try {
+    url = new URL(href);
+  } catch {
+    return undefined;
+  }
+  const parsed = {
+    protocol: url.protocol,
+    origin: url.origin,
+    host: url.host,
+    path: `${url.pathname}${url.search}`,
+  };
+  lastUrl = { href, parsed };
+  return parsed;
 }
 
 /** The overall deadline passed (see `send`). */
@@ -286,7 +311,9 @@ function flattenHeaders(raw: ReadonlyArray<Buffer | string>): Record<string, str
     const name = latin1(raw[i]!).toLowerCase();
     const value = Object.hasOwn(flat, name) ? `${flat[name]}, ${latin1(raw[i + 1]!)}` : latin1(raw[i + 1]!);
     // A CRM's header named __proto__ is a header like any other, not the record's prototype.
-    Object.defineProperty(flat, name, { value, enumerable: true, configurable: true, writable: true });
+    if (name === '__proto__')
+      Object.defineProperty(flat, name, { value, enumerable: true, configurable: true, writable: true });
+    else flat[name] = value;
   }
   return flat;
 }

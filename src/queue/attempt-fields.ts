@@ -1,6 +1,6 @@
 import type { Attempt, AttemptBatch, RenderedRequest, SendOutcome, Verdict } from '../domain/delivery.js';
 import { scrubSecrets } from '../domain/scrub.js';
-import { redactRequest } from '../templates/redact.js';
+import { redactRequestLine } from '../templates/redact.js';
 
 /** Bytes of response body kept in an attempt record: enough to read an error, not a whole page. */
 const EXCERPT_BYTES = 2_048;
@@ -53,9 +53,8 @@ function exchangeRecord(
 ): ExchangeRecord {
   const known = exchangeRecords.get(outcome);
   if (known) return known;
-  const redacted = redactRequest(request);
   const fields: ExchangeRecord = {
-    request: { method: redacted.method, url: redacted.url, headers: redacted.headers },
+    request: redactRequestLine(request),
     ...(batch ? { batch } : {}),
   };
   if (outcome.kind === 'response') {

@@ -98,8 +98,10 @@ export class AttemptStore {
       this.serialised.set(fields, tail);
     }
     const list = this.keys.attempts(head.deliveryId);
-    // `verdict` and `reason` are never absent, so the tail always has a field to splice in.
-    const record = `${JSON.stringify(head).slice(0, -1)},${tail}`;
+    // The head written out field by field (what JSON.stringify(head) gives, without walking an
+    // object per attempt); `verdict` and `reason` are never absent, so the tail always has a field
+    // to splice in.
+    const record = `{"deliveryId":${JSON.stringify(head.deliveryId)},"startedAt":${JSON.stringify(head.startedAt)},"durationMs":${JSON.stringify(head.durationMs)},"connectionVersion":${JSON.stringify(head.connectionVersion)},${tail}`;
     return { list, counter: `${list}:n`, record, keep: MAX_ATTEMPTS_KEPT, ttlMs };
   }
   private readonly serialised = new WeakMap<object, string>();

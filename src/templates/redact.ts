@@ -28,20 +28,46 @@ export interface RedactedRequest {
  * credential headers blanked, and a URL password removed.
  */
 export function redactRequest(req: RenderedRequest): RedactedRequest {
-  const scrub = (text: string) => scrubSecrets(text, req.secrets);
+  const line = redactRequestLine(req);
+  return {
+    ...line,
+    headers: { ...line.headers },
+    ...(req.body !== undefined ? { body: scrubSecrets(req.body, req.secrets) } : {}),
+  };
+}
 
+/**
+ * The same without the body (what an attempt record keeps). A connection's requests mostly share
+ * their URL and headers, so the last answer is kept and given again, as the same object, for a
+ * request with the same method, URL, headers and secrets: treat it as read-only.
+ */
+export function redactRequestLine(req: RenderedRequest): Omit<RedactedRequest, 'body'> {
+  const last = lastLine;
+  if (last && sameLine(last.of, req)) return last.redacted;
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(req.headers)) {
     const lower = name.toLowerCase();
     headers[name] =
-      SENSITIVE_HEADERS.has(lower) || SENSITIVE_HEADER_PATTERN.test(lower) ? REDACTED : scrub(value);
+      SENSITIVE_HEADERS.has(lower) || SENSITIVE_HEADER_PATTERN.test(lower)
+        ? REDACTED
+        : scrubSecrets(value, req.secrets);
   }
-  return {
+  const redacted = {
     method: req.method,
-    url: scrub(redactUrlPassword(req.url)),
+    url: scrubSecrets(redactUrlPassword(req.url), req.secrets),
     headers,
-    ...(req.body !== undefined ? { body: scrub(req.body) } : {}),
   };
+  lastLine = { of: req, redacted };
+  return redacted;
+}
+let lastLine: { of: RenderedRequest; redacted: Omit<RedactedRequest, 'body'> } | undefined;
+
+function sameLine(a: RenderedRequest, b: RenderedRequest): boolean {
+  if (a.method !== b.method || a.url !== b.url || a.secrets !== b.secrets) return false;
+  const names = Object.keys(a.headers);
+  if (names.length !== Object.keys(b.headers).length) return false;
+  for (const name of names) if (a.headers[name] !== b.headers[name]) return false;
+  return true;
 }
 
 /** `https://user:pw@host/` → `https://user:[redacted]@host/`; anything unparsable is left to `scrub`. */

@@ -66,6 +66,8 @@ export function checkedHeader(value: string, what = 'the value'): string {
 }
 
 export function checkedUrl(rendered: string): string {
+  // Most connections' URLs are the same for every delivery: checked once.
+  if (rendered === lastGoodUrl) return rendered;
   // The URL parser quietly strips tabs, newlines and edge spaces; refuse them instead.
   if (hasUrlUnsafeChar(rendered)) {
     throw new TemplateProblem('the URL contains spaces or control characters outside {{...}}');
@@ -81,14 +83,32 @@ export function checkedUrl(rendered: string): string {
   }
   // Sent as rendered rather than as `url.href`: normalising could re-encode a secret into a form
   // the redaction list does not hold.
+  lastGoodUrl = rendered;
   return rendered;
 }
+let lastGoodUrl: string | undefined;
 
 /**
  * Each secret as written raw and in every encoding applied after its template rendered (inside a
  * JSON string, percent-encoded, form-encoded, XML-escaped), so redaction finds all of them.
  */
 export function secretVariants(values: Iterable<string>): string[] {
+  // Most requests of a connection reveal the same few values: their variants are worked out once
+  // (and the one array stands for them, so scrubbing orders it once too). Treat it as read-only.
+  const list = [...values];
+  const key = list.join('\u0000');
+  const known = variantsOf.get(key);
+  if (known) return known;
+  const variants = variantsFor(list);
+  if (variantsOf.size >= VARIANTS_KEPT) variantsOf.clear();
+  variantsOf.set(key, variants);
+  return variants;
+}
+/** Distinct secret sets kept (a connection's keys, plus OAuth2 tokens as they rotate). */
+const VARIANTS_KEPT = 256;
+const variantsOf = new Map<string, string[]>();
+
+function variantsFor(values: readonly string[]): string[] {
   const out = new Set<string>();
   for (const value of values) {
     if (value === '') continue;

@@ -76,6 +76,10 @@ function route(req: http.IncomingMessage, res: http.ServerResponse, body: string
       res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': '100' });
       res.write('only ten..');
       return void setTimeout(() => res.socket?.destroy(), 20);
+    case '/odd-headers':
+      // Raw pairs: a header named __proto__, and one sent twice in different cases.
+      res.writeHead(200, ['__proto__', 'odd', 'X-Twice', 'a', 'x-twice', 'b']);
+      return void res.end('{}');
     case '/redirect':
       res.writeHead(302, { Location: 'http://169.254.169.254/latest/meta-data/' });
       return void res.end();
@@ -122,6 +126,15 @@ describe('sender against loopback servers', () => {
     expect(outcome.headers['set-cookie']).toBe('a=1, b=2');
     expect(outcome.durationMs).toBeGreaterThanOrEqual(0);
     expect(outcome.durationMs).toBeLessThan(2_000);
+  });
+
+  it('keeps a header named __proto__ as a header, and joins one sent twice', async () => {
+    const outcome = await sender.send(get(`${base}/odd-headers`), limits);
+    if (outcome.kind !== 'response') throw new TypeError('expected a response');
+    expect(Object.getPrototypeOf(outcome.headers)).toBe(Object.prototype);
+    expect(Object.hasOwn(outcome.headers, '__proto__')).toBe(true);
+    expect(outcome.headers['__proto__']).toBe('odd');
+    expect(outcome.headers['x-twice']).toBe('a, b');
   });
 
   it('sends method, headers, path with query and body exactly', async () => {

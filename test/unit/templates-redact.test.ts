@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { connectionSchema } from '../../src/config/connection-schema.js';
 import type { RenderedRequest } from '../../src/domain/delivery.js';
-import { redactRequest } from '../../src/templates/redact.js';
+import { redactRequest, redactRequestLine } from '../../src/templates/redact.js';
+import { checkedUrl, secretVariants } from '../../src/templates/render-core.js';
 import { compileConnection, renderRequest, templateContext } from '../../src/templates/render-request.js';
 
 const request = (overrides: Partial<RenderedRequest>): RenderedRequest => ({
@@ -77,6 +78,42 @@ describe('redactRequest', () => {
       url: 'https://api.example/v1',
       headers: {},
     });
+  });
+});
+
+describe('what is worked out once and given again', () => {
+  it('gives the last redacted request line again only for the same method, URL, headers and secrets', () => {
+    const secrets = ['k3y'];
+    const first = redactRequestLine(request({ headers: { 'x-trace': 'k3y-1' }, secrets }));
+    expect(redactRequestLine(request({ headers: { 'x-trace': 'k3y-1' }, secrets }))).toBe(first);
+    // Anything that differs is redacted afresh, never answered with the last one.
+    expect(redactRequestLine(request({ headers: { 'x-trace': 'k3y-2' }, secrets })).headers).toEqual({
+      'x-trace': '[redacted]-2',
+    });
+    expect(
+      redactRequestLine(request({ headers: { 'x-trace': 'k3y-2', extra: 'k3y' }, secrets })).headers,
+    ).toEqual({ 'x-trace': '[redacted]-2', extra: '[redacted]' });
+    expect(
+      redactRequestLine(request({ headers: { 'x-trace': 'k3y-2', extra: 'k3y' }, secrets: ['2'] })).headers,
+    ).toEqual({ 'x-trace': 'k3y-[redacted]', extra: 'k3y' });
+    expect(redactRequestLine(request({ url: 'https://api.example/k3y', secrets })).url).toBe(
+      'https://api.example/[redacted]',
+    );
+    expect(redactRequestLine(request({ method: 'PUT', secrets })).method).toBe('PUT');
+  });
+
+  it('works out the variants of the same secrets once, and of other secrets afresh', () => {
+    const one = secretVariants(['a b&c']);
+    expect(secretVariants(new Set(['a b&c']))).toBe(one);
+    expect(one).toEqual(expect.arrayContaining(['a b&c', 'a%20b%26c', 'a+b%26c', 'a b&amp;c']));
+    expect(secretVariants(['a b&d'])).toEqual(expect.arrayContaining(['a b&d', 'a%20b%26d']));
+  });
+
+  it('still refuses a bad URL after a good one', () => {
+    expect(checkedUrl('https://api.example/v1')).toBe('https://api.example/v1');
+    expect(checkedUrl('https://api.example/v1')).toBe('https://api.example/v1');
+    expect(() => checkedUrl('https://api.example/v1 ')).toThrow(/spaces or control/);
+    expect(() => checkedUrl('ftp://api.example/v1')).toThrow(/http or https/);
   });
 });
 
