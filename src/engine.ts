@@ -155,6 +155,7 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
         handOver,
         withoutJob: (ids) => queues.withoutJob(ids),
         requestSlots: env.WORKER_CONCURRENCY,
+        stopping: () => pool.closing,
         metrics,
         slowDown: (connectionId, ms) => queues.slowDown(connectionId, ms),
         // The pool is built below with this processor; holds only happen once it runs.

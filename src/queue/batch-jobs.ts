@@ -13,7 +13,7 @@ import {
 } from '../domain/delivery.js';
 import type { AttemptStore } from '../store/attempt-store.js';
 import { FORM_SCRIPT, type BatchBuffer } from '../store/batch-buffer.js';
-import type { Admission, ConnectionControl } from '../store/connection-control.js';
+import { usefulInFlight, type Admission, type ConnectionControl } from '../store/connection-control.js';
 import { StoreUnavailableError } from '../errors.js';
 import type { LedgerRecords } from '../store/ledger.js';
 import type { EventSink } from '../events/operational-event.js';
@@ -69,6 +69,8 @@ export interface BatchJobDeps {
   /** This process's requests open per connection (an unbatched connection's batch job takes one per delivery). */
   slots: RequestSlots;
   events: EventSink;
+  /** True once this process is shutting down (see ProcessorDeps). */
+  stopping?: () => boolean;
   compile: (stored: StoredConnection) => CompiledConnection;
   /** The processor's: the connection as it is now and its admission (holds a deleted or disabled one). */
   admitted: (
@@ -279,7 +281,10 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
       log.error({ err: error }, 'batch job failed; its deliveries go on one job each');
       // The request's probe, if it took the half-open circuit's, is freed (or its lease runs out).
       await settleRequest('neutral').catch(() => undefined);
-      const unanswered = ids.filter((id) => !answered.has(id));
+      // Only what is still in the batch: one put back in the buffer (even by a call whose answer was
+      // lost) is there already, and would be sent twice.
+      const still = new Set(await deps.buffer.members(batchId));
+      const unanswered = ids.filter((id) => !answered.has(id) && still.has(id));
       // What was recorded before the failure goes on from its record; the rest starts afresh.
       const fresh = await carryOnFromRecords(deps, control, unanswered);
       await settledAll(fresh.map((id) => handOver(id, {})));
@@ -599,7 +604,7 @@ export class BatchFormer {
     if (status.paused) return false;
     const now = this.clock();
     this.firstSeenAt ??= now;
-    const cap = connection.limits.concurrency ?? (connection.batch ? BATCHES_OPEN : this.eachOpen);
+    const cap = this.openCap(connection);
     let { open, waiting: left } = status;
     while (open < cap && left > 0) {
       // A part-filled batch waits for more until maxWait after its first delivery was seen.
@@ -628,7 +633,24 @@ export class BatchFormer {
   private sizeOf(connection: Connection, waiting: number, cap: number): number {
     if (connection.batch) return connection.batch.maxSize;
     const share = connection.limits.concurrency === undefined ? waiting : Math.ceil(waiting / cap);
-    return Math.min(EACH_BATCH_MAX, share);
+    // A rate limit's deliveries in flight, shared over its batches (see openCap).
+    const paced = Math.ceil(usefulInFlight(connection.limits) / cap);
+    return Math.min(EACH_BATCH_MAX, paced, share);
+  }
+
+  /**
+   * How many batches the connection may have formed and not finished, across processes. A rate
+   * limit can use only so many deliveries at once (`usefulInFlight`); past those a batch would take
+   * deliveries only to put them back at the head of the buffer, ahead of older ones another batch
+   * put back. So a rate-limited connection gets only as many batches as its rate can fill, at least
+   * two, so that two processes share the work.
+   */
+  private openCap(connection: Connection): number {
+    const { limits, batch } = connection;
+    if (limits.concurrency !== undefined) return limits.concurrency;
+    if (batch) return BATCHES_OPEN;
+    const paced = Math.max(2, Math.ceil(usefulInFlight(limits) / EACH_BATCH_MAX));
+    return Math.min(this.eachOpen, paced);
   }
 
   /**

@@ -1,10 +1,10 @@
 import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { Connection, Limits, StoredConnection } from '../config/connection-schema.js';
+import type { Connection, StoredConnection } from '../config/connection-schema.js';
 import { isBatchJob } from '../domain/delivery.js';
 import type { EventSink } from '../events/operational-event.js';
-import { HOLD_MAX_MS, type ConnectionControl } from '../store/connection-control.js';
+import { usefulInFlight, type ConnectionControl } from '../store/connection-control.js';
 import type { ConnectionStore } from '../store/connection-store.js';
 import { coalesced } from '../store/coalesced.js';
 import type { Keyspace } from '../store/keys.js';
@@ -38,17 +38,6 @@ export interface DeliveryWorkersOptions {
   logger: Logger;
   /** Re-read the store this often too, since pub/sub loses messages while reconnecting. */
   resyncMs?: number;
-}
-
-/**
- * More jobs in flight than a rate limit can use are only fetched to be handed back: a job waits at
- * most HOLD_MAX_MS for its slot and then takes about as long again to be answered, so a rate of r
- * uses about 2r + burst at once.
- */
-function usefulInFlight(limits: Limits): number {
-  if (!limits.perSecond) return Infinity;
-  const burst = limits.burst ?? Math.max(1, Math.floor(limits.perSecond));
-  return Math.max(1, Math.ceil((limits.perSecond * 2 * HOLD_MAX_MS) / 1000) + burst);
 }
 
 /**
@@ -98,6 +87,11 @@ export class DeliveryWorkers {
     await this.sync();
     this.timer = setInterval(() => this.syncs.request(), this.options.resyncMs ?? 10_000);
     this.timer.unref();
+  }
+
+  /** Set once the process stops taking work: batch jobs start no more deliveries (they go back to wait). */
+  get closing(): boolean {
+    return this.closed;
   }
 
   /** Connection ids with a running worker here. */

@@ -25,6 +25,8 @@ export interface EachDeliveryDeps {
   metrics?: Metrics;
   clock: () => number;
   sleep: (ms: number) => Promise<void>;
+  /** True once the process is shutting down: nothing more starts. */
+  stopping?: () => boolean;
   /** Records a duplicate as merged into the delivery that holds its claim. */
   merged: (d: AttemptInFlight, into: string) => Promise<void>;
   recordRefused: (d: AttemptInFlight, refused: NonNullable<Exchange['refused']>) => Promise<void>;
@@ -55,7 +57,8 @@ export interface EachDeliveryResult {
  * They go side by side, each in a request slot of this process; with `limits.concurrency` set they
  * go one after another, so the BullMQ jobs the queue's global concurrency counts are the requests
  * open at the CRM. Once the connection says not now (no rate-limit slot, the circuit open or its
- * probe out, or the CRM throttling it), nothing more starts: the rest are answered as not started.
+ * probe out, or the CRM throttling it), or the process is shutting down, nothing more starts: the
+ * rest are answered as not started.
  * `carryOn` says what happens next to each one that was attempted (or merged).
  */
 export async function deliverEach(
@@ -77,7 +80,9 @@ export async function deliverEach(
   const one = async (d: AttemptInFlight): Promise<void> => {
     const release = await deps.slots.take(connectionId);
     try {
-      if (heldBack) return void notStarted.push(d);
+      // Shutting down: what has not started waits for the next process, no attempt spent (a forced
+      // stop would otherwise abort it and count it against the CRM).
+      if (heldBack || deps.stopping?.()) return void notStarted.push(d);
       const admission = await deps.control.admit(control, d.deliveryId, d.unsubscribe.email, clock());
       // Without a version to check, admission is never stale; were it, the delivery waits its turn again.
       if (admission.kind === 'stale') return void notStarted.push(d);

@@ -75,6 +75,8 @@ export interface ProcessorDeps {
    * unbatched connection's deliveries take, one each, whether their job is their own or a batch job.
    */
   requestSlots: number;
+  /** True once this process is shutting down: a batch job starts nothing more, and puts the rest back. */
+  stopping?: () => boolean;
   metrics?: Metrics;
   clock?: () => number;
   random?: () => number;
@@ -268,8 +270,12 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
         item = { index: batched.index, size: batched.size };
         d.batch = { id: batched.result.id, size: batched.size };
       } else
-        result = await slots.run(connectionId, () =>
-          exchange(exchangeDeps, connection, compile(used), context, resolve),
+        // Ahead of batch jobs' deliveries still waiting: this one is admitted already (its rate-limit
+        // slot, and maybe the circuit's probe lease, are running).
+        result = await slots.run(
+          connectionId,
+          () => exchange(exchangeDeps, connection, compile(used), context, resolve),
+          { first: true },
         );
     } catch (error) {
       const notSent = error instanceof GroupNotSent ? error : undefined;

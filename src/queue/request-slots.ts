@@ -16,8 +16,12 @@ export class RequestSlots {
     if (!Number.isInteger(size) || size < 1) throw new RangeError(`request slots: size ${size} is not ≥ 1`);
   }
 
-  /** Waits for a slot of `connectionId`'s; the answer gives it back (once, however often it is called). */
-  async take(connectionId: string): Promise<() => void> {
+  /**
+   * Waits for a slot of `connectionId`'s; the answer gives it back (once, however often it is
+   * called). `first`: ahead of those already waiting (a delivery already admitted, whose rate-limit
+   * slot and probe lease are running).
+   */
+  async take(connectionId: string, options: { first?: boolean } = {}): Promise<() => void> {
     const open = this.open.get(connectionId) ?? 0;
     if (open < this.size) this.open.set(connectionId, open + 1);
     else {
@@ -25,7 +29,7 @@ export class RequestSlots {
       if (!queue) this.queued.set(connectionId, (queue = []));
       const mine = queue;
       // The slot passes straight from its releaser to the first in line: the count stays as it is.
-      await new Promise<void>((resolve) => mine.push(resolve));
+      await new Promise<void>((resolve) => (options.first ? mine.unshift(resolve) : mine.push(resolve)));
     }
     let given = false;
     return () => {
@@ -36,8 +40,8 @@ export class RequestSlots {
   }
 
   /** Runs `work` in a slot of `connectionId`'s. */
-  async run<T>(connectionId: string, work: () => Promise<T>): Promise<T> {
-    const release = await this.take(connectionId);
+  async run<T>(connectionId: string, work: () => Promise<T>, options: { first?: boolean } = {}): Promise<T> {
+    const release = await this.take(connectionId, options);
     try {
       return await work();
     } finally {

@@ -1,7 +1,7 @@
 import { emailKey } from '../domain/unsubscribe.js';
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import type { Connection } from '../config/connection-schema.js';
+import type { Connection, Limits } from '../config/connection-schema.js';
 import { appendAttemptLua, type AttemptWrite } from './attempt-store.js';
 import { TurnBatch, eachItemCall, forEachItem, type ScriptItem } from './turn-batch.js';
 import type { Keyspace } from './keys.js';
@@ -154,6 +154,17 @@ const ADMITTED: Admission = Object.freeze({ kind: 'go', waitMs: 0, probe: false,
 
 /** Longest a worker holds a fetched delivery waiting for its rate-limit slot, rather than handing it back. */
 export const HOLD_MAX_MS = 1_000;
+
+/**
+ * Deliveries a rate limit can use in flight at once (Infinity without one). More are only fetched
+ * to be handed back: a delivery waits at most HOLD_MAX_MS for its slot and then takes about as long
+ * again to be answered, so a rate of r uses about 2r + burst at once.
+ */
+export function usefulInFlight(limits: Limits): number {
+  if (!limits.perSecond) return Infinity;
+  const burst = limits.burst ?? Math.max(1, Math.floor(limits.perSecond));
+  return Math.max(1, Math.ceil((limits.perSecond * 2 * HOLD_MAX_MS) / 1000) + burst);
+}
 
 export type CircuitState = 'closed' | 'open' | 'half_open';
 

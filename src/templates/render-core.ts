@@ -96,7 +96,8 @@ export function secretVariants(values: Iterable<string>): string[] {
   // Most requests of a connection reveal the same few values: their variants are worked out once
   // (and the one array stands for them, so scrubbing orders it once too). Treat it as read-only.
   const list = [...values];
-  const key = list.join('\u0000');
+  // JSON, not a join: no separator a secret could contain makes two sets one key.
+  const key = JSON.stringify(list);
   const known = variantsOf.get(key);
   if (known) return known;
   const variants = variantsFor(list);

@@ -155,6 +155,30 @@ describe('the batch former', () => {
     expect(await buffer.length('capped')).toBe(20);
   });
 
+  it("puts an unbatched connection's waiting deliveries into batches of up to 100, as many as may be open", async () => {
+    const c = connectionSchema.parse(crmConnection('each', 'http://127.0.0.1:9', { campaigns: ['each'] }));
+    await fill('each', deliveries('each', 250));
+    await former(c).formWhatIsDue();
+    // What waits, taken at once (they go side by side, each in a request of its own).
+    const sizes = await Promise.all((await buffer.open('each')).map((b) => buffer.members(b.batchId)));
+    expect(sizes.map((m) => m.length).sort((a, b) => b - a)).toEqual([100, 100, 50]);
+    expect(await buffer.length('each')).toBe(0);
+  });
+
+  it('gives a rate-limited unbatched connection only the batches its rate can fill', async () => {
+    // 10/s with a burst of 10: about 30 in flight at once (2 × rate + burst).
+    const c = connectionSchema.parse(
+      crmConnection('paced', 'http://127.0.0.1:9', { campaigns: ['paced'], limits: { perSecond: 10 } }),
+    );
+    await fill('paced', deliveries('paced', 250));
+    await former(c).formWhatIsDue();
+    // Shared over two batches, so two processes can take part.
+    const open = await buffer.open('paced');
+    const sizes = await Promise.all(open.map((b) => buffer.members(b.batchId)));
+    expect(sizes.map((m) => m.length)).toEqual([15, 15]);
+    expect(await buffer.length('paced')).toBe(220);
+  });
+
   it('gives a batch formed by a process that stopped before adding its job that job', async () => {
     const c = connection('orphan');
     await fill('orphan', deliveries('orphan', 3));

@@ -35,8 +35,10 @@ let buffer: BatchBuffer;
 const connections = () => [
   crmConnection('side-by-side', crmUrl, { campaigns: ['side'] }),
   crmConnection('one-by-one', crmUrl, { campaigns: ['one'], limits: { concurrency: 2 } }),
+  crmConnection('single-file', crmUrl, { campaigns: ['single'], limits: { concurrency: 1 } }),
 ];
 const env = { WORKER_CONCURRENCY: '20' };
+const admin = { authorization: 'Bearer test-admin-token-0123456789' };
 
 /** An API-only engine on a prefix of this test's own. */
 async function startApi(name: string): Promise<TestEngine> {
@@ -134,6 +136,42 @@ describe("an unbatched connection's deliveries", () => {
     await allSucceeded(ids);
     expect(bodies).toHaveLength(6);
     expect(mostOpen).toBeLessThanOrEqual(2);
+  });
+
+  it('are not started once their worker stops: they go back to the buffer, no attempt spent, for the next worker', async () => {
+    await startApi('stopping');
+    // One batch of all thirty, sent one after another.
+    const ids = (await queue('single', 30, 'stop')).map((id) => `${id}:single-file`);
+    answerAfterMs = 50;
+    await startWorker();
+    await eventually('a few delivered', () => bodies.length >= 3);
+    // A graceful stop: the requests in flight finish, nothing more starts.
+    await worker!.engine.close();
+    worker = undefined;
+    const sent = bodies.length;
+    expect(sent).toBeLessThan(30);
+    const details = await Promise.all(ids.map((id) => api!.records.get(id)));
+    const delivered = details.filter((d) => d.status === 'succeeded');
+    expect(delivered).toHaveLength(sent);
+    // The rest wait, untouched: no attempt, no failure counted against the CRM.
+    for (const d of details.filter((d) => d.status !== 'succeeded')) {
+      expect(d.status).toBe('pending');
+      expect(d.attempts).toEqual([]);
+    }
+    expect(await buffer.length('single-file')).toBe(30 - sent);
+    expect(await buffer.openCount('single-file')).toBe(0);
+    const backlog = (await (await fetch(`${api!.url}/admin/v1/backlogs`, { headers: admin })).json()) as {
+      backlogs: Array<{ connectionId: string; control: { circuit: string; consecutiveFailures: number } }>;
+    };
+    expect(backlog.backlogs.find((b) => b.connectionId === 'single-file')!.control).toMatchObject({
+      circuit: 'closed',
+      consecutiveFailures: 0,
+    });
+
+    await startWorker();
+    await allSucceeded(ids);
+    // Each sent once: none was in flight when the first worker stopped.
+    expect(bodies).toHaveLength(30);
   });
 
   it('are announced when their buffer had nothing waiting, so a worker batches them at once', async () => {
