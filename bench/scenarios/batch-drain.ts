@@ -156,7 +156,7 @@ export const batchDrain: Scenario = {
         ],
       },
       notes: [
-        `Batched, deliveries travel ${BATCH.maxSize} to one BullMQ job (src/queue/batch-jobs.ts): the job's fetch, lock and completion, the request's admission and the unsubscribes' read (one MGET) are paid once per batch; each delivery still gets its own attempt record, verdict and metrics.`,
+        `Both ways, deliveries travel many to one BullMQ job (src/queue/batch-jobs.ts): up to 100 unbatched, each sent in a request of its own (src/queue/each-delivery.ts), or ${BATCH.maxSize} batched, sent in one request. Batched, the request's admission, rendering around the items, send and answer are paid once per batch; each delivery still gets its own attempt record, verdict and metrics.`,
         'Against the instant CRM a request costs the engine only CPU, so the ratio is the engine CPU an unbatched delivery costs over what a batched one costs; the engine process is then busy on one core (see engine CPU per delivery).',
         `Against the ${NETWORK_LATENCY_MS} ms CRM, unbatched deliveries wait for answers: a process has WORKER_CONCURRENCY (${ctx.options.concurrency}) requests in flight to one CRM, so about ${ctx.options.concurrency} per ${NETWORK_LATENCY_MS} ms; batched, up to 8 batches of ${BATCH.maxSize} are in flight (limits.concurrency when set).`,
       ],

@@ -220,11 +220,11 @@ export const drain: Scenario = {
     return {
       id: 'drain',
       title: this.title,
-      description: `A backlog of ${deliveries.toLocaleString('en-US')} deliveries to one connection (JSON body template, api_key auth from a secret, default rules, attempt records), queued with the engine's DeliveryProducer, drained by one ROLES=worker engine process; the baseline drains the same backlog with a bare BullMQ Worker POSTing the same body with undici. Both at concurrency ${ctx.options.concurrency}. Timed at the CRM from the first delivery received to the last (process start-up excluded).`,
+      description: `A backlog of ${deliveries.toLocaleString('en-US')} deliveries to one connection (JSON body template, api_key auth from a secret, default rules, attempt records), queued with the engine's DeliveryProducer, drained by one ROLES=worker engine process, where the deliveries travel up to 100 to a BullMQ batch job, each in a request of its own; the baseline drains the same backlog queued the bare stack's way, one BullMQ job per delivery, with a bare BullMQ Worker POSTing the same body with undici. Both at concurrency ${ctx.options.concurrency}. Timed at the CRM from the first delivery received to the last (process start-up excluded).`,
       params: {
         deliveries,
         concurrency: ctx.options.concurrency,
-        backlog: 'DeliveryProducer (in the harness)',
+        backlog: 'DeliveryProducer (in the harness); for the baseline, one BullMQ job per delivery',
       },
       metrics: [
         engineRate,
