@@ -160,6 +160,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
     exchangeDeps,
     slots,
     compile,
+    lastSeen: (connectionId) => lastSeen.get(connectionId),
     admitted,
     merged,
     recordRefused,
