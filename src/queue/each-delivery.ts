@@ -40,6 +40,14 @@ export interface HeldBack {
   deliveryId: string;
 }
 
+/** How far a delivery got in its request slot. */
+type Started =
+  | { kind: 'not_started' }
+  | { kind: 'merged'; into: string }
+  | { kind: 'unsent'; error: unknown }
+  | { kind: 'sent'; result: Exchange };
+const NOT_STARTED: Started = { kind: 'not_started' };
+
 export interface EachDeliveryResult {
   /** Deliveries not started because the connection said not now: they go back to wait, no attempt spent. */
   notStarted: AttemptInFlight[];
@@ -77,63 +85,80 @@ export async function deliverEach(
     if (!heldBack || waitMs > heldBack.waitMs) heldBack = { waitMs, reason, deliveryId };
   };
 
-  const one = async (d: AttemptInFlight): Promise<void> => {
-    const release = await deps.slots.take(connectionId);
-    try {
-      // Shutting down: what has not started waits for the next process, no attempt spent (a forced
-      // stop would otherwise abort it and count it against the CRM).
-      if (heldBack || deps.stopping?.()) return void notStarted.push(d);
-      const admission = await deps.control.admit(control, d.deliveryId, d.unsubscribe.email, clock());
-      // Without a version to check, admission is never stale; were it, the delivery waits its turn again.
-      if (admission.kind === 'stale') return void notStarted.push(d);
-      if (admission.kind === 'merged') {
-        await deps.merged(d, admission.into);
-        return await carryOn(d, { kind: 'delivered' });
-      }
-      if (admission.halfOpened)
-        deps.events.emit({
-          type: 'circuit_half_open',
-          connectionId,
-          message: `circuit of ${connectionId} is half-open: one probe delivery goes through`,
-        });
-      if (admission.kind === 'wait') {
-        deps.metrics?.rateLimitWaits.inc({ connection: connectionId, reason: admission.reason });
-        holdBack(admission.waitMs, admission.reason, d.deliveryId);
-        return void notStarted.push(d);
-      }
-      if (admission.waitMs > 0) await deps.sleep(admission.waitMs);
-      // Its attempt starts now, not when its batch job did.
-      d.startedAt = clock();
-      const context = templateContext(d.unsubscribe, control, d.attemptNumber, deps.engine);
-      let result: Exchange;
-      try {
-        result = await exchange(deps.exchangeDeps, control, compiled, context, ruleValueResolver(context));
-      } catch (error) {
-        // Rendering or the OAuth2 token failed: nothing reached the CRM, so its health is not in question.
-        const verdict = unsentVerdict(error);
-        return await carryOn(
-          d,
-          await outcomes.conclude(d, verdict, undefined, undefined, clock() - d.startedAt, 'neutral'),
-        );
-      }
-      if (result.refused) await deps.recordRefused(d, result.refused);
-      const verdict = authRefused(result.verdict);
-      deps.metrics?.attemptSeconds.observe({ connection: connectionId }, result.outcome.durationMs / 1000);
-      const outcome = await outcomes.conclude(
-        d,
-        verdict,
-        result.request,
-        result.outcome,
-        result.outcome.durationMs,
-        healthOf(verdict, result.outcome),
-      );
-      // The CRM throttles the connection, not this one delivery: nothing more starts.
-      if (outcome.kind === 'retry' && outcome.rateLimited)
-        holdBack(outcome.delayMs, 'crm_rate_limited', d.deliveryId);
-      await carryOn(d, outcome);
-    } finally {
-      release();
+  /**
+   * What happens in the request slot: whether the delivery may go, and its exchange. The slot is
+   * given back as soon as the answer is in, not after the attempt is recorded: it counts requests
+   * open at the CRM.
+   */
+  const start = async (d: AttemptInFlight): Promise<Started> => {
+    // Shutting down: what has not started waits for the next process, no attempt spent (a forced
+    // stop would otherwise abort it and count it against the CRM).
+    if (heldBack || deps.stopping?.()) return NOT_STARTED;
+    const admission = await deps.control.admit(control, d.deliveryId, d.unsubscribe.email, clock());
+    // Without a version to check, admission is never stale; were it, the delivery waits its turn again.
+    if (admission.kind === 'stale') return NOT_STARTED;
+    if (admission.kind === 'merged') return admission;
+    if (admission.halfOpened)
+      deps.events.emit({
+        type: 'circuit_half_open',
+        connectionId,
+        message: `circuit of ${connectionId} is half-open: one probe delivery goes through`,
+      });
+    if (admission.kind === 'wait') {
+      deps.metrics?.rateLimitWaits.inc({ connection: connectionId, reason: admission.reason });
+      holdBack(admission.waitMs, admission.reason, d.deliveryId);
+      return NOT_STARTED;
     }
+    if (admission.waitMs > 0) await deps.sleep(admission.waitMs);
+    // Its attempt starts now, not when its batch job did.
+    d.startedAt = clock();
+    const context = templateContext(d.unsubscribe, control, d.attemptNumber, deps.engine);
+    try {
+      const result = await exchange(
+        deps.exchangeDeps,
+        control,
+        compiled,
+        context,
+        ruleValueResolver(context),
+      );
+      // The CRM throttles the connection: nothing more starts (for how long, its attempt says).
+      if (result.verdict.verdict === 'rate_limited') holdBack(0, 'crm_rate_limited', d.deliveryId);
+      return { kind: 'sent', result };
+    } catch (error) {
+      return { kind: 'unsent', error };
+    }
+  };
+
+  const one = async (d: AttemptInFlight): Promise<void> => {
+    const started = await deps.slots.run(connectionId, () => start(d));
+    if (started.kind === 'not_started') return void notStarted.push(d);
+    if (started.kind === 'merged') {
+      await deps.merged(d, started.into);
+      return carryOn(d, { kind: 'delivered' });
+    }
+    if (started.kind === 'unsent') {
+      // Rendering or the OAuth2 token failed: nothing reached the CRM, so its health is not in question.
+      const verdict = unsentVerdict(started.error);
+      return carryOn(
+        d,
+        await outcomes.conclude(d, verdict, undefined, undefined, clock() - d.startedAt, 'neutral'),
+      );
+    }
+    const { result } = started;
+    if (result.refused) await deps.recordRefused(d, result.refused);
+    const verdict = authRefused(result.verdict);
+    deps.metrics?.attemptSeconds.observe({ connection: connectionId }, result.outcome.durationMs / 1000);
+    const outcome = await outcomes.conclude(
+      d,
+      verdict,
+      result.request,
+      result.outcome,
+      result.outcome.durationMs,
+      healthOf(verdict, result.outcome),
+    );
+    if (outcome.kind === 'retry' && outcome.rateLimited)
+      holdBack(outcome.delayMs, 'crm_rate_limited', d.deliveryId);
+    await carryOn(d, outcome);
   };
 
   if (control.limits.concurrency !== undefined) for (const d of items) await one(d);
