@@ -23,21 +23,25 @@ export function attemptFields(
   verdict: Verdict,
   batch?: AttemptBatch,
 ): AttemptFields {
+  // A request of one delivery's own: nothing to share, so nothing kept (a WeakMap entry per attempt
+  // is work for the garbage collector too).
+  if (!batch) return { ...recordOf(request, outcome), ...verdictFields(verdict) };
   const exchange = exchangeRecord(request, outcome, batch);
   const key = `${verdict.verdict}\0${verdict.reason}\0${'code' in verdict ? verdict.code : ''}`;
   let byVerdict = sameVerdict.get(exchange);
   if (!byVerdict) sameVerdict.set(exchange, (byVerdict = new Map()));
   let fields = byVerdict.get(key);
   if (!fields) {
-    fields = {
-      ...exchange,
-      verdict: verdict.verdict,
-      reason: verdict.reason,
-      ...('code' in verdict ? { errorCode: verdict.code } : {}),
-    };
+    fields = { ...exchange, ...verdictFields(verdict) };
     byVerdict.set(key, fields);
   }
   return fields;
+}
+
+function verdictFields(verdict: Verdict): Pick<AttemptFields, 'verdict' | 'reason' | 'errorCode'> {
+  return 'code' in verdict
+    ? { verdict: verdict.verdict, reason: verdict.reason, errorCode: verdict.code }
+    : { verdict: verdict.verdict, reason: verdict.reason };
 }
 const sameVerdict = new WeakMap<ExchangeRecord, Map<string, AttemptFields>>();
 
@@ -53,17 +57,20 @@ function exchangeRecord(
 ): ExchangeRecord {
   const known = exchangeRecords.get(outcome);
   if (known) return known;
-  const fields: ExchangeRecord = {
-    request: redactRequestLine(request),
-    ...(batch ? { batch } : {}),
-  };
-  if (outcome.kind === 'response') {
-    // A CRM may echo the request (and so a key) back in an error body: scrub the whole body, then cut.
-    fields.status = outcome.status;
-    fields.responseExcerpt = scrubSecrets(outcome.body, request.secrets, {
-      truncated: outcome.bodyTruncated,
-    }).slice(0, EXCERPT_BYTES);
-  }
+  const fields: ExchangeRecord = { ...recordOf(request, outcome), ...(batch ? { batch } : {}) };
   exchangeRecords.set(outcome, fields);
   return fields;
+}
+
+/** The redacted request and the answer's status and bounded, secret-free excerpt. */
+function recordOf(request: RenderedRequest, outcome: SendOutcome): ExchangeRecord {
+  if (outcome.kind !== 'response') return { request: redactRequestLine(request) };
+  return {
+    request: redactRequestLine(request),
+    status: outcome.status,
+    // A CRM may echo the request (and so a key) back in an error body: scrub the whole body, then cut.
+    responseExcerpt: scrubSecrets(outcome.body, request.secrets, {
+      truncated: outcome.bodyTruncated,
+    }).slice(0, EXCERPT_BYTES),
+  };
 }

@@ -92,10 +92,11 @@ export class AttemptStore {
     fields: Omit<Attempt, keyof AttemptHead | 'number'>,
     ttlMs: number,
   ): AttemptWrite {
-    let tail = this.serialised.get(fields);
+    // Only a batched request's fields are shared (by every delivery it carried): those are kept.
+    let tail = fields.batch ? this.serialised.get(fields) : undefined;
     if (tail === undefined) {
       tail = JSON.stringify(fields).slice(1);
-      this.serialised.set(fields, tail);
+      if (fields.batch) this.serialised.set(fields, tail);
     }
     const list = this.keys.attempts(head.deliveryId);
     // The head written out field by field (what JSON.stringify(head) gives, without walking an
