@@ -27,7 +27,16 @@ export interface BacklogSelection {
   includeFailed?: boolean;
 }
 
-export interface BacklogPreview {
+/**
+ * Deliveries a worker is sending as the backlog is listed (a job it holds, or a batch job it runs):
+ * not taken. Each ends delivered, or back in the backlog (retried, failed, or put back in the buffer
+ * because the connection said not now), where taking the backlog again finds it.
+ */
+interface SendingNow {
+  sendingNow: number;
+}
+
+export interface BacklogPreview extends SendingNow {
   count: number;
   sample: string[];
 }
@@ -99,8 +108,8 @@ export class ConnectionOperations {
 
   /** What a discard or move would take, without changing anything. */
   async preview(connectionId: string, selection: BacklogSelection = {}): Promise<BacklogPreview> {
-    const entries = await this.backlog(connectionId, selection);
-    return { count: entries.length, sample: entries.slice(0, SAMPLE).map((entry) => entry.id) };
+    const { entries, sendingNow } = await this.backlog(connectionId, selection);
+    return { count: entries.length, sample: entries.slice(0, SAMPLE).map((entry) => entry.id), sendingNow };
   }
 
   /**
@@ -112,10 +121,10 @@ export class ConnectionOperations {
     who: string,
     reason: string,
     selection: BacklogSelection = {},
-  ): Promise<string[]> {
+  ): Promise<{ discarded: string[] } & SendingNow> {
     await this.mustBeHeld(connectionId);
     const discarded: string[] = [];
-    const entries = await this.backlog(connectionId, selection);
+    const { entries, sendingNow } = await this.backlog(connectionId, selection);
     for (const entry of entries) {
       // Taken first: one that left the backlog meanwhile is not on the record as discarded.
       if (!(await this.take(connectionId, entry, selection))) continue;
@@ -123,7 +132,7 @@ export class ConnectionOperations {
       discarded.push(entry.id);
     }
     await this.closeEmptiedBatches(connectionId);
-    return discarded;
+    return { discarded, sendingNow };
   }
 
   /**
@@ -136,7 +145,7 @@ export class ConnectionOperations {
     targetId: string,
     who: string,
     selection: BacklogSelection = {},
-  ): Promise<{ moved: string[]; alreadyThere: number }> {
+  ): Promise<{ moved: string[]; alreadyThere: number } & SendingNow> {
     await this.mustBeHeld(connectionId);
     const target = await this.deps.store.get(targetId);
     if (!target) throw new NotFoundError(`no connection ${targetId} to move deliveries to`);
@@ -145,7 +154,8 @@ export class ConnectionOperations {
     if (targetId === connectionId) throw new ConflictError('a backlog cannot be moved to its own connection');
     const moved: string[] = [];
     let alreadyThere = 0;
-    for (const entry of await this.backlog(connectionId, selection)) {
+    const { entries, sendingNow } = await this.backlog(connectionId, selection);
+    for (const entry of entries) {
       const { unsubscribeId } = partsOfDeliveryId(entry.id);
       // Queued at the target before it leaves here, so a crash in between loses nothing.
       if (await this.deps.producer.enqueueExisting(unsubscribeId, target.connection)) moved.push(entry.id);
@@ -154,7 +164,7 @@ export class ConnectionOperations {
         await this.note(entry.id, 'MOVED', `moved by ${who} to connection ${targetId}`);
     }
     await this.closeEmptiedBatches(connectionId);
-    return { moved, alreadyThere };
+    return { moved, alreadyThere, sendingNow };
   }
 
   /**
@@ -192,37 +202,53 @@ export class ConnectionOperations {
 
   /**
    * Every delivery of the held backlog, with how to take it out: jobs of their own, deliveries
-   * waiting in the batch buffer, and those in batch jobs not running now (issue 7).
+   * waiting in the batch buffer, and those in batch jobs not running now (issue 7); and how many a
+   * worker is sending now, which are left to it.
    */
-  private async backlog(connectionId: string, selection: BacklogSelection): Promise<BacklogEntry[]> {
+  private async backlog(
+    connectionId: string,
+    selection: BacklogSelection,
+  ): Promise<{ entries: BacklogEntry[] } & SendingNow> {
     const { queues, buffer, attempts } = this.deps;
     const queue = queues.for(connectionId);
     const states = takenStates(selection);
     const entries: BacklogEntry[] = [];
+    let sendingNow = 0;
+    // Deliveries with a job of their own. A running batch's delivery it handed over to one (a retry)
+    // stays in the batch's list until the batch closes: it is not counted as being sent there too.
+    const ownJobs = new Set<string>();
     for (let start = 0; ; start += PAGE) {
       const page = await queue.getJobs(states, start, start + PAGE - 1, true);
       for (const job of page)
-        if (job && !isBatchJob(job))
+        if (job && !isBatchJob(job)) {
+          ownJobs.add(job.id!);
           entries.push({ id: job.id!, remove: async () => (await job.remove(), true) });
+        }
       if (page.length < PAGE) break;
     }
     // A job left active by a worker that died holds no lock. Other workers of the queue would put it
     // back (BullMQ's stalled check), but a deleted connection has none left: it is taken as it is.
-    for (const job of await queue.getJobs(['active'], 0, -1, true))
-      if (job && !isBatchJob(job) && !(await this.locked(connectionId, job.id!)))
+    for (const job of await queue.getJobs(['active'], 0, -1, true)) {
+      if (!job || isBatchJob(job)) continue;
+      if (!(await this.locked(connectionId, job.id!)))
         entries.push({ id: job.id!, remove: async () => (await job.remove(), true) });
+      else sendingNow += 1;
+      ownJobs.add(job.id!);
+    }
     for (const { batchId, deliveryIds } of await buffer.inOpenBatches(connectionId)) {
-      if (await this.running(connectionId, batchId)) continue;
-      // A batch job that stopped part-way (failed, or waiting to run again) delivered some already.
+      const running = await this.running(connectionId, batchId);
+      // A batch job that stopped part-way (failed, or waiting to run again) delivered some already;
+      // one running now may have.
       const last = await attempts.lastOf(deliveryIds);
       deliveryIds.forEach((id, i) => {
         if (last[i] && isDelivered(last[i].verdict)) return;
-        entries.push({ id, remove: () => buffer.takeFromBatch(batchId, id) });
+        if (running) sendingNow += ownJobs.has(id) ? 0 : 1;
+        else entries.push({ id, remove: () => buffer.takeFromBatch(batchId, id) });
       });
     }
     for (const id of await buffer.waiting(connectionId))
       entries.push({ id, remove: () => buffer.takeWaiting(connectionId, id) });
-    return entries;
+    return { entries, sendingNow };
   }
 
   /** Whether a worker runs the job now: active, and holding its lock (renewed while it runs). */

@@ -158,8 +158,9 @@ describe('a held backlog taken while other processes are not done with it', () =
     );
     await store.put({ ...src, enabled: false });
 
-    const discarded = await ops.discard('part', 'ops', 'CRM contract ended');
+    const { discarded, sendingNow } = await ops.discard('part', 'ops', 'CRM contract ended');
 
+    expect(sendingNow).toBe(0);
     expect(discarded.sort()).toEqual([ids[1]!, ids[2]!].sort());
     expect((await attempts.list(ids[0]!)).map((a) => a.verdict)).toEqual(['success']);
     expect((await attempts.list(ids[1]!)).at(-1)).toMatchObject({ errorCode: 'DISCARDED' });
@@ -187,10 +188,72 @@ describe('a held backlog taken while other processes are not done with it', () =
       await redis.del(`${queues.for('gone').toKey(stalled!)}:lock`);
       await store.remove('gone');
 
-      expect(await ops.discard('gone', 'ops', 'advertiser left')).toEqual([stalled]);
+      expect(await ops.discard('gone', 'ops', 'advertiser left')).toEqual({
+        discarded: [stalled],
+        sendingNow: 1,
+      });
       expect(await queues.for('gone').getJob(stalled!)).toBeUndefined();
       expect(await queues.for('gone').getJobState(running!)).toBe('active');
       expect((await attempts.list(stalled!)).at(-1)).toMatchObject({ errorCode: 'DISCARDED' });
+    } finally {
+      await worker.close(true);
+      client.disconnect();
+    }
+  });
+
+  it('a move leaves a batch a worker is running and says so; moved again, it takes what that batch put back', async () => {
+    const src = batched('busy');
+    await store.put(src);
+    await store.put(connectionSchema.parse(crmConnection('busy-dst', 'http://127.0.0.1:9')));
+    const ids = await accept(src, 3);
+    const former = laggingFormer(src);
+    await former.formWhatIsDue();
+    now += 2_000;
+    await former.formWhatIsDue(); // one batch of three
+    const [batch] = await buffer.inOpenBatches('busy');
+    const client = testRedis();
+    const worker = new Worker(deliveryQueueName('busy'), null, {
+      connection: client,
+      prefix: keys.bullPrefix,
+      autorun: false,
+    });
+    try {
+      const job = await worker.getNextJob('live-worker');
+      expect(job?.id).toBe(batch!.batchId);
+      await queues.for('busy').pause();
+
+      expect(await ops.preview('busy')).toMatchObject({ count: 0, sendingNow: 3 });
+      expect(await ops.move('busy', 'busy-dst', 'ops')).toEqual({
+        moved: [],
+        alreadyThere: 0,
+        sendingNow: 3,
+      });
+      expect(await buffer.inOpenBatches('busy')).toEqual([batch]);
+
+      // The batch delivered the first; the connection said not now to the others, which went back
+      // to the buffer after the move had listed it.
+      await attempts.append(
+        {
+          deliveryId: ids[0]!,
+          startedAt: new Date(now).toISOString(),
+          durationMs: 5,
+          connectionVersion: 1,
+          verdict: 'success',
+          reason: 'status 200',
+        },
+        60_000,
+      );
+      await buffer.putBack('busy', batch!.batchId, [ids[1]!, ids[2]!]);
+      await buffer.close('busy', batch!.batchId, { deliveryIds: [ids[0]!], now, keepMs: 60_000 });
+      await job!.moveToCompleted({}, 'live-worker', false);
+
+      const again = await ops.move('busy', 'busy-dst', 'ops');
+      expect(again.sendingNow).toBe(0);
+      expect(again.moved.sort()).toEqual([ids[1]!, ids[2]!].sort());
+      expect(await buffer.length('busy')).toBe(0);
+      expect((await attempts.list(ids[0]!)).map((a) => a.verdict)).toEqual(['success']);
+      for (const id of [ids[1]!, ids[2]!])
+        expect(await queues.for('busy-dst').getJob(id.replace(/:busy$/, ':busy-dst'))).toBeTruthy();
     } finally {
       await worker.close(true);
       client.disconnect();

@@ -244,6 +244,7 @@ describe('the backlog of a deleted connection', () => {
     const ids = await send('gone', emails('g', 3));
     expect((await admin('POST', '/connections/gone/backlog/discard', {})).body).toMatchObject({
       wouldTake: 3,
+      sendingNow: 0,
     });
     const removed = await admin('DELETE', '/connections/gone');
     expect(removed.status).toBeLessThan(300);
@@ -264,7 +265,7 @@ describe('the backlog of a deleted connection', () => {
       to: 'heir',
       confirm: true,
     });
-    expect(moved).toMatchObject({ status: 202, body: { moved: 3 } });
+    expect(moved).toMatchObject({ status: 202, body: { moved: 3, sendingNow: 0 } });
     await eventually('the heir delivered them', () => crms.heir!.received.length === 3);
     const old = await engine.records.get(`${ids[0]}:gone`).catch((error: Error) => error);
     expect(String(old)).toContain('moved by test-operator to connection heir');

@@ -40,7 +40,9 @@ const selection = {
   includeFailed: z.boolean().default(false),
   confirm: z.boolean().optional(),
 };
-const preview = z.object({ wouldTake: z.number(), sample: z.array(z.string()) });
+/** Deliveries a worker is sending as the backlog is listed: left to it; they end delivered or back in the backlog. */
+const sendingNow = z.number();
+const preview = z.object({ wouldTake: z.number(), sample: z.array(z.string()), sendingNow });
 
 /**
  * Delivery control: each connection's queue, circuit and pause; pause and resume; close a circuit by
@@ -138,7 +140,7 @@ export function registerDeliveryControlRoutes(admin: AdminApp, deps: DeliveryCon
         body: z.object({ ...selection, reason: z.string().max(500).default('') }).strict(),
         response: {
           200: preview,
-          202: z.object({ discarded: z.number(), ids: z.array(z.string()) }),
+          202: z.object({ discarded: z.number(), ids: z.array(z.string()), sendingNow }),
           404: errorBody,
           409: errorBody,
         },
@@ -147,17 +149,22 @@ export function registerDeliveryControlRoutes(admin: AdminApp, deps: DeliveryCon
     async (request, reply) => {
       const { confirm, includeFailed, reason } = request.body;
       if (!confirm) {
-        const { count, sample } = await deps.operations.preview(request.params.id, { includeFailed });
-        return { wouldTake: count, sample };
+        const { count, sample, sendingNow } = await deps.operations.preview(request.params.id, {
+          includeFailed,
+        });
+        return { wouldTake: count, sample, sendingNow };
       }
-      const ids = await deps.operations.discard(request.params.id, operatorOf(request), reason, {
-        includeFailed,
-      });
+      const { discarded: ids, sendingNow } = await deps.operations.discard(
+        request.params.id,
+        operatorOf(request),
+        reason,
+        { includeFailed },
+      );
       request.log.warn(
         { connectionId: request.params.id, who: operatorOf(request), count: ids.length, reason },
         'backlog discarded by an operator',
       );
-      return reply.code(202).send({ discarded: ids.length, ids });
+      return reply.code(202).send({ discarded: ids.length, ids, sendingNow });
     },
   );
 
@@ -171,7 +178,12 @@ export function registerDeliveryControlRoutes(admin: AdminApp, deps: DeliveryCon
         body: z.object({ ...selection, to: z.string().min(1) }).strict(),
         response: {
           200: preview,
-          202: z.object({ moved: z.number(), alreadyThere: z.number(), ids: z.array(z.string()) }),
+          202: z.object({
+            moved: z.number(),
+            alreadyThere: z.number(),
+            ids: z.array(z.string()),
+            sendingNow,
+          }),
           404: errorBody,
           409: errorBody,
         },
@@ -180,8 +192,10 @@ export function registerDeliveryControlRoutes(admin: AdminApp, deps: DeliveryCon
     async (request, reply) => {
       const { confirm, includeFailed, to } = request.body;
       if (!confirm) {
-        const { count, sample } = await deps.operations.preview(request.params.id, { includeFailed });
-        return { wouldTake: count, sample };
+        const { count, sample, sendingNow } = await deps.operations.preview(request.params.id, {
+          includeFailed,
+        });
+        return { wouldTake: count, sample, sendingNow };
       }
       const result = await deps.operations.move(request.params.id, to, operatorOf(request), {
         includeFailed,
@@ -190,9 +204,12 @@ export function registerDeliveryControlRoutes(admin: AdminApp, deps: DeliveryCon
         { connectionId: request.params.id, to, who: operatorOf(request), count: result.moved.length },
         'backlog moved by an operator',
       );
-      return reply
-        .code(202)
-        .send({ moved: result.moved.length, alreadyThere: result.alreadyThere, ids: result.moved });
+      return reply.code(202).send({
+        moved: result.moved.length,
+        alreadyThere: result.alreadyThere,
+        ids: result.moved,
+        sendingNow: result.sendingNow,
+      });
     },
   );
 }

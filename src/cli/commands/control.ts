@@ -6,6 +6,14 @@ import { table } from '../table.js';
 interface Preview {
   wouldTake: number;
   sample: string[];
+  sendingNow: number;
+}
+
+/** Deliveries a worker was sending, left to it: said, so an operator knows to run the command again. */
+function sendingNowNote(sendingNow: number, verb: string): string {
+  return sendingNow > 0
+    ? `; ${sendingNow} being sent by a worker now are not taken: each ends delivered or back in the backlog (run ${verb} again for those)`
+    : '';
 }
 
 /** One line per connection: what an operator scans for first at 3 a.m. */
@@ -138,19 +146,17 @@ export function registerControlCommands(program: Command): void {
         options: { reason: string; includeFailed?: boolean; yes?: boolean; json?: boolean },
         command: Command,
       ) => {
-        const result = await admin(command).request<Preview | { discarded: number; ids: string[] }>(
-          'POST',
-          `/connections/${encodeURIComponent(id)}/backlog/discard`,
-          {
-            reason: options.reason,
-            includeFailed: Boolean(options.includeFailed),
-            confirm: Boolean(options.yes),
-          },
-        );
+        const result = await admin(command).request<
+          Preview | { discarded: number; ids: string[]; sendingNow: number }
+        >('POST', `/connections/${encodeURIComponent(id)}/backlog/discard`, {
+          reason: options.reason,
+          includeFailed: Boolean(options.includeFailed),
+          confirm: Boolean(options.yes),
+        });
         print(result, options.json, () =>
           'wouldTake' in result
-            ? `would discard ${result.wouldTake} deliveries of ${id} (${result.sample.join(', ') || 'none'}); add --yes to do it`
-            : `discarded ${result.discarded} deliveries of ${id}`,
+            ? `would discard ${result.wouldTake} deliveries of ${id} (${result.sample.join(', ') || 'none'}); add --yes to do it${sendingNowNote(result.sendingNow, 'the discard')}`
+            : `discarded ${result.discarded} deliveries of ${id}${sendingNowNote(result.sendingNow, 'the discard')}`,
         );
       },
     );
@@ -169,15 +175,17 @@ export function registerControlCommands(program: Command): void {
         options: { to: string; includeFailed?: boolean; yes?: boolean; json?: boolean },
         command: Command,
       ) => {
-        const result = await admin(command).request<Preview | { moved: number; alreadyThere: number }>(
-          'POST',
-          `/connections/${encodeURIComponent(id)}/backlog/move`,
-          { to: options.to, includeFailed: Boolean(options.includeFailed), confirm: Boolean(options.yes) },
-        );
+        const result = await admin(command).request<
+          Preview | { moved: number; alreadyThere: number; sendingNow: number }
+        >('POST', `/connections/${encodeURIComponent(id)}/backlog/move`, {
+          to: options.to,
+          includeFailed: Boolean(options.includeFailed),
+          confirm: Boolean(options.yes),
+        });
         print(result, options.json, () =>
           'wouldTake' in result
-            ? `would move ${result.wouldTake} deliveries of ${id} to ${options.to} (${result.sample.join(', ') || 'none'}); add --yes to do it`
-            : `moved ${result.moved} deliveries of ${id} to ${options.to}${result.alreadyThere ? ` (${result.alreadyThere} were there already)` : ''}`,
+            ? `would move ${result.wouldTake} deliveries of ${id} to ${options.to} (${result.sample.join(', ') || 'none'}); add --yes to do it${sendingNowNote(result.sendingNow, 'the move')}`
+            : `moved ${result.moved} deliveries of ${id} to ${options.to}${result.alreadyThere ? ` (${result.alreadyThere} were there already)` : ''}${sendingNowNote(result.sendingNow, 'the move')}`,
         );
       },
     );
