@@ -1,6 +1,9 @@
+import { DeliveryQueues } from '../../src/queue/queues.js';
+import { keyspace } from '../../src/store/keys.js';
 import { fillBacklog } from '../lib/backlog.js';
 import { benchConnection } from '../lib/connections.js';
 import type { Engine } from '../lib/context.js';
+import { until } from '../lib/processes.js';
 import { check, metric } from '../lib/result.js';
 import { Sampler, windowStats } from '../lib/sampler.js';
 import type { Metric, Scenario } from '../lib/types.js';
@@ -39,8 +42,30 @@ export const fanout: Scenario = {
             `fanout run ${run + 1}/${ctx.options.runs}: ${unsubscribes} unsubscribes × ${width} connections`,
           );
           const fill = await fillBacklog(ctx.redis, prefix, connections, unsubscribes, { emailPrefix: tag });
-          engine = await ctx.startEngine({ prefix, connections, roles: 'worker' });
-          const sampler = new Sampler(engine.pid, ctx.redis);
+          // Held until every connection's worker runs: a process starts its workers one after another
+          // (100 take about 2 s here), which would otherwise fall inside the window being measured.
+          const queues = new DeliveryQueues(ctx.redis, keyspace(prefix));
+          let sampler: Sampler;
+          try {
+            await Promise.all(connections.map((c) => queues.for(c.id).pause()));
+            engine = await ctx.startEngine({ prefix, connections, roles: 'worker' });
+            await until(
+              `a worker for each of ${width} connections`,
+              async () =>
+                (await Promise.all(connections.map((c) => queues.for(c.id).getWorkersCount()))).every(
+                  (n) => n > 0,
+                ),
+              60_000,
+              engine,
+              50,
+            );
+            sampler = new Sampler(engine.pid, ctx.redis);
+            await Promise.all(connections.map((c) => queues.for(c.id).resume()));
+            // As ingest does for a buffer that was empty: each connection's batch former looks at once.
+            for (const c of connections) await ctx.redis.publish(keyspace(prefix).deliveriesWaiting, c.id);
+          } finally {
+            await queues.close();
+          }
           const total = unsubscribes * width;
           try {
             await ctx.crm.waitFor(tag, total, 60_000 + total * 10, engine);
@@ -107,7 +132,7 @@ export const fanout: Scenario = {
     return {
       id: 'fanout',
       title: this.title,
-      description: `About ${deliveries.toLocaleString('en-US')} deliveries per width: unsubscribes each linked to ${widths.join(', ')} connections (queued with DeliveryProducer, one MULTI per unsubscribe), drained by one ROLES=worker engine process (one BullMQ Worker per connection). Per-delivery cost over the window from the first to the last delivery at the CRM.`,
+      description: `About ${deliveries.toLocaleString('en-US')} deliveries per width: unsubscribes each linked to ${widths.join(', ')} connections (queued with DeliveryProducer, one MULTI per unsubscribe), drained by one ROLES=worker engine process (one BullMQ Worker per connection), its queues held (paused) until each connection's worker is running, then released together. Per-delivery cost over the window from the first to the last delivery at the CRM.`,
       params: { widths, deliveries },
       metrics: [
         ...metrics,
