@@ -70,6 +70,38 @@ async function accept(connection: Connection, count: number): Promise<string[]> 
   return ids;
 }
 
+/** A worker that takes jobs only when asked (`getNextJob`), as one whose process runs or died does. */
+function manualWorker(connectionId: string) {
+  const client = testRedis();
+  const worker = new Worker(deliveryQueueName(connectionId), null, {
+    connection: client,
+    prefix: keys.bullPrefix,
+    autorun: false,
+  });
+  return {
+    worker,
+    stop: async () => {
+      await worker.close(true);
+      client.disconnect();
+    },
+  };
+}
+
+/** What a batch job records for a delivery it delivered. */
+function recordDelivered(deliveryId: string): Promise<number> {
+  return attempts.append(
+    {
+      deliveryId,
+      startedAt: new Date(now).toISOString(),
+      durationMs: 5,
+      connectionVersion: 1,
+      verdict: 'success',
+      reason: 'status 200',
+    },
+    60_000,
+  );
+}
+
 /** Runs `during` right after the operation lists the buffer, before it takes anything out. */
 function afterListing(during: () => Promise<unknown>): () => void {
   const waiting = buffer.waiting.bind(buffer);
@@ -145,17 +177,7 @@ describe('a held backlog taken while other processes are not done with it', () =
     const [batch] = await buffer.inOpenBatches('part');
     expect(batch?.deliveryIds).toHaveLength(3);
     // The batch job stopped after delivering the first (its record says so), before it settled the rest.
-    await attempts.append(
-      {
-        deliveryId: ids[0]!,
-        startedAt: new Date(now).toISOString(),
-        durationMs: 5,
-        connectionVersion: 1,
-        verdict: 'success',
-        reason: 'status 200',
-      },
-      60_000,
-    );
+    await recordDelivered(ids[0]!);
     await store.put({ ...src, enabled: false });
 
     const { discarded, sendingNow } = await ops.discard('part', 'ops', 'CRM contract ended');
@@ -175,12 +197,7 @@ describe('a held backlog taken while other processes are not done with it', () =
     const [stalled, running] = await accept(gone, 2);
     await redis.del(keys.batchBuffer('gone'));
     for (const id of [stalled!, running!]) await producer.handOver(id, gone, {});
-    const client = testRedis();
-    const worker = new Worker(deliveryQueueName('gone'), null, {
-      connection: client,
-      prefix: keys.bullPrefix,
-      autorun: false,
-    });
+    const { worker, stop } = manualWorker('gone');
     try {
       // Two workers took one each; the first died (its lock ran out), the second still runs its job.
       const taken = [await worker.getNextJob('dead-worker'), await worker.getNextJob('live-worker')];
@@ -196,8 +213,7 @@ describe('a held backlog taken while other processes are not done with it', () =
       expect(await queues.for('gone').getJobState(running!)).toBe('active');
       expect((await attempts.list(stalled!)).at(-1)).toMatchObject({ errorCode: 'DISCARDED' });
     } finally {
-      await worker.close(true);
-      client.disconnect();
+      await stop();
     }
   });
 
@@ -211,12 +227,7 @@ describe('a held backlog taken while other processes are not done with it', () =
     now += 2_000;
     await former.formWhatIsDue(); // one batch of three
     const [batch] = await buffer.inOpenBatches('busy');
-    const client = testRedis();
-    const worker = new Worker(deliveryQueueName('busy'), null, {
-      connection: client,
-      prefix: keys.bullPrefix,
-      autorun: false,
-    });
+    const { worker, stop } = manualWorker('busy');
     try {
       const job = await worker.getNextJob('live-worker');
       expect(job?.id).toBe(batch!.batchId);
@@ -232,17 +243,7 @@ describe('a held backlog taken while other processes are not done with it', () =
 
       // The batch delivered the first; the connection said not now to the others, which went back
       // to the buffer after the move had listed it.
-      await attempts.append(
-        {
-          deliveryId: ids[0]!,
-          startedAt: new Date(now).toISOString(),
-          durationMs: 5,
-          connectionVersion: 1,
-          verdict: 'success',
-          reason: 'status 200',
-        },
-        60_000,
-      );
+      await recordDelivered(ids[0]!);
       await buffer.putBack('busy', batch!.batchId, [ids[1]!, ids[2]!]);
       await buffer.close('busy', batch!.batchId, { deliveryIds: [ids[0]!], now, keepMs: 60_000 });
       await job!.moveToCompleted({}, 'live-worker', false);
@@ -255,8 +256,7 @@ describe('a held backlog taken while other processes are not done with it', () =
       for (const id of [ids[1]!, ids[2]!])
         expect(await queues.for('busy-dst').getJob(id.replace(/:busy$/, ':busy-dst'))).toBeTruthy();
     } finally {
-      await worker.close(true);
-      client.disconnect();
+      await stop();
     }
   });
 });
