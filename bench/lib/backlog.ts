@@ -6,7 +6,7 @@ import {
   type ConnectionInput,
 } from '../../src/config/connection-schema.js';
 import { parseEnv } from '../../src/config/env.js';
-import { DeliveryProducer } from '../../src/queue/producer.js';
+import { DeliveryProducer, deliveryJobOptions } from '../../src/queue/producer.js';
 import { DeliveryQueues, deliveryQueueName } from '../../src/queue/queues.js';
 import { ApiKeyStore } from '../../src/store/api-keys.js';
 import { keyspace, type Keyspace } from '../../src/store/keys.js';
@@ -83,7 +83,7 @@ async function asJobs(redis: Redis, keys: Keyspace, queues: DeliveryQueues, conn
   const ids = await redis.lrange(buffer, 0, -1);
   await redis.del(buffer);
   const queue = queues.for(connection.id);
-  const options = { attempts: connection.retry.attempts, backoff: { type: 'connection' } };
+  const options = deliveryJobOptions(connection);
   // Added as the engine adds a delivery's own job (Job.addJob, which takes `<unsubscribe>:<connection>` ids).
   for (let i = 0; i < ids.length; i += 1_000) {
     const multi = (await queues.transactions()).multi();

@@ -50,14 +50,10 @@ type ExchangeRecord = Pick<AttemptFields, 'request' | 'status' | 'responseExcerp
 const exchangeRecords = new WeakMap<SendOutcome, ExchangeRecord>();
 
 // One outcome is one request's answer, so it carries one `batch`.
-function exchangeRecord(
-  request: RenderedRequest,
-  outcome: SendOutcome,
-  batch?: AttemptBatch,
-): ExchangeRecord {
+function exchangeRecord(request: RenderedRequest, outcome: SendOutcome, batch: AttemptBatch): ExchangeRecord {
   const known = exchangeRecords.get(outcome);
   if (known) return known;
-  const fields: ExchangeRecord = { ...recordOf(request, outcome), ...(batch ? { batch } : {}) };
+  const fields: ExchangeRecord = { ...recordOf(request, outcome), batch };
   exchangeRecords.set(outcome, fields);
   return fields;
 }

@@ -13,10 +13,14 @@ import {
 } from '../domain/delivery.js';
 import type { AttemptStore } from '../store/attempt-store.js';
 import { FORM_SCRIPT, type BatchBuffer } from '../store/batch-buffer.js';
-import { usefulInFlight, type Admission, type ConnectionControl } from '../store/connection-control.js';
+import {
+  usefulInFlight,
+  type Admission,
+  type ConnectionControl,
+  type HealthOutcome,
+} from '../store/connection-control.js';
 import { StoreUnavailableError } from '../errors.js';
 import type { LedgerRecords } from '../store/ledger.js';
-import type { EventSink } from '../events/operational-event.js';
 import type { Metrics } from '../observe/metrics.js';
 import {
   templateContext,
@@ -68,7 +72,6 @@ export interface BatchJobDeps {
   exchangeDeps: ExchangeDeps;
   /** This process's requests open per connection (an unbatched connection's batch job takes one per delivery). */
   slots: RequestSlots;
-  events: EventSink;
   /** True once this process is shutting down (see ProcessorDeps). */
   stopping?: () => boolean;
   compile: (stored: StoredConnection) => CompiledConnection;
@@ -108,6 +111,18 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
       deps.admitted(connectionId, log, (connection, version) =>
         deps.control.admit(requestOf(connection), requestId, '', clock(), { version }),
       );
+    /**
+     * The request's own answer about the CRM (and the half-open probe it may hold). An unbatched
+     * connection's batch job took nothing at its admission: each delivery answered for itself.
+     */
+    const settle = async (control: Connection, health: HealthOutcome) => {
+      if (!control.batch) return;
+      await outcomes.announce(
+        control,
+        await deps.control.settle(control, requestId, '', health, { releaseClaim: false }, clock()),
+        {},
+      );
+    };
     // Known unbatched, its admission takes nothing (a version check), so it is asked while the
     // batch's deliveries are read: one round trip fewer before the first request.
     const known = deps.lastSeen(connectionId)?.connection;
@@ -120,15 +135,7 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
       // Run again after it had finished (a worker crashed before BullMQ heard), or formed when
       // another process had just taken what waited: nothing to send. (A batched connection's
       // request, had it just become one, gives back what its admission took.)
-      if (current?.stored.connection.batch)
-        await deps.control.settle(
-          current.stored.connection,
-          requestId,
-          '',
-          'neutral',
-          { releaseClaim: false },
-          clock(),
-        );
+      if (current) await settle(current.stored.connection, 'neutral');
       await deps.buffer.close(connectionId, batchId);
       return { deliveries: 0 };
     }
@@ -142,7 +149,7 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
       // goes on from its record, and only what nothing happened to yet is sent.
       ids = await carryOnFromRecords(deps, control, ids);
       if (ids.length === 0) {
-        await deps.control.settle(control, requestId, '', 'neutral', { releaseClaim: false }, clock());
+        await settle(control, 'neutral');
         await deps.buffer.close(connectionId, batchId);
         return { deliveries: 0 };
       }
@@ -161,16 +168,6 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
     const handOver = async (id: string, data: DeliveryJob, delayMs?: number) => {
       await deps.handOver(id, control, data, delayMs);
       answered.add(id);
-    };
-    /** The request's own answer about the CRM (and the half-open probe it may hold). */
-    const settleRequest = async (health: 'up' | 'down' | 'neutral') => {
-      // Each delivery of an unbatched connection's batch job answered for itself.
-      if (each) return;
-      await outcomes.announce(
-        control,
-        await deps.control.settle(control, requestId, '', health, { releaseClaim: false }, clock()),
-        {},
-      );
     };
     try {
       if (admission.kind === 'go' && admission.waitMs > 0) await deps.sleep(admission.waitMs);
@@ -211,7 +208,7 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
       if (each) return await deliverGroup(items);
       if (control.dedupe.window > 0) items = await withoutDuplicates(items, control, answered, delivered);
       if (items.length === 0) {
-        await settleRequest('neutral');
+        await settle(control, 'neutral');
         await finish();
         return { deliveries: ids.length, delivered: 0 };
       }
@@ -252,7 +249,7 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
             ),
           ),
         );
-        await settleRequest('neutral');
+        await settle(control, 'neutral');
         await finish();
         return { deliveries: ids.length, delivered: 0 };
       }
@@ -265,7 +262,7 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
         // (src/queue/processor.ts splits further), without spending an attempt.
         return splitInHalves(items, (d) => deps.recordSplit(d, result, requestVerdict, items.length));
       }
-      await settleRequest(healthOf(requestVerdict, result.outcome));
+      await settle(control, healthOf(requestVerdict, result.outcome));
       let throttledFor = 0;
       const concluded = await settledAll(
         items.map((d, i) =>
@@ -299,7 +296,7 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
       // answered for go on as jobs of their own, which retry and record on their own.
       log().error({ err: error }, 'batch job failed; its deliveries go on one job each');
       // The request's probe, if it took the half-open circuit's, is freed (or its lease runs out).
-      await settleRequest('neutral').catch(() => undefined);
+      await settle(control, 'neutral').catch(() => undefined);
       // Only what is still in the batch: one put back in the buffer (even by a call whose answer was
       // lost) is there already, and would be sent twice.
       const still = new Set(await deps.buffer.members(batchId));
@@ -336,7 +333,7 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
       record: (d: AttemptInFlight) => Promise<number>,
     ) {
       await settledAll(items.map(async (d) => handOver(d.deliveryId, { batchSplit: await record(d) })));
-      await settleRequest('neutral');
+      await settle(control, 'neutral');
       await finish();
       return { deliveries: ids.length, delivered: 0, split: items.length };
     }

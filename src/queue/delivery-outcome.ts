@@ -158,6 +158,14 @@ export function createOutcomes(deps: OutcomeDeps) {
     }
   };
 
+  /** An admission took the half-open circuit's probe: one delivery (or batch) goes through to try the CRM. */
+  const halfOpened = (connectionId: string) =>
+    deps.events.emit({
+      type: 'circuit_half_open',
+      connectionId,
+      message: `circuit of ${connectionId} is half-open: one probe delivery goes through`,
+    });
+
   /** The CRM throttles the connection: hold all of it back for `delayMs`, with one event a minute. */
   const throttled = async (connectionId: string, delayMs: number, deliveryId: string) => {
     deps.metrics?.rateLimitWaits.inc({ connection: connectionId, reason: 'crm_rate_limited' });
@@ -306,7 +314,7 @@ export function createOutcomes(deps: OutcomeDeps) {
     };
   };
 
-  return { record, recordAndSettle, announce, throttled, conclude };
+  return { record, recordAndSettle, announce, halfOpened, throttled, conclude };
 }
 export type Outcomes = ReturnType<typeof createOutcomes>;
 

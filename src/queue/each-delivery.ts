@@ -1,5 +1,4 @@
 import type { StoredConnection } from '../config/connection-schema.js';
-import type { EventSink } from '../events/operational-event.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { ConnectionControl } from '../store/connection-control.js';
 import { templateContext, type CompiledConnection } from '../templates/render-request.js';
@@ -20,7 +19,6 @@ export interface EachDeliveryDeps {
   outcomes: Outcomes;
   exchangeDeps: ExchangeDeps;
   slots: RequestSlots;
-  events: EventSink;
   engine: { sandboxUrl: string };
   metrics?: Metrics;
   clock: () => number;
@@ -98,12 +96,7 @@ export async function deliverEach(
     // Without a version to check, admission is never stale; were it, the delivery waits its turn again.
     if (admission.kind === 'stale') return NOT_STARTED;
     if (admission.kind === 'merged') return admission;
-    if (admission.halfOpened)
-      deps.events.emit({
-        type: 'circuit_half_open',
-        connectionId,
-        message: `circuit of ${connectionId} is half-open: one probe delivery goes through`,
-      });
+    if (admission.halfOpened) outcomes.halfOpened(connectionId);
     if (admission.kind === 'wait') {
       deps.metrics?.rateLimitWaits.inc({ connection: connectionId, reason: admission.reason });
       holdBack(admission.waitMs, admission.reason, d.deliveryId);

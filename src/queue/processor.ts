@@ -10,7 +10,7 @@ import { logEmail } from '../logging.js';
 import type { AttemptStore } from '../store/attempt-store.js';
 import type { ConnectionStore } from '../store/connection-store.js';
 import type { LedgerRecords } from '../store/ledger.js';
-import type { EventSink, OperationalEventInput } from '../events/operational-event.js';
+import type { EventSink } from '../events/operational-event.js';
 import type { BatchBuffer } from '../store/batch-buffer.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { Admission, ConnectionControl } from '../store/connection-control.js';
@@ -97,7 +97,6 @@ const HOLD_RECHECK_MS = 5_000;
 export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string) => Promise<unknown> {
   const clock = deps.clock ?? Date.now;
   const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
-  const emit = (event: OperationalEventInput) => deps.events.emit(event);
   const exchangeDeps = { sender: deps.sender, tokens: deps.tokens, secrets: deps.secrets, clock };
   // A request grouped here gets an id of its own, which its deliveries' attempts record (`batch`).
   const batcher = new Batcher<BatchEntry, { id: string; exchange: Exchange }>(async (entries) => {
@@ -350,12 +349,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
       if (!current.connection.enabled) return holdBack(connectionId, 'disabled', log);
       const admission = await admit(current.connection, current.version);
       if (admission.kind !== 'stale') {
-        if (admission.kind !== 'merged' && admission.halfOpened)
-          emit({
-            type: 'circuit_half_open',
-            connectionId,
-            message: `circuit of ${connectionId} is half-open: one probe delivery goes through`,
-          });
+        if (admission.kind !== 'merged' && admission.halfOpened) outcomes.halfOpened(connectionId);
         return { stored: current, admission };
       }
       current = admission.record

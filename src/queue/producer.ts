@@ -231,7 +231,7 @@ export class DeliveryProducer {
     multi.runCommand('sadd', [this.keys.deliveryQueues, connection.id]);
     multi.runCommand('pexpire', [this.keys.unsubscribe(unsubscribeId), this.retention.failedMs, 'GT']);
     const options = {
-      ...this.jobOptions(connection),
+      ...deliveryJobOptions(connection),
       ...(delayMs > 0 ? { delay: Math.ceil(delayMs) } : {}),
     };
     await new Job(this.queues.for(connection.id), connection.id, data, options, id).addJob(multi);
@@ -243,20 +243,20 @@ export class DeliveryProducer {
         true,
       );
   }
+}
 
-  /**
-   * Only what differs per connection. How long finished jobs are kept is the workers' setting
-   * (DeliveryWorkers), not the job's: with these two options and the ledger reference as data,
-   * every value of a queued job's hash is under Redis' 64-byte listpack limit, and the hash takes
-   * a third of the memory (docs/performance.md, "Memory").
-   */
-  private jobOptions(connection: Connection) {
-    return {
-      // The whole budget even for a delivery a batch job handed over: the processor counts the
-      // batch's attempt (priorAttempts) and gives up first, and a replay starts the budget afresh.
-      attempts: connection.retry.attempts,
-      // The delay is computed by the worker (retry policy + Retry-After) and carried on the error.
-      backoff: { type: 'connection' },
-    };
-  }
+/**
+ * A delivery job's options: only what differs per connection. How long finished jobs are kept is
+ * the workers' setting (DeliveryWorkers), not the job's: with these two options and the ledger
+ * reference as data, every value of a queued job's hash is under Redis' 64-byte listpack limit, and
+ * the hash takes a third of the memory (docs/performance.md, "Memory").
+ */
+export function deliveryJobOptions(connection: Connection) {
+  return {
+    // The whole budget even for a delivery a batch job handed over: the processor counts the
+    // batch's attempt (priorAttempts) and gives up first, and a replay starts the budget afresh.
+    attempts: connection.retry.attempts,
+    // The delay is computed by the worker (retry policy + Retry-After) and carried on the error.
+    backoff: { type: 'connection' },
+  };
 }

@@ -25,6 +25,21 @@ describe('RequestSlots', () => {
     expect(slots.usage('crm')).toEqual({ open: 0, waiting: 0 });
   });
 
+  it('gives the next slot to one asked for first, ahead of those already waiting', async () => {
+    const slots = new RequestSlots(1);
+    const order: string[] = [];
+    const held = await slots.take('crm');
+    const waiting = slots.take('crm').then((release) => (order.push('waiting'), release));
+    const admitted = slots.take('crm', { first: true }).then((release) => (order.push('first'), release));
+    await tick();
+    expect(slots.usage('crm')).toEqual({ open: 1, waiting: 2 });
+    held();
+    (await admitted)();
+    (await waiting)();
+    expect(order).toEqual(['first', 'waiting']);
+    expect(slots.usage('crm')).toEqual({ open: 0, waiting: 0 });
+  });
+
   it("keeps each connection's slots apart", async () => {
     const slots = new RequestSlots(1);
     const one = await slots.take('a');
