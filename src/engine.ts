@@ -34,7 +34,8 @@ import { UnsubscribeLedger } from './store/unsubscribes.js';
 import { ReplayStore } from './store/replays.js';
 import { TestRunStore } from './store/test-runs.js';
 import { createRedis, waitReady } from './store/redis.js';
-import { applyConnections } from './config/apply-connections.js';
+import { applyConnectionFiles } from './config/apply-files.js';
+import { ConnectionConflicts } from './store/connection-conflicts.js';
 import { loadSecrets } from './config/secrets.js';
 
 export interface Engine {
@@ -90,16 +91,20 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
     }
     const loaded = await loadConnections(env.CONNECTIONS_DIR);
     const secrets = loadSecrets();
-    await applyConnections(store, loaded, secrets, logger);
-    // If Redis comes back empty (restarted without persistence), put the connections back at once
-    // rather than accept unsubscribes that fan out to nothing.
-    // (The client is ready already, so any later 'ready' is a reconnect.)
+    const applyStores = { store, conflicts: new ConnectionConflicts(redis, keys) };
+    await applyConnectionFiles(applyStores, loaded, secrets, logger, events);
+    // If Redis comes back without its data (restarted without persistence), apply the files again at
+    // once rather than accept unsubscribes that fan out to nothing. Anything else a reconnect leaves
+    // alone: a deleted connection stays deleted. (The client is ready already, so a later 'ready' is
+    // a reconnect.)
     redis.on('ready', () => {
       void store
-        .list()
-        .then((stored) =>
-          stored.length < loaded.length ? applyConnections(store, loaded, secrets, logger) : undefined,
-        )
+        .wasApplied()
+        .then((kept) => {
+          if (kept) return undefined;
+          logger.warn('Redis came back without the connections: applying the connection files again');
+          return applyConnectionFiles(applyStores, loaded, secrets, logger, events);
+        })
         .catch((error: unknown) =>
           logger.warn({ err: error }, 'could not re-apply connections after reconnect'),
         );
@@ -248,7 +253,15 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
           },
           replays: new ReplayStore(redis, keys.prefix),
           // Connections, apply, accounts, campaigns and links (issue 5).
-          connectionAdmin: { store, campaigns: new CampaignStore(redis, keys), producer, redis, keys },
+          connectionAdmin: {
+            store,
+            campaigns: new CampaignStore(redis, keys),
+            producer,
+            redis,
+            keys,
+            conflicts: applyStores.conflicts,
+            events,
+          },
           // Delivery control, operational events and the queue dashboard (issue 6).
           events,
           deliveryControl: {
@@ -267,7 +280,7 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
           queues: () => queues.all(),
         },
         metrics,
-        readiness: () => readiness(redis, store, loaded.length, index, workers, backlogs),
+        readiness: () => readiness(redis, store, index, workers, backlogs),
       });
       const runningApp = app;
       drainables.push({
@@ -303,7 +316,6 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
 async function readiness(
   redis: Redis,
   store: ConnectionStore,
-  expected: number,
   index: ConnectionIndex,
   workers: DeliveryWorkers | undefined,
   backlogs: Backlogs,
@@ -312,11 +324,15 @@ async function readiness(
   let connections: Record<string, ConnectionHealth> | undefined;
   try {
     checks.redis = { ok: (await redis.ping()) === 'PONG' };
-    const stored = await store.count();
+    // Deleting connections never makes a process unready; losing the store does (Redis restarted
+    // without its data), until the files are applied again.
     checks.connections = !index.isLoaded
       ? { ok: false, detail: 'connections not loaded yet' }
-      : stored < expected
-        ? { ok: false, detail: `the store holds ${stored} of ${expected} connections (Redis lost data?)` }
+      : !(await store.wasApplied())
+        ? {
+            ok: false,
+            detail: 'Redis lost the connections (restarted without its data?); applying the files again',
+          }
         : { ok: true };
   } catch (error) {
     checks.redis = { ok: false, detail: (error as Error).message };

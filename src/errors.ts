@@ -135,3 +135,11 @@ export class NotFoundError extends UnsubRelayError {
 export class StartupError extends UnsubRelayError {
   readonly code = 'STARTUP';
 }
+
+/**
+ * The stored connection changed between reading it and writing a change to it (two operators, or two
+ * engines applying files, at once). Read it again and redo the change; callers retry a few times.
+ */
+export class ConnectionChangedError extends UnsubRelayError {
+  readonly code = 'CONNECTION_CHANGED';
+}

@@ -44,6 +44,8 @@ export class AdminClient {
           accept: 'application/json',
           // Who did it, for the records of pauses, discards and replays (the admin token is shared).
           'x-operator': operatorName(),
+          // Recorded with every version a command makes (a connection's origin: api, cli or console).
+          'x-unsub-relay-client': 'cli',
           ...(body === undefined ? {} : { 'content-type': 'application/json' }),
         },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),

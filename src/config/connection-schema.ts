@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { connectionOriginSchema } from './connection-origin.js';
 import { verdictNames } from '../domain/delivery.js';
 import { selectJson } from '../rules/json-match.js';
 import { durationMs } from './duration.js';
@@ -474,6 +475,9 @@ export const storedConnectionSchema = z.object({
   /** sha256 of the canonical JSON; a re-apply of an unchanged file keeps the version. */
   hash: z.string(),
   updatedAt: z.string(),
+  /** Where this version came from (file and hash, or API/CLI/console and who). */
+  origin: connectionOriginSchema.optional(),
+  /** Before origins were recorded: the file path, or `admin-api`. Read, never written. */
   source: z.string().optional(),
 });
 export type StoredConnection = z.infer<typeof storedConnectionSchema>;

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { isNode, LineCounter, parseDocument, type Document } from 'yaml';
@@ -11,7 +12,11 @@ export interface LoadedConnection {
   connection: Connection;
   /** Path relative to the working directory, for messages. */
   file: string;
+  /** sha256 (hex) of the file's text: recorded with the version it makes, so a version names its file. */
+  fileHash: string;
 }
+
+const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 
 /** Connection files are `*.yaml` / `*.yml` anywhere under the directory (examples in sub-folders too). */
 export async function findConnectionFiles(dir: string): Promise<string[]> {
@@ -111,7 +116,8 @@ export async function loadConnections(dir: string): Promise<LoadedConnection[]> 
   for (const absolute of files) {
     const relative = path.relative(process.cwd(), absolute);
     const file = relative && !relative.startsWith('..') ? relative : absolute;
-    const parsed = parseConnectionFile(await readFile(absolute, 'utf8'), file);
+    const text = await readFile(absolute, 'utf8');
+    const parsed = parseConnectionFile(text, file);
     issues.push(...parsed.issues);
     if (!parsed.connection) continue;
     const other = seen.get(parsed.connection.id);
@@ -120,7 +126,7 @@ export async function loadConnections(dir: string): Promise<LoadedConnection[]> 
       continue;
     }
     seen.set(parsed.connection.id, file);
-    loaded.push({ connection: parsed.connection, file });
+    loaded.push({ connection: parsed.connection, file, fileHash: sha256(text) });
   }
   if (issues.length > 0) throw new ConnectionConfigError(issues);
   return loaded;

@@ -42,6 +42,7 @@ const WARN_TYPES = new Set<OperationalEventType>([
   'rate_limited',
   'delivery_exhausted',
   'deadline_near',
+  'connection_conflict',
 ]);
 
 const inputSchema = operationalEventSchema.omit({ id: true, at: true });

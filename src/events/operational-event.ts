@@ -3,7 +3,7 @@ import { z } from 'zod';
 /**
  * What operators are told about without asking: a connection starting to fail or recovering, its
  * circuit opening and closing, a hand pause, a delivery that ran out of attempts or is close to its
- * deadline. One schema for the event log, the admin API and the webhook body.
+ * deadline, a connection file that conflicts with changes made through the API. One schema for the event log, the admin API and the webhook body.
  */
 export const operationalEventType = z.enum([
   'connection_failing',
@@ -16,6 +16,7 @@ export const operationalEventType = z.enum([
   'rate_limited',
   'delivery_exhausted',
   'deadline_near',
+  'connection_conflict',
 ]);
 export type OperationalEventType = z.infer<typeof operationalEventType>;
 

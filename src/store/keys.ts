@@ -21,6 +21,14 @@ export function keyspace(prefix: string) {
     connectionsChanged: `${prefix}:connections:changed`,
     /** Every version of a connection ever stored: version → record. */
     connectionVersions: (id: string) => `${prefix}:connection-versions:${id}`,
+    /** Hash id → the file as last applied (JSON {connection, file?, fileHash?, at}): the base of the three-way apply. */
+    connectionsLastApplied: `${prefix}:connections:last-applied`,
+    /** Hash id → a conflict between its file and the store that waits for an operator (JSON). */
+    connectionConflicts: `${prefix}:connections:conflicts`,
+    /** Hash id → a tombstone (JSON {at, by, version}): deleted through the admin API, stays deleted. */
+    connectionsDeleted: `${prefix}:connections:deleted`,
+    /** Set when connection files were first applied to this Redis: gone means Redis lost its data. */
+    connectionsApplied: `${prefix}:connections:applied`,
     unsubscribe: (id: string) => `${prefix}:unsub:${id}`,
     /** Idempotency-Key claim: the fingerprint of the first body sent with it. */
     idempotency: (id: string) => `${prefix}:idem:${id}`,

@@ -139,28 +139,38 @@ describe('connections admin API', () => {
     });
     expect(dup.status).toBe(400);
 
-    await call('POST', '/connections', crmConnection('old-crm', crm.url));
+    await call('POST', '/connections', crmConnection('api-crm', crm.url));
     const applied = await call('POST', '/apply', {
-      connections: [current, { ...current, id: 'gamma-crm' }],
+      connections: [current, { ...current, id: 'gamma-crm' }, { ...current, id: 'old-crm' }],
     });
     expect(applied.status).toBe(200);
     expect(applied.body).toEqual({
-      created: [{ id: 'gamma-crm', version: 1 }],
+      created: [
+        { id: 'gamma-crm', version: 1 },
+        { id: 'old-crm', version: 1 },
+      ],
       changed: [],
       unchanged: [{ id: 'acme-crm', version: 1 }],
       removed: [],
+      conflicts: [],
+      deleted: [],
     });
+    // Prune deletes what an apply made and this one leaves out, never what the API created.
     const pruned = await call('POST', '/apply', {
       connections: [current, { ...current, id: 'gamma-crm', name: 'Gamma' }],
       prune: true,
     });
     expect(pruned.body).toEqual({
       created: [],
-      changed: [{ id: 'gamma-crm', from: 1, to: 2 }],
+      changed: [{ id: 'gamma-crm', from: 1, to: 2, fields: ['name'] }],
       unchanged: [{ id: 'acme-crm', version: 1 }],
       removed: [{ id: 'old-crm', version: 1 }],
+      conflicts: [],
+      deleted: [],
     });
+    expect((await call('GET', '/connections/api-crm')).status).toBe(200);
     await call('DELETE', '/connections/gamma-crm');
+    await call('DELETE', '/connections/api-crm');
   });
 });
 

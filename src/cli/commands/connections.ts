@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
-import { loadConnections } from '../../config/load-connections.js';
 import { UnsubRelayError } from '../../errors.js';
 import { admin, parseCount, print } from '../shared.js';
 import { table } from '../table.js';
+import { registerApplyCommand } from './apply.js';
 
 /** A refusal of the CLI itself (a missing --yes): exit non-zero with a message saying what to do. */
 class CliRefusal extends UnsubRelayError {
@@ -21,7 +21,7 @@ interface ConnectionRow {
 interface Stored {
   version: number;
   updatedAt: string;
-  source?: string;
+  source: string;
   connection: Record<string, unknown>;
   campaigns?: string[] | '*';
 }
@@ -30,12 +30,6 @@ interface Revision {
   version: number;
   changed: boolean;
   previousVersion: number;
-}
-interface ApplyDiff {
-  created: Array<{ id: string; version: number }>;
-  changed: Array<{ id: string; from: number; to: number }>;
-  unchanged: Array<{ id: string; version: number }>;
-  removed: Array<{ id: string; version: number }>;
 }
 interface Campaign {
   id: string;
@@ -53,19 +47,6 @@ const revised = (r: Revision, what: string) =>
 
 function version(value: string): number {
   return parseCount(value);
-}
-
-function formatDiff(diff: ApplyDiff): string {
-  const lines = [
-    ...diff.created.map((c) => `created    ${c.id} (version ${c.version})`),
-    ...diff.changed.map((c) => `changed    ${c.id} (version ${c.from} → ${c.to})`),
-    ...diff.unchanged.map((c) => `unchanged  ${c.id} (version ${c.version})`),
-    ...diff.removed.map((c) => `removed    ${c.id} (was version ${c.version})`),
-  ];
-  lines.push(
-    `${diff.created.length} created, ${diff.changed.length} changed, ${diff.unchanged.length} unchanged, ${diff.removed.length} removed`,
-  );
-  return lines.join('\n');
 }
 
 export function registerConnectionCommands(program: Command): void {
@@ -101,7 +82,8 @@ export function registerConnectionCommands(program: Command): void {
       print(record, options.json, () => {
         const c = record.connection;
         return [
-          `${String(c.id)}  version ${record.version}  updated ${record.updatedAt}${record.source ? `  from ${record.source}` : ''}`,
+          `${String(c.id)}  version ${record.version}  updated ${record.updatedAt}`,
+          `source:    ${record.source}`,
           `account:   ${String(c.account)}`,
           `name:      ${String(c.name)}`,
           `enabled:   ${String(c.enabled)}`,
@@ -183,37 +165,7 @@ export function registerConnectionCommands(program: Command): void {
       );
     });
 
-  program
-    .command('apply')
-    .description(
-      'validate the connection files in a directory and apply them to the running engine (all or nothing)',
-    )
-    .argument('[dir]', 'connections directory', process.env.CONNECTIONS_DIR ?? 'connections')
-    .option('--prune', 'also remove stored connections that have no file')
-    .option('--dry-run', 'validate the files only; send nothing')
-    .option('--json', 'machine-readable output')
-    .action(
-      async (
-        dir: string,
-        options: { prune?: boolean; dryRun?: boolean; json?: boolean },
-        command: Command,
-      ) => {
-        const loaded = await loadConnections(dir); // throws every issue: nothing is sent
-        if (options.dryRun) {
-          const ids = loaded.map((l) => l.connection.id);
-          return print(
-            { valid: ids },
-            options.json,
-            () => `${ids.length} connection(s) valid: ${ids.join(', ')}; nothing applied (--dry-run)`,
-          );
-        }
-        const diff = await admin(command).request<ApplyDiff>('POST', '/apply', {
-          connections: loaded.map((l) => l.connection),
-          prune: options.prune ?? false,
-        });
-        print(diff, options.json, () => formatDiff(diff));
-      },
-    );
+  registerApplyCommand(program);
 
   program
     .command('link')

@@ -2,6 +2,8 @@ import type { Command } from 'commander';
 import type { Backlog } from '../../store/backlogs.js';
 import { admin, print } from '../shared.js';
 import { table } from '../table.js';
+import type { ConnectionConflict } from '../../store/connection-conflicts.js';
+import { formatConflict } from './apply.js';
 
 interface Preview {
   wouldTake: number;
@@ -71,13 +73,28 @@ export function registerControlCommands(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(async (id: string | undefined, options: { json?: boolean }, command: Command) => {
       const client = admin(command);
+      // Files waiting for an operator (issue 18) are part of a connection's state: shown with it.
+      const { conflicts } = await client.request<{ conflicts: ConnectionConflict[] }>('GET', '/conflicts');
+      const conflictLines = (list: ConnectionConflict[]) =>
+        list.length === 0
+          ? ''
+          : `\n\nconflicts (the file's change is not applied; edit the file or run apply --force <id>):\n${list.flatMap(formatConflict).join('\n')}`;
       if (id) {
         const one = await client.request<Backlog>('GET', `/connections/${encodeURIComponent(id)}/backlog`);
-        print(one, options.json, () => describe(one));
+        const own = conflicts.filter((c) => c.id === id);
+        print(
+          own.length ? { ...one, conflict: own[0] } : one,
+          options.json,
+          () => describe(one) + conflictLines(own),
+        );
         return;
       }
       const { backlogs } = await client.request<{ backlogs: Backlog[] }>('GET', '/backlogs');
-      print(backlogs, options.json, () => table(rows(backlogs), COLUMNS));
+      print(
+        options.json ? { backlogs, conflicts } : backlogs,
+        options.json,
+        () => table(rows(backlogs), COLUMNS) + conflictLines(conflicts),
+      );
     });
 
   connections
