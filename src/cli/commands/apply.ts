@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import type { ApplyReport } from '../../config/apply-connections.js';
 import { loadConnections } from '../../config/load-connections.js';
 import { UnsubRelayError } from '../../errors.js';
 import type { ConnectionConflict } from '../../store/connection-conflicts.js';
@@ -7,15 +8,6 @@ import { admin, print } from '../shared.js';
 /** Some connections were left as stored: the operator must resolve their conflicts. */
 class ApplyConflictError extends UnsubRelayError {
   readonly code = 'APPLY_CONFLICT';
-}
-
-export interface ApplyReport {
-  created: Array<{ id: string; version: number }>;
-  changed: Array<{ id: string; from: number; to: number; fields: string[] }>;
-  unchanged: Array<{ id: string; version: number }>;
-  removed: Array<{ id: string; version: number }>;
-  conflicts: ConnectionConflict[];
-  deleted: Array<{ id: string; at: string; by: string }>;
 }
 
 const show = (value: unknown) => (value === undefined ? '(absent)' : JSON.stringify(value));
