@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { connectionSchema } from '../../src/config/connection-schema.js';
 import { checkUnsubscribeBody } from '../../src/api/unsubscribe-body.js';
 import { connectionJsonSchema } from '../../src/config/json-schema.js';
 import { PUBLIC_HELPERS } from '../../src/templates/helpers.js';
@@ -123,6 +125,29 @@ describe('docs/connections.md', () => {
 });
 
 describe('schema/connection.schema.json', () => {
+  it('gives only examples that its field accepts, written as a file holds them', () => {
+    const checked: { path: string; example: unknown; problem?: string }[] = [];
+    z.toJSONSchema(connectionSchema, {
+      io: 'input',
+      unrepresentable: 'any',
+      override: ({ zodSchema, path: at }) => {
+        const examples = z.globalRegistry.get(zodSchema)?.examples;
+        if (!Array.isArray(examples)) return;
+        for (const example of examples) {
+          const result = z.safeParse(zodSchema, example);
+          checked.push({ path: at.join('.'), example, problem: result.error?.issues[0]?.message });
+        }
+      },
+    });
+    expect(checked.length).toBeGreaterThan(80);
+    expect(checked.filter(({ problem }) => problem !== undefined)).toEqual([]);
+    // Durations transform (`5s` becomes 5000), and zod leaves their examples out unless kept.
+    const deadline = committedSchema.properties!.retry!.properties!.deadline as JsonSchema & {
+      examples?: unknown;
+    };
+    expect(deadline.examples).toEqual(['10d']);
+  });
+
   it('describes every property at every depth, so editors explain the format as it is typed', () => {
     const undescribed = propertiesOf(committedSchema)
       .filter(({ schema }) => typeof schema.description !== 'string' || schema.description.trim() === '')
