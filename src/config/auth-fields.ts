@@ -26,7 +26,7 @@ export const API_KEY_FIELDS = {
     description: 'The header that carries the key.',
     examples: ['Api-Key', 'X-API-Key', 'Authorization'],
   },
-  value: { description: `The key; ${TEMPLATE}`, examples: ["{{secret 'ACME_API_KEY'}}"] },
+  value: { description: `The key, ${TEMPLATE}`, examples: ["{{secret 'ACME_API_KEY'}}"] },
   prefix: {
     description: 'Put before the value, as it is (mind the space).',
     examples: ['Klaviyo-API-Key ', 'Token '],
@@ -35,24 +35,24 @@ export const API_KEY_FIELDS = {
 
 export const BASIC_FIELDS = {
   username: {
-    description: `The user name (no ':'); ${TEMPLATE}`,
+    description: `The user name (no ':'), ${TEMPLATE}`,
     examples: ['anystring', "{{secret 'ACME_USER'}}"],
   },
-  password: { description: `The password; ${TEMPLATE}`, examples: ["{{secret 'MAILGUN_API_KEY'}}"] },
+  password: { description: `The password, ${TEMPLATE}`, examples: ["{{secret 'MAILGUN_API_KEY'}}"] },
 } satisfies Record<string, FieldMeta>;
 
 export const BEARER_FIELDS = {
-  token: { description: `The bearer token; ${TEMPLATE}`, examples: ["{{secret 'ACME_SENDGRID_KEY'}}"] },
+  token: { description: `The bearer token, ${TEMPLATE}`, examples: ["{{secret 'ACME_SENDGRID_KEY'}}"] },
 } satisfies Record<string, FieldMeta>;
 
 export const OAUTH2_FIELDS = {
   tokenUrl: {
-    description: `The token endpoint, POSTed with grant_type=client_credentials; ${TEMPLATE} No {{auth.accessToken}} here.`,
+    description: `The token endpoint, POSTed with grant_type=client_credentials, ${TEMPLATE} No {{auth.accessToken}} here.`,
     examples: ["https://{{setting 'subdomain'}}.auth.marketingcloudapis.com/v2/token"],
   },
-  clientId: { description: `The client id; ${TEMPLATE}`, examples: ["{{secret 'SFMC_CLIENT_ID'}}"] },
+  clientId: { description: `The client id, ${TEMPLATE}`, examples: ["{{secret 'SFMC_CLIENT_ID'}}"] },
   clientSecret: {
-    description: `The client secret; ${TEMPLATE}`,
+    description: `The client secret, ${TEMPLATE}`,
     examples: ["{{secret 'SFMC_CLIENT_SECRET'}}"],
   },
   scope: {
@@ -110,7 +110,7 @@ export const HMAC_FIELDS = {
     examples: ['custom', 'standard_webhooks'],
   },
   secret: {
-    description: `The signing key; ${TEMPLATE} standard_webhooks decodes a whsec_<base64> secret, other text is used as UTF-8 bytes.`,
+    description: `The signing key, ${TEMPLATE} standard_webhooks decodes a whsec_<base64> secret, other text is used as UTF-8 bytes.`,
     examples: ["{{secret 'ACME_SIGNING_SECRET'}}"],
   },
   algorithm: { description: 'custom: the hash: sha256 (default), sha1 or sha512.', examples: ['sha256'] },

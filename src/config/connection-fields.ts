@@ -12,7 +12,8 @@ export interface FieldMeta {
 }
 
 export const DURATION = 'A duration: 500ms, 5s, 10m, 1h, 10d, or a number of milliseconds.';
-export const TEMPLATE = 'A template (docs/connections.md, "Templates").';
+/** Ends a sentence: `The key, ${TEMPLATE}` */
+export const TEMPLATE = 'a template (docs/connections.md, "Templates").';
 
 export const CONNECTION_FIELDS = {
   id: {
@@ -78,7 +79,7 @@ export const TESTING_FIELDS = {
 export const REQUEST_FIELDS = {
   method: { description: 'The HTTP method. Default POST.', examples: ['POST', 'PUT', 'DELETE'] },
   url: {
-    description: `${TEMPLATE} Values are percent-encoded where they land; the scheme and host should be literal.`,
+    description: `Where the request goes, ${TEMPLATE} Values are percent-encoded where they land; keep the scheme and host literal.`,
     examples: [
       'https://api.sendgrid.com/v3/asm/suppressions/global',
       "https://{{setting 'apiHost'}}/v1/unsubscribe",
@@ -86,7 +87,7 @@ export const REQUEST_FIELDS = {
   },
   auth: { description: 'How the request authenticates; one of the types below. Default: none.' },
   headers: {
-    description: `Extra request headers; each value is ${TEMPLATE} Headers auth sets cannot be set again here.`,
+    description: `Extra request headers, each value ${TEMPLATE} Headers that auth sets cannot be set again here.`,
     examples: [{ Accept: 'application/json', 'X-List': '{{settings.listId}}' }],
   },
   body: { description: 'The request body: exactly one of json, form, xml or text. Absent: no body.' },
