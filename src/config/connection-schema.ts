@@ -2,102 +2,41 @@ import { z } from 'zod';
 import { connectionOriginSchema } from './connection-origin.js';
 import { verdictNames } from '../domain/delivery.js';
 import { selectJson } from '../rules/json-match.js';
+import { authSchema } from './auth-schema.js';
+import {
+  BATCH_FIELDS,
+  BODY_FIELDS,
+  CIRCUIT_FIELDS,
+  CONNECTION_FIELDS as F,
+  DEDUPE_FIELDS,
+  HEADER_MATCH_FIELDS,
+  JSON_MATCH_FIELDS,
+  LIMITS_FIELDS,
+  MATCHER_FIELDS,
+  REQUEST_FIELDS,
+  RESPONSE_FIELDS,
+  RETRY_FIELDS,
+  RULE_FIELDS,
+  TESTING_FIELDS,
+  TIMEOUT_FIELDS,
+} from './connection-fields.js';
 import { durationMs } from './duration.js';
+import { headerName, slug, templateString } from './schema-parts.js';
+
+export {
+  authSchema,
+  hmacSchema,
+  oauth2Schema,
+  type Auth,
+  type HmacAuth,
+  type OAuth2Auth,
+} from './auth-schema.js';
+export { templateString } from './schema-parts.js';
 
 /**
  * The connection file schema: the product's main interface for integration engineers.
  * Every object is strict, so a misspelt key is an error naming the field rather than a silent no-op.
  */
-
-const slug = z
-  .string()
-  .regex(
-    /^[a-z0-9][a-z0-9_-]{0,62}$/,
-    'use 1-63 lowercase letters, digits, "-" or "_", starting with a letter or digit',
-  );
-
-/** A Handlebars template string. Compiled and checked by the template module at load time. */
-export const templateString = z
-  .string()
-  .min(1, 'must not be empty')
-  .max(8_192, 'templates are limited to 8 KiB');
-
-const headerName = z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'not a valid HTTP header name');
-
-/** Sends an OAuth2 token in a header; `false` when the token goes elsewhere (`{{auth.accessToken}}`). */
-const tokenPlacement = z.union([
-  z.literal(false),
-  z
-    .object({ name: headerName.default('Authorization'), prefix: z.string().max(64).default('Bearer ') })
-    .strict(),
-]);
-
-export const oauth2Schema = z
-  .object({
-    type: z.literal('oauth2_client_credentials'),
-    /** Token endpoint (a template, e.g. with a per-tenant subdomain from settings). */
-    tokenUrl: templateString,
-    clientId: templateString,
-    clientSecret: templateString,
-    scope: templateString.optional(),
-    audience: templateString.optional(),
-    /** Extra token request parameters, e.g. SFMC's `account_id`. */
-    params: z.record(z.string(), templateString).default({}),
-    /** How the token request body is encoded. */
-    tokenRequest: z.enum(['form', 'json']).default('form'),
-    /** Client credentials in the body (`client_id`/`client_secret`) or as HTTP Basic. */
-    clientAuth: z.enum(['body', 'basic']).default('body'),
-    /** Where the delivery request carries the token. */
-    header: tokenPlacement.default({ name: 'Authorization', prefix: 'Bearer ' }),
-    /** Refresh this long before the token expires, so no request goes out with a dying token. */
-    refreshBefore: durationMs.default(60_000),
-    /** Used when the token response has no `expires_in`. */
-    defaultTtl: durationMs.default(3_600_000),
-  })
-  .strict();
-export type OAuth2Auth = z.infer<typeof oauth2Schema>;
-
-export const hmacSchema = z
-  .object({
-    type: z.literal('hmac'),
-    /**
-     * `standard_webhooks`: `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>` over
-     * `id.timestamp.body` with a `whsec_` base64 secret. `custom`: the header and payload below.
-     */
-    scheme: z.enum(['standard_webhooks', 'custom']).default('custom'),
-    secret: templateString,
-    algorithm: z.enum(['sha256', 'sha1', 'sha512']).default('sha256'),
-    /** custom: header that carries the signature. */
-    header: headerName.default('X-Signature'),
-    /** custom: what is signed; `{{body}}`, `{{timestamp}}`, `{{id}}`, `{{method}}`, `{{url}}`, `{{path}}`. */
-    payload: templateString.default('{{body}}'),
-    encoding: z.enum(['hex', 'base64']).default('hex'),
-    /** custom: put before the signature, e.g. `sha256=`. */
-    prefix: z.string().max(64).default(''),
-    /** custom: also send the timestamp (unix seconds) in this header. */
-    timestampHeader: headerName.optional(),
-  })
-  .strict();
-export type HmacAuth = z.infer<typeof hmacSchema>;
-
-export const authSchema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('none') }).strict(),
-  z
-    .object({
-      type: z.literal('api_key'),
-      /** Header that carries the key, e.g. `Api-Key` or `X-API-Key`. */
-      header: headerName,
-      value: templateString,
-      /** Put before the value, e.g. `Token ` or `Klaviyo-API-Key `. */
-      prefix: z.string().max(64).optional(),
-    })
-    .strict(),
-  z.object({ type: z.literal('basic'), username: templateString, password: templateString }).strict(),
-  z.object({ type: z.literal('bearer'), token: templateString }).strict(),
-  oauth2Schema,
-  hmacSchema,
-]);
-export type Auth = z.infer<typeof authSchema>;
 
 /** `200`, `"2xx"` (a class) or `"500-599"` (an inclusive range). */
 export const statusMatch = z.union([
@@ -137,11 +76,12 @@ export const jsonMatch = z
       .string()
       .min(1)
       .max(512)
-      .refine((path) => selectJson(path, {}) !== undefined, 'not a valid JSONPath, e.g. $.errors[*].email'),
-    exists: z.boolean().optional(),
-    equals: jsonScalar.optional(),
-    in: z.array(jsonScalar).min(1).max(100).optional(),
-    contains: jsonScalar.optional(),
+      .refine((path) => selectJson(path, {}) !== undefined, 'not a valid JSONPath, e.g. $.errors[*].email')
+      .meta(JSON_MATCH_FIELDS.path),
+    exists: z.boolean().optional().meta(JSON_MATCH_FIELDS.exists),
+    equals: jsonScalar.optional().meta(JSON_MATCH_FIELDS.equals),
+    in: z.array(jsonScalar).min(1).max(100).optional().meta(JSON_MATCH_FIELDS.in),
+    contains: jsonScalar.optional().meta(JSON_MATCH_FIELDS.contains),
   })
   .strict()
   .refine(
@@ -152,18 +92,25 @@ export type JsonMatch = z.infer<typeof jsonMatch>;
 
 export const matcherSchema = z
   .object({
-    status: z.union([statusMatch, z.array(statusMatch).min(1)]).optional(),
-    /** The response body contains this text. */
-    bodyContains: z.string().min(1).max(512).optional(),
-    /** The response body matches this regular expression. */
-    bodyMatches: regexSource.optional(),
-    /** JSON path tests on the response body; all must hold. */
-    json: z.union([jsonMatch, z.array(jsonMatch).min(1).max(10)]).optional(),
-    /** A response header is present (`{ name }`), equals a value, or matches a regex. */
+    status: z
+      .union([statusMatch, z.array(statusMatch).min(1)])
+      .optional()
+      .meta(MATCHER_FIELDS.status),
+    bodyContains: z.string().min(1).max(512).optional().meta(MATCHER_FIELDS.bodyContains),
+    bodyMatches: regexSource.optional().meta(MATCHER_FIELDS.bodyMatches),
+    json: z
+      .union([jsonMatch, z.array(jsonMatch).min(1).max(10)])
+      .optional()
+      .meta(MATCHER_FIELDS.json),
     header: z
-      .object({ name: headerName, equals: z.string().optional(), matches: regexSource.optional() })
+      .object({
+        name: headerName.meta(HEADER_MATCH_FIELDS.name),
+        equals: z.string().optional().meta(HEADER_MATCH_FIELDS.equals),
+        matches: regexSource.optional().meta(HEADER_MATCH_FIELDS.matches),
+      })
       .strict()
-      .optional(),
+      .optional()
+      .meta(MATCHER_FIELDS.header),
   })
   .strict()
   .refine((m) => Object.values(m).some((v) => v !== undefined), 'a rule must test at least one thing');
@@ -186,15 +133,12 @@ export type VerdictName = z.infer<typeof verdictName>;
  */
 export const ruleSchema = z
   .object({
-    when: matcherSchema.optional(),
-    then: verdictName.optional(),
-    otherwise: verdictName.optional(),
-    /** For `retry`: wait this long instead of the backoff schedule. For `rate_limited`: the wait when no header gives one. */
-    after: durationMs.optional(),
-    /** For `rate_limited`: the response header that says how long to wait (delta seconds, epoch seconds or ms, or an HTTP date). */
-    delayHeader: headerName.optional(),
-    /** Shown in the attempt record, e.g. "HubSpot says already unsubscribed". */
-    reason: z.string().max(200).optional(),
+    when: matcherSchema.optional().meta(RULE_FIELDS.when),
+    then: verdictName.optional().meta(RULE_FIELDS.then),
+    otherwise: verdictName.optional().meta(RULE_FIELDS.otherwise),
+    after: durationMs.optional().meta(RULE_FIELDS.after),
+    delayHeader: headerName.optional().meta(RULE_FIELDS.delayHeader),
+    reason: z.string().max(200).optional().meta(RULE_FIELDS.reason),
   })
   .strict()
   .superRefine((rule, ctx) => {
@@ -226,24 +170,24 @@ export type Rule = z.infer<typeof ruleSchema>;
 export const retrySchema = z
   .object({
     /** Total attempts, the first one included. Without it and with a deadline, retries go on until the deadline. */
-    attempts: z.number().int().min(1).max(10_000).optional(),
+    attempts: z.number().int().min(1).max(10_000).optional().meta(RETRY_FIELDS.attempts),
     /**
      * Keep trying for this long after the unsubscribe was received (e.g. `10d`: CAN-SPAM gives 10
      * business days). Past it the delivery fails with DEADLINE_PASSED.
      */
-    deadline: durationMs.optional(),
+    deadline: durationMs.optional().meta(RETRY_FIELDS.deadline),
     /** A delivery still failing this close to its deadline is flagged (default: a fifth of the deadline). */
-    warnBefore: durationMs.optional(),
-    backoff: z.enum(['exponential', 'fixed', 'schedule']).default('exponential'),
+    warnBefore: durationMs.optional().meta(RETRY_FIELDS.warnBefore),
+    backoff: z.enum(['exponential', 'fixed', 'schedule']).default('exponential').meta(RETRY_FIELDS.backoff),
     /** First retry delay (exponential) or every delay (fixed). */
-    delay: durationMs.default(5_000),
+    delay: durationMs.default(5_000).meta(RETRY_FIELDS.delay),
     /** `backoff: schedule`: the wait before each retry; the last one repeats. */
-    schedule: z.array(durationMs).min(1).max(100).optional(),
-    maxDelay: durationMs.default(3_600_000),
+    schedule: z.array(durationMs).min(1).max(100).optional().meta(RETRY_FIELDS.schedule),
+    maxDelay: durationMs.default(3_600_000).meta(RETRY_FIELDS.maxDelay),
     /** Spread retries randomly over [delay/2, delay] so a recovered CRM is not hit by a wave. */
-    jitter: z.boolean().default(true),
+    jitter: z.boolean().default(true).meta(RETRY_FIELDS.jitter),
     /** Longest Retry-After the CRM may ask for; longer answers are capped to this. */
-    maxRetryAfter: durationMs.default(3_600_000),
+    maxRetryAfter: durationMs.default(3_600_000).meta(RETRY_FIELDS.maxRetryAfter),
   })
   .strict()
   .superRefine((retry, ctx) => {
@@ -274,9 +218,9 @@ export type RetryPolicy = z.infer<typeof retrySchema>;
 
 export const timeoutsSchema = z
   .object({
-    connect: durationMs.default(5_000),
-    headers: durationMs.default(10_000),
-    body: durationMs.default(10_000),
+    connect: durationMs.default(5_000).meta(TIMEOUT_FIELDS.connect),
+    headers: durationMs.default(10_000).meta(TIMEOUT_FIELDS.headers),
+    body: durationMs.default(10_000).meta(TIMEOUT_FIELDS.body),
   })
   .strict();
 export type Timeouts = z.infer<typeof timeoutsSchema>;
@@ -287,10 +231,10 @@ export type Timeouts = z.infer<typeof timeoutsSchema>;
  */
 export const limitsSchema = z
   .object({
-    perSecond: z.number().positive().max(10_000).optional(),
+    perSecond: z.number().positive().max(10_000).optional().meta(LIMITS_FIELDS.perSecond),
     /** Requests that may go at once after a quiet spell (default: one second's worth, at least 1). */
-    burst: z.number().int().min(1).max(10_000).optional(),
-    concurrency: z.number().int().min(1).max(1_000).optional(),
+    burst: z.number().int().min(1).max(10_000).optional().meta(LIMITS_FIELDS.burst),
+    concurrency: z.number().int().min(1).max(1_000).optional().meta(LIMITS_FIELDS.concurrency),
   })
   .strict()
   .superRefine((limits, ctx) => {
@@ -307,23 +251,25 @@ export type Limits = z.infer<typeof limitsSchema>;
  */
 export const circuitSchema = z
   .object({
-    enabled: z.boolean().default(true),
+    enabled: z.boolean().default(true).meta(CIRCUIT_FIELDS.enabled),
     /** Consecutive retryable failures that open the circuit. */
-    failures: z.number().int().min(1).max(10_000).default(10),
+    failures: z.number().int().min(1).max(10_000).default(10).meta(CIRCUIT_FIELDS.failures),
     /** Also open when at least this share of the outcomes in `window` failed (with `minRequests` of them). */
-    failureRatio: z.number().gt(0).max(1).optional(),
-    window: durationMs.default(60_000),
-    minRequests: z.number().int().min(1).max(100_000).default(20),
+    failureRatio: z.number().gt(0).max(1).optional().meta(CIRCUIT_FIELDS.failureRatio),
+    window: durationMs.default(60_000).meta(CIRCUIT_FIELDS.window),
+    minRequests: z.number().int().min(1).max(100_000).default(20).meta(CIRCUIT_FIELDS.minRequests),
     /** How long the circuit stays open before a probe. */
-    cooldown: durationMs.default(30_000),
+    cooldown: durationMs.default(30_000).meta(CIRCUIT_FIELDS.cooldown),
     /** Consecutive retryable failures that raise `connection_failing` (before the circuit opens). */
-    warnAfter: z.number().int().min(1).max(10_000).default(3),
+    warnAfter: z.number().int().min(1).max(10_000).default(3).meta(CIRCUIT_FIELDS.warnAfter),
   })
   .strict();
 export type CircuitPolicy = z.infer<typeof circuitSchema>;
 
 /** The same email to the same connection within `window` is delivered once; later ones are merged into it. `0` turns it off. */
-export const dedupeSchema = z.object({ window: durationMs.default(600_000) }).strict();
+export const dedupeSchema = z
+  .object({ window: durationMs.default(600_000).meta(DEDUPE_FIELDS.window) })
+  .strict();
 export type DedupePolicy = z.infer<typeof dedupeSchema>;
 
 /**
@@ -333,9 +279,9 @@ export type DedupePolicy = z.infer<typeof dedupeSchema>;
  */
 export const batchSchema = z
   .object({
-    maxSize: z.number().int().min(2).max(1_000),
+    maxSize: z.number().int().min(2).max(1_000).meta(BATCH_FIELDS.maxSize),
     /** How long the first delivery of a batch waits for others. */
-    maxWait: durationMs.default(1_000),
+    maxWait: durationMs.default(1_000).meta(BATCH_FIELDS.maxWait),
   })
   .strict()
   .refine((batch) => batch.maxWait <= 60_000, { path: ['maxWait'], message: 'at most 60s' });
@@ -365,11 +311,14 @@ export const jsonTemplate: z.ZodType<JsonTemplate> = z.lazy(() =>
  */
 export const bodySchema = z
   .object({
-    json: jsonTemplate.optional(),
-    form: z.record(z.string().min(1), z.union([templateString, z.array(templateString).min(1)])).optional(),
-    xml: z.string().min(1).max(65_536).optional(),
-    text: z.string().min(1).max(65_536).optional(),
-    contentType: z.string().min(1).max(200).optional(),
+    json: jsonTemplate.optional().meta(BODY_FIELDS.json),
+    form: z
+      .record(z.string().min(1), z.union([templateString, z.array(templateString).min(1)]))
+      .optional()
+      .meta(BODY_FIELDS.form),
+    xml: z.string().min(1).max(65_536).optional().meta(BODY_FIELDS.xml),
+    text: z.string().min(1).max(65_536).optional().meta(BODY_FIELDS.text),
+    contentType: z.string().min(1).max(200).optional().meta(BODY_FIELDS.contentType),
   })
   .strict()
   .superRefine((body, ctx) => {
@@ -394,56 +343,67 @@ export type BodyTemplate = z.infer<typeof bodySchema>;
 
 export const requestSchema = z
   .object({
-    method: z.enum(['POST', 'PUT', 'PATCH', 'DELETE', 'GET']).default('POST'),
-    /** Templated URL; values are percent-encoded where they land. */
-    url: templateString,
-    auth: authSchema.default({ type: 'none' }),
-    headers: z.record(headerName, templateString).default({}),
-    body: bodySchema.optional(),
-    timeouts: timeoutsSchema.default({ connect: 5_000, headers: 10_000, body: 10_000 }),
-    /** Bytes of response body read for rules and records; the rest is discarded. */
-    maxResponseBytes: z.number().int().min(1_024).max(1_048_576).default(65_536),
+    method: z.enum(['POST', 'PUT', 'PATCH', 'DELETE', 'GET']).default('POST').meta(REQUEST_FIELDS.method),
+    url: templateString.meta(REQUEST_FIELDS.url),
+    auth: authSchema.default({ type: 'none' }).meta(REQUEST_FIELDS.auth),
+    headers: z.record(headerName, templateString).default({}).meta(REQUEST_FIELDS.headers),
+    body: bodySchema.optional().meta(REQUEST_FIELDS.body),
+    timeouts: timeoutsSchema
+      .default({ connect: 5_000, headers: 10_000, body: 10_000 })
+      .meta(REQUEST_FIELDS.timeouts),
+    maxResponseBytes: z
+      .number()
+      .int()
+      .min(1_024)
+      .max(1_048_576)
+      .default(65_536)
+      .meta(REQUEST_FIELDS.maxResponseBytes),
   })
   .strict();
 export type RequestTemplate = z.infer<typeof requestSchema>;
 
 export const connectionSchema = z
   .object({
-    id: slug,
-    account: slug,
-    name: z.string().min(1).max(200),
-    enabled: z.boolean().default(true),
-    /** Linked campaigns, or "*" for every campaign of the account (and unsubscribes with none). */
-    campaigns: z.union([z.literal('*'), z.array(slug)]).default([]),
+    id: slug.meta(F.id),
+    account: slug.meta(F.account),
+    name: z.string().min(1).max(200).meta(F.name),
+    enabled: z.boolean().default(true).meta(F.enabled),
+    campaigns: z
+      .union([z.literal('*'), z.array(slug)])
+      .default([])
+      .meta(F.campaigns),
     /**
      * Deliver unsubscribes that came in from this account's own systems (a key created with
      * `--origin advertiser`) back to this connection too. Off by default: sending an advertiser its own
      * unsubscribes back starts echo loops between two systems that sync each other.
      */
-    echo: z.boolean().default(false),
-    /** What `unsub-relay test` sends: a test address (and campaign, source, attributes) that is safe to unsubscribe. */
+    echo: z.boolean().default(false).meta(F.echo),
     testing: z
       .object({
-        email: z.string().min(3).max(254),
-        campaign: slug.optional(),
-        source: z.string().min(1).max(256).optional(),
-        attributes: z.record(z.string(), z.string()).default({}),
+        email: z.string().min(3).max(254).meta(TESTING_FIELDS.email),
+        campaign: slug.optional().meta(TESTING_FIELDS.campaign),
+        source: z.string().min(1).max(256).optional().meta(TESTING_FIELDS.source),
+        attributes: z.record(z.string(), z.string()).default({}).meta(TESTING_FIELDS.attributes),
       })
       .strict()
-      .optional(),
-    /** Per-connection values for templates (`{{settings.listId}}`), e.g. list ids. Not secrets. */
-    settings: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
-    request: requestSchema,
+      .optional()
+      .meta(F.testing),
+    settings: z
+      .record(z.string(), z.union([z.string(), z.number(), z.boolean()]))
+      .default({})
+      .meta(F.settings),
+    request: requestSchema.meta(F.request),
     response: z
-      .object({ rules: z.array(ruleSchema).max(50).default([]) })
+      .object({ rules: z.array(ruleSchema).max(50).default([]).meta(RESPONSE_FIELDS.rules) })
       .strict()
-      .default({ rules: [] }),
+      .default({ rules: [] })
+      .meta(F.response),
     // prefault: the empty policy is parsed, so the defaults above (and the attempts rule) apply.
-    retry: retrySchema.prefault({}),
-    limits: limitsSchema.default({}),
-    circuit: circuitSchema.prefault({}),
-    dedupe: dedupeSchema.prefault({}),
-    batch: batchSchema.optional(),
+    retry: retrySchema.prefault({}).meta(F.retry),
+    limits: limitsSchema.default({}).meta(F.limits),
+    circuit: circuitSchema.prefault({}).meta(F.circuit),
+    dedupe: dedupeSchema.prefault({}).meta(F.dedupe),
+    batch: batchSchema.optional().meta(F.batch),
   })
   .strict()
   .superRefine((connection, ctx) => {
