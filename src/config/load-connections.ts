@@ -1,8 +1,9 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { isNode, LineCounter, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
 import { connectionSchema, type Connection } from './connection-schema.js';
+import { readConnectionSources } from './environment-overlays.js';
 import { ConnectionConfigError, type ConfigIssue } from '../errors.js';
 import { checkRuleValues } from '../queue/rule-values.js';
 import { checkTemplates } from '../templates/render-request.js';
@@ -11,6 +12,8 @@ export interface LoadedConnection {
   connection: Connection;
   /** Path relative to the working directory, for messages. */
   file: string;
+  /** The CONNECTIONS_ENV overlay merged over it, if any. */
+  overlay?: string;
 }
 
 /** Connection files are `*.yaml` / `*.yml` anywhere under the directory (examples in sub-folders too). */
@@ -103,16 +106,26 @@ function fieldPath(path: readonly PropertyKey[]): string {
  * Loads every connection under `dir`, all or nothing: one bad file (or two files claiming the same
  * id) refuses the whole set with every issue listed, so a half-applied configuration never runs.
  */
-export async function loadConnections(dir: string): Promise<LoadedConnection[]> {
-  const files = await findConnectionFiles(dir);
-  const issues: ConfigIssue[] = [];
+export async function loadConnections(
+  dir: string,
+  environment = process.env.CONNECTIONS_ENV,
+): Promise<LoadedConnection[]> {
+  const files = (await findConnectionFiles(dir)).map((absolute) => {
+    const relative = path.relative(process.cwd(), absolute);
+    return { absolute, file: relative && !relative.startsWith('..') ? relative : absolute };
+  });
+  // Overlays for CONNECTIONS_ENV and `{ env: ... }` settings are applied here, before validation.
+  const { sources, issues } = await readConnectionSources(files, environment);
   const loaded: LoadedConnection[] = [];
   const seen = new Map<string, string>();
-  for (const absolute of files) {
-    const relative = path.relative(process.cwd(), absolute);
-    const file = relative && !relative.startsWith('..') ? relative : absolute;
-    const parsed = parseConnectionFile(await readFile(absolute, 'utf8'), file);
-    issues.push(...parsed.issues);
+  for (const source of sources) {
+    const { file } = source;
+    if (source.issues.length > 0) {
+      issues.push(...source.issues);
+      continue;
+    }
+    const parsed = parseConnectionFile(source.text, file);
+    issues.push(...parsed.issues.map(source.locate));
     if (!parsed.connection) continue;
     const other = seen.get(parsed.connection.id);
     if (other) {
@@ -120,7 +133,11 @@ export async function loadConnections(dir: string): Promise<LoadedConnection[]> 
       continue;
     }
     seen.set(parsed.connection.id, file);
-    loaded.push({ connection: parsed.connection, file });
+    loaded.push({
+      connection: parsed.connection,
+      file,
+      ...(source.overlay ? { overlay: source.overlay } : {}),
+    });
   }
   if (issues.length > 0) throw new ConnectionConfigError(issues);
   return loaded;
