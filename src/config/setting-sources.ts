@@ -4,8 +4,7 @@ import { isSecretNameAllowed } from '../templates/context.js';
 
 /**
  * Resolves `settings: { listId: { env: ACME_LIST_ID, default: ... } }` from the environment of the
- * process loading the file. An entry that is not a well-formed reference is left for the schema to
- * report. An empty variable counts as unset, as it does for secrets.
+ * process loading the file. An empty variable counts as unset, as it does for secrets.
  */
 export function resolveSettingSources(
   settings: unknown,
@@ -15,13 +14,26 @@ export function resolveSettingSources(
   const issues: ConfigIssue[] = [];
   const resolved: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(settings)) {
+    const field = `settings.${name}`;
     const ref = isPlainObject(value) && 'env' in value ? settingFromEnv.safeParse(value) : undefined;
-    if (!ref?.success) {
+    if (!ref) {
       resolved[name] = value;
       continue;
     }
+    if (!ref.success) {
+      for (const issue of ref.error.issues) {
+        const keys = issue.code === 'unrecognized_keys' ? issue.keys : [undefined];
+        for (const key of keys)
+          issues.push({
+            field: [field, ...issue.path.map(String), ...(key ? [key] : [])].join('.'),
+            reason: key
+              ? 'unknown field: write { env: NAME } or { env: NAME, default: value }'
+              : issue.message,
+          });
+      }
+      continue;
+    }
     const variable = ref.data.env;
-    const field = `settings.${name}`;
     if (!isSecretNameAllowed(variable)) {
       issues.push({
         field,

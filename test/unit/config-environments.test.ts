@@ -86,6 +86,17 @@ describe('settings from the environment', () => {
     ]);
   });
 
+  it('names what is wrong in a reference', () => {
+    const { issues } = resolveSettingSources(
+      { a: { env: 'lower-case' }, b: { env: 'ACME_B', defualt: 1 } },
+      { ACME_B: 'x' },
+    );
+    expect(issues).toEqual([
+      { field: 'settings.a.env', reason: 'an environment variable name: letters, digits and "_"' },
+      { field: 'settings.b.defualt', reason: expect.stringContaining('unknown field') },
+    ]);
+  });
+
   it('is refused where no file is loaded (the admin API gets values)', () => {
     const result = connectionSchema.safeParse({
       id: 'x',
@@ -112,6 +123,7 @@ describe('overlays', () => {
 
   it('CONNECTIONS_ENV is checked at start', () => {
     expect(() => parseEnv({ CONNECTIONS_ENV: 'Sand Box' })).toThrow(/CONNECTIONS_ENV/);
+    expect(parseEnv({ CONNECTIONS_ENV: '' }).CONNECTIONS_ENV).toBeUndefined();
     expect(parseEnv({ CONNECTIONS_ENV: 'sandbox' }).CONNECTIONS_ENV).toBe('sandbox');
   });
 });
