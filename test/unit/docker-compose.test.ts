@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { parseEnv } from '../../src/config/env.js';
 
 // Docker is not available where the tests run: these read the files the way Compose does (the
 // Compose spec's env_file, environment, interpolation and healthcheck fields) and hold them to what
@@ -31,16 +32,19 @@ describe('docker-compose.yml', () => {
     expect(files).toContain('.env');
   });
 
-  it('requires ADMIN_TOKEN, so the CLI on the host has a way in', () => {
+  it('always sets ADMIN_TOKEN, so the engine never keeps a token the host’s CLI cannot read', () => {
     const environment = engine.environment as Record<string, string>;
-    // ${VAR:?message}: Compose stops with the message when the variable is unset or empty.
-    expect(environment.ADMIN_TOKEN).toMatch(/^\$\{ADMIN_TOKEN:\?.*\.env.*\}$/);
+    // From .env, or empty: an empty token stops the engine at start (parseEnv below). Not
+    // ${ADMIN_TOKEN:?...}: Compose interpolates every service for every command, redis's included.
+    expect(environment.ADMIN_TOKEN).toBe('${ADMIN_TOKEN:-}');
+    expect(() => parseEnv({ ADMIN_TOKEN: '' })).toThrow(/ADMIN_TOKEN: use at least 16 characters/);
+    expect(JSON.stringify(compose)).not.toMatch(/\$\{[A-Za-z_]+:?\?/);
   });
 
   it('publishes the port .env.example gives the CLI as ADMIN_URL', () => {
     const example = envFileOf(readFileSync('.env.example', 'utf8'));
     expect(Object.keys(example)).toEqual(expect.arrayContaining(['ADMIN_TOKEN', 'ADMIN_URL']));
-    expect(example.ADMIN_TOKEN).toBe(''); // an empty value fails `docker compose up` until it is set
+    expect(example.ADMIN_TOKEN).toBe(''); // the engine refuses to start until it is set
     const port = new URL(example.ADMIN_URL!).port;
     expect(engine.ports).toContain(`${port}:${(engine.environment as Record<string, string>).PORT}`);
   });
