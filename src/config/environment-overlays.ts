@@ -17,14 +17,12 @@ import type { ConfigIssue } from '../errors.js';
  * checked for their header and target, so a production start does not depend on sandbox values.
  */
 
+// Connection ids and environment names (CONNECTIONS_ENV in env.ts too) are both slugs.
 const name = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const NAME_RULE = 'use 1-63 lowercase letters, digits, "-" or "_", starting with a letter or digit';
+const slug = z.string().regex(name, NAME_RULE);
 
-export const environmentName = z.string().regex(name, NAME_RULE);
-
-const overlayHeader = z
-  .object({ connection: z.string().regex(name, NAME_RULE), environment: environmentName })
-  .strict();
+const overlayHeader = z.object({ connection: slug, environment: slug }).strict();
 
 /** Fields that say which connection a file is; an overlay selects one and cannot rename it. */
 const IDENTITY_FIELDS = ['id', 'account'];

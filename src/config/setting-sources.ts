@@ -1,4 +1,4 @@
-import { settingFromEnv } from './connection-schema.js';
+import { settingFromEnv } from './setting-schema.js';
 import type { ConfigIssue } from '../errors.js';
 import { isSecretNameAllowed } from '../templates/context.js';
 
