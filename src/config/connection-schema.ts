@@ -32,6 +32,7 @@ export {
   type OAuth2Auth,
 } from './auth-schema.js';
 export { templateString } from './schema-parts.js';
+import { settingValue } from './setting-schema.js';
 
 /**
  * The connection file schema: the product's main interface for integration engineers.
@@ -388,10 +389,7 @@ export const connectionSchema = z
       .strict()
       .optional()
       .meta(F.testing),
-    settings: z
-      .record(z.string(), z.union([z.string(), z.number(), z.boolean()]))
-      .default({})
-      .meta(F.settings),
+    settings: z.record(z.string(), settingValue).default({}).meta(F.settings),
     request: requestSchema.meta(F.request),
     response: z
       .object({ rules: z.array(ruleSchema).max(50).default([]).meta(RESPONSE_FIELDS.rules) })

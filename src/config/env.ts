@@ -21,6 +21,17 @@ export const envSchema = z
       .regex(/^[A-Za-z0-9_.:-]+$/, 'use letters, digits, "_", ".", ":" or "-"')
       .default('ur'),
     CONNECTIONS_DIR: z.string().default('./connections'),
+    /** Which overlay files apply (`overlay: { environment: sandbox }`); none when unset. */
+    CONNECTIONS_ENV: z.preprocess(
+      (value) => (value === '' ? undefined : value), // `CONNECTIONS_ENV=` in an env file: none
+      z
+        .string()
+        .regex(
+          /^[a-z0-9][a-z0-9_-]{0,62}$/,
+          'use lowercase letters, digits, "-" or "_" (an overlay\'s environment)',
+        )
+        .optional(),
+    ),
     /** Connection secrets: one file per secret in this directory (Docker/Kubernetes secrets). */
     SECRETS_DIR: z.string().optional(),
     /** Connection secrets: a .json/.yaml map or NAME=value lines. The environment is read last. */

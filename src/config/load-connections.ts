@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { isNode, LineCounter, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
 import { connectionSchema, type Connection } from './connection-schema.js';
+import { readConnectionSources } from './environment-overlays.js';
 import { ConnectionConfigError, type ConfigIssue } from '../errors.js';
 import { checkRuleValues } from '../queue/rule-values.js';
 import { checkTemplates } from '../templates/render-request.js';
@@ -12,7 +13,12 @@ export interface LoadedConnection {
   connection: Connection;
   /** Path relative to the working directory, for messages. */
   file: string;
-  /** sha256 (hex) of the file's text: recorded with the version it makes, so a version names its file. */
+  /** The CONNECTIONS_ENV overlay merged over it, if any. */
+  overlay?: string;
+  /**
+   * sha256 (hex) of what was validated: the file's text, or with an overlay or `{ env }` settings the
+   * merged and resolved connection, so a version names exactly what made it.
+   */
   fileHash: string;
 }
 
@@ -108,17 +114,26 @@ function fieldPath(path: readonly PropertyKey[]): string {
  * Loads every connection under `dir`, all or nothing: one bad file (or two files claiming the same
  * id) refuses the whole set with every issue listed, so a half-applied configuration never runs.
  */
-export async function loadConnections(dir: string): Promise<LoadedConnection[]> {
-  const files = await findConnectionFiles(dir);
-  const issues: ConfigIssue[] = [];
+export async function loadConnections(
+  dir: string,
+  environment = process.env.CONNECTIONS_ENV,
+): Promise<LoadedConnection[]> {
+  const files = (await findConnectionFiles(dir)).map((absolute) => {
+    const relative = path.relative(process.cwd(), absolute);
+    return { absolute, file: relative && !relative.startsWith('..') ? relative : absolute };
+  });
+  // Overlays for CONNECTIONS_ENV and `{ env: ... }` settings are applied here, before validation.
+  const { sources, issues } = await readConnectionSources(files, environment);
   const loaded: LoadedConnection[] = [];
   const seen = new Map<string, string>();
-  for (const absolute of files) {
-    const relative = path.relative(process.cwd(), absolute);
-    const file = relative && !relative.startsWith('..') ? relative : absolute;
-    const text = await readFile(absolute, 'utf8');
-    const parsed = parseConnectionFile(text, file);
-    issues.push(...parsed.issues);
+  for (const source of sources) {
+    const { file } = source;
+    if (source.issues.length > 0) {
+      issues.push(...source.issues);
+      continue;
+    }
+    const parsed = parseConnectionFile(source.text, file);
+    issues.push(...parsed.issues.map(source.locate));
     if (!parsed.connection) continue;
     const other = seen.get(parsed.connection.id);
     if (other) {
@@ -126,7 +141,12 @@ export async function loadConnections(dir: string): Promise<LoadedConnection[]> 
       continue;
     }
     seen.set(parsed.connection.id, file);
-    loaded.push({ connection: parsed.connection, file, fileHash: sha256(text) });
+    loaded.push({
+      connection: parsed.connection,
+      file,
+      fileHash: sha256(source.text),
+      ...(source.overlay ? { overlay: source.overlay } : {}),
+    });
   }
   if (issues.length > 0) throw new ConnectionConfigError(issues);
   return loaded;

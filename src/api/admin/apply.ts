@@ -3,7 +3,8 @@ import { applyConnections, type ApplyItem } from '../../config/apply-connections
 import type { ConfigIssue } from '../../errors.js';
 import { InputError } from '../../errors.js';
 import { connectionConflictSchema } from '../../store/connection-conflicts.js';
-import { validateConnection, type ConnectionAdminDeps } from './connections.js';
+import { validateConnection } from './connection-validation.js';
+import type { ConnectionAdminDeps } from './connections.js';
 import type { AdminApp } from './index.js';
 import { originOf } from './operator.js';
 import { errorBody } from './schemas.js';

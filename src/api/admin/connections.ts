@@ -2,24 +2,16 @@ import type { FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { connectionOriginSchema, describeOrigin } from '../../config/connection-origin.js';
-import { connectionSchema, type Connection, type StoredConnection } from '../../config/connection-schema.js';
-import { zodIssues } from '../../config/load-connections.js';
-import {
-  ConflictError,
-  ConnectionChangedError,
-  InputError,
-  NotFoundError,
-  type ConfigIssue,
-} from '../../errors.js';
+import type { Connection, StoredConnection } from '../../config/connection-schema.js';
+import { ConflictError, ConnectionChangedError, InputError, NotFoundError } from '../../errors.js';
 import type { EventSink } from '../../events/operational-event.js';
 import type { DeliveryProducer } from '../../queue/producer.js';
-import { checkRuleValues } from '../../queue/rule-values.js';
 import type { CampaignStore } from '../../store/campaigns.js';
 import { connectionConflictSchema, type ConnectionConflicts } from '../../store/connection-conflicts.js';
 import { diffConnections, type ConnectionStore } from '../../store/connection-store.js';
 import type { Keyspace } from '../../store/keys.js';
-import { checkTemplates } from '../../templates/render-request.js';
 import { registerApplyRoutes } from './apply.js';
+import { invalid, validateConnection } from './connection-validation.js';
 import { registerLinkRoutes } from './connection-links.js';
 import type { AdminApp } from './index.js';
 import { operatorOf, originOf } from './operator.js';
@@ -49,19 +41,6 @@ const stored = z.object({
   connection: anyObject,
 });
 const versionRef = z.object({ id: z.string(), version: z.number() });
-
-/** Validates one connection as a file would be: schema, templates and rule values. */
-export function validateConnection(input: unknown): { connection?: Connection; issues: ConfigIssue[] } {
-  const result = connectionSchema.safeParse(input);
-  if (!result.success) return { issues: zodIssues(result.error) };
-  const issues = [...checkTemplates(result.data), ...checkRuleValues(result.data)];
-  return issues.length ? { issues } : { connection: result.data, issues: [] };
-}
-
-export function invalid(issues: ConfigIssue[], prefix = ''): InputError {
-  const fields = Object.fromEntries(issues.map((i) => [`${prefix}${i.field || '(connection)'}`, i.reason]));
-  return new InputError(`invalid connection: fix these fields: ${Object.keys(fields).join(', ')}`, fields);
-}
 
 function linkedCampaigns(connection: Connection): string[] | '*' {
   return connection.campaigns;
