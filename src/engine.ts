@@ -232,6 +232,7 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
         sandbox,
         admin: {
           adminToken: admin.token,
+          bodyLimit: env.ADMIN_BODY_LIMIT,
           deliveries: new DeliveryRecords(queues, attempts, ledger, retention, buffer),
           apiKeys,
           // Unsubscribes view, suppressions and audit export (issue 5).

@@ -15,10 +15,8 @@ import { registerAdmin, type AdminDeps } from './admin/index.js';
 import { sendError } from './errors.js';
 import { registerIngestRoutes, type IngestDeps } from './ingest-routes.js';
 import { registerSandboxRoutes } from './sandbox-routes.js';
+import { bodyTooLargeMessage, INGEST_BODY_LIMIT_BYTES } from './body-limits.js';
 import type { Metrics } from '../observe/metrics.js';
-
-/** The ingest body limit from the API contract; bigger bodies get 413 before they are parsed. */
-export const BODY_LIMIT_BYTES = 16 * 1024;
 
 export interface AppDeps extends IngestDeps {
   logger: Logger;
@@ -39,7 +37,6 @@ export interface AppDeps extends IngestDeps {
 
 /** Errors Fastify raises before a handler runs, mapped to the API's own codes. */
 const FRAMEWORK_ERRORS: Record<string, { status: number; error: string; message: string }> = {
-  FST_ERR_CTP_BODY_TOO_LARGE: { status: 413, error: 'payload_too_large', message: 'the body is over 16 KiB' },
   FST_ERR_CTP_INVALID_JSON_BODY: {
     status: 400,
     error: 'invalid_json',
@@ -65,7 +62,8 @@ const FRAMEWORK_ERRORS: Record<string, { status: number; error: string; message:
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
-    bodyLimit: BODY_LIMIT_BYTES,
+    // The default is ingest's, the public route's; the admin API and the sandbox set their own.
+    bodyLimit: INGEST_BODY_LIMIT_BYTES,
     // One line per accepted unsubscribe is logged by the route; per-request access logs would double it.
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
@@ -121,6 +119,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         ...(Object.keys(error.fields).length ? { fields: error.fields } : {}),
       });
     }
+    if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE')
+      return sendError(reply, 413, {
+        error: 'payload_too_large',
+        message: bodyTooLargeMessage(request, INGEST_BODY_LIMIT_BYTES),
+      });
     const known = error.code ? FRAMEWORK_ERRORS[error.code] : undefined;
     if (known) return sendError(reply, known.status, { error: known.error, message: known.message });
     if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {

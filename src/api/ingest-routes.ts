@@ -5,6 +5,7 @@ import type { DeliveryProducer } from '../queue/producer.js';
 import type { ApiKeyStore } from '../store/api-keys.js';
 import type { ConnectionIndex } from '../store/connection-index.js';
 import { presentedCredential } from './credentials.js';
+import { INGEST_BODY_LIMIT_BYTES } from './body-limits.js';
 import { sendError } from './errors.js';
 import { checkUnsubscribeBody } from './unsubscribe-body.js';
 
@@ -68,6 +69,8 @@ export function registerIngestRoutes(app: FastifyInstance, deps: IngestDeps): vo
   app.post(
     '/v1/unsubscribes',
     {
+      bodyLimit: INGEST_BODY_LIMIT_BYTES,
+      config: { bodyLimitAdvice: 'send one unsubscribe per request, with its attributes under 16 KiB' },
       onRequest: async (request, reply) => {
         const key = presentedCredential(request.headers.authorization);
         if (!key) {

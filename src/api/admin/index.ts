@@ -16,6 +16,7 @@ import type { UnsubscribeLedger } from '../../store/unsubscribes.js';
 import type { ReplayStore } from '../../store/replays.js';
 import type { TestRunnerDeps } from '../../testing/run-test.js';
 import { presentedCredential } from '../credentials.js';
+import { ADMIN_BODY_LIMIT_BYTES, limitBodies } from '../body-limits.js';
 import { sendError } from '../errors.js';
 import { registerAccountRoutes } from './accounts.js'; // issue 5: accounts and campaigns
 import { registerConnectionRoutes, type ConnectionAdminDeps } from './connections.js'; // issue 5
@@ -30,6 +31,8 @@ import { registerUnsubscribeRoutes } from './unsubscribes.js';
 
 export interface AdminDeps {
   adminToken: string;
+  /** The admin API's body limit in bytes (ADMIN_BODY_LIMIT); 8 MiB unless given. */
+  bodyLimit?: number;
   deliveries: DeliveryRecords;
   apiKeys: ApiKeyStore;
   /** Unsubscribes view, suppression lookup and audit export (issue 5). */
@@ -80,6 +83,11 @@ export async function registerAdmin(app: FastifyInstance, deps: AdminDeps): Prom
   const expected = digest(deps.adminToken);
   await app.register(
     async (admin) => {
+      limitBodies(
+        admin,
+        deps.bodyLimit ?? ADMIN_BODY_LIMIT_BYTES,
+        'split the apply into smaller sets of connections, or raise ADMIN_BODY_LIMIT',
+      );
       admin.addHook('onRequest', async (request, reply) => {
         const presented = presentedCredential(request.headers.authorization) ?? '';
         // Compare digests so the comparison takes the same time whatever the token's length.
