@@ -10,7 +10,7 @@ import {
   serializerCompiler,
   validatorCompiler,
 } from 'fastify-type-provider-zod';
-import { ConflictError, InputError, NotFoundError } from '../errors.js';
+import { ConflictError, ConnectionConfigError, InputError, NotFoundError, TemplateError } from '../errors.js';
 import { registerAdmin, type AdminDeps } from './admin/index.js';
 import { sendError } from './errors.js';
 import { registerIngestRoutes, type IngestDeps } from './ingest-routes.js';
@@ -112,6 +112,29 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       return sendError(reply, 404, { error: 'not_found', message: error.message });
     if (error instanceof ConflictError)
       return sendError(reply, 409, { error: 'conflict', message: error.message });
+    // A connection's own problem (a missing secret, a template that cannot render) is the
+    // operator's to fix, not the server's: 422 naming the connection, the field and the reason.
+    if (error instanceof TemplateError) {
+      const prefix = `connection ${error.connectionId}: ${error.field}: `;
+      return sendError(reply, 422, {
+        error: 'connection_misconfigured',
+        message: `${error.message}; fix the connection and try again`,
+        fields: {
+          [error.field]: error.message.startsWith(prefix)
+            ? error.message.slice(prefix.length)
+            : error.message,
+        },
+      });
+    }
+    if (error instanceof ConnectionConfigError) {
+      return sendError(reply, 422, {
+        error: 'connection_misconfigured',
+        message: error.message,
+        fields: Object.fromEntries(
+          error.issues.map((issue) => [issue.field || '(connection)', issue.reason]),
+        ),
+      });
+    }
     if (error instanceof InputError) {
       return sendError(reply, 400, {
         error: 'invalid_request',
