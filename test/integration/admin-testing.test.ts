@@ -77,7 +77,8 @@ describe('connection test runs', () => {
     expect(JSON.stringify(run.response)).not.toContain(SECRET);
     expect(run.response!.body).toContain('[redacted]');
     expect(run.verdict).toBe('success');
-    expect(run.rule).toBe(0);
+    // Numbered from 1, as validate, the docs and the reason ("rule 1 (success) ...") count.
+    expect(run.rule).toBe(1);
     expect(run.connectionVersion).toBe(1);
     expect(typeof run.durationMs).toBe('number');
     expect(crm.received.at(-1)!.headers.authorization).toBe(`Bearer ${SECRET}`);
