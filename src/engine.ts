@@ -36,6 +36,9 @@ import { TestRunStore } from './store/test-runs.js';
 import { createRedis, waitReady } from './store/redis.js';
 import { applyConnections } from './config/apply-connections.js';
 import { loadSecrets } from './config/secrets.js';
+import { missingSecrets } from './observe/missing-secrets.js';
+import type { SecretSource } from './templates/render-request.js';
+import type { ConnectionHealth } from './api/admin/health.js';
 
 export interface Engine {
   /** The API's base URL, when this process serves the API. */
@@ -254,6 +257,7 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
           events,
           deliveryControl: {
             backlogs,
+            missingSecrets: () => missingSecrets(store, secrets),
             operations: new ConnectionOperations({
               queues,
               store,
@@ -268,7 +272,15 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
           queues: () => queues.all(),
         },
         metrics,
-        readiness: () => readiness(redis, store, loaded.length, index, workers, backlogs),
+        readiness: (options) =>
+          readiness(
+            redis,
+            store,
+            loaded.length,
+            index,
+            workers,
+            options?.detail ? { backlogs, secrets } : undefined,
+          ),
       });
       const runningApp = app;
       drainables.push({
@@ -307,7 +319,8 @@ async function readiness(
   expected: number,
   index: ConnectionIndex,
   workers: DeliveryWorkers | undefined,
-  backlogs: Backlogs,
+  /** Given for the admin health view only: the public /readyz says ready or not, nothing more. */
+  detail: { backlogs: Backlogs; secrets: SecretSource } | undefined,
 ) {
   const checks: Record<string, { ok: boolean; detail?: string }> = {};
   let connections: Record<string, ConnectionHealth> | undefined;
@@ -326,39 +339,37 @@ async function readiness(
     checks.workers = workers.isRunning()
       ? { ok: true, detail: `${workers.running.length} connection workers` }
       : { ok: false, detail: 'a delivery worker stopped' };
+  if (!detail) return { checks };
   try {
-    connections = Object.fromEntries((await backlogs.backlogs()).map((b) => [b.connectionId, health(b)]));
+    const [backlogs, missing] = await Promise.all([
+      detail.backlogs.backlogs(),
+      missingSecrets(store, detail.secrets),
+    ]);
+    connections = Object.fromEntries(
+      backlogs.map((b) => [b.connectionId, health(b, missing.get(b.connectionId))]),
+    );
   } catch (error) {
     checks.connectionHealth = { ok: false, detail: (error as Error).message };
   }
   return { checks, ...(connections ? { connections } : {}) };
 }
 
-/** One connection's health for /readyz: informative, never failing readiness (one CRM's trouble is not this process's). */
-export interface ConnectionHealth {
-  status: 'healthy' | 'failing' | 'circuit_open' | 'probing' | 'paused' | 'disabled' | 'deleted';
-  circuit: Backlog['control']['circuit'];
-  consecutiveFailures: number;
-  pending: number;
-  failed: number;
-  oldestPendingAgeSeconds: number;
-  paused?: { by: string; at: string; reason: string };
-}
-
-function health(backlog: Backlog): ConnectionHealth {
+function health(backlog: Backlog, missing: string[] | undefined): ConnectionHealth {
   const { control, counts } = backlog;
   const status: ConnectionHealth['status'] =
     backlog.connection !== 'active'
       ? backlog.connection
       : backlog.queuePaused
         ? 'paused'
-        : control.circuit === 'open'
-          ? 'circuit_open'
-          : control.circuit === 'half_open'
-            ? 'probing'
-            : control.failing
-              ? 'failing'
-              : 'healthy';
+        : missing
+          ? 'misconfigured'
+          : control.circuit === 'open'
+            ? 'circuit_open'
+            : control.circuit === 'half_open'
+              ? 'probing'
+              : control.failing
+                ? 'failing'
+                : 'healthy';
   return {
     status,
     circuit: control.circuit,
@@ -367,5 +378,6 @@ function health(backlog: Backlog): ConnectionHealth {
     failed: counts.failed,
     oldestPendingAgeSeconds: Math.round(backlog.oldestPendingAgeSeconds),
     ...(control.paused ? { paused: control.paused } : {}),
+    ...(missing ? { missingSecrets: missing } : {}),
   };
 }

@@ -12,6 +12,7 @@ import {
 } from 'fastify-type-provider-zod';
 import { ConflictError, ConnectionConfigError, InputError, NotFoundError, TemplateError } from '../errors.js';
 import { registerAdmin, type AdminDeps } from './admin/index.js';
+import type { Readiness } from './admin/health.js';
 import { sendError } from './errors.js';
 import { registerIngestRoutes, type IngestDeps } from './ingest-routes.js';
 import { registerSandboxRoutes } from './sandbox-routes.js';
@@ -20,14 +21,8 @@ import type { Metrics } from '../observe/metrics.js';
 
 export interface AppDeps extends IngestDeps {
   logger: Logger;
-  /**
-   * Is the process able to take unsubscribes (checks), and how is each connection doing (shown, but
-   * one CRM's trouble never makes this process unready). Used by /readyz.
-   */
-  readiness: () => Promise<{
-    checks: Record<string, { ok: boolean; detail?: string }>;
-    connections?: Record<string, unknown>;
-  }>;
+  /** Readiness checks, and with `detail` each connection's health: /readyz and the admin health view. */
+  readiness: Readiness;
   /** Served at /metrics in the Prometheus text format. */
   metrics?: Metrics;
   sandbox: boolean;
@@ -164,10 +159,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   );
 
   app.get('/healthz', async () => ({ ok: true }));
+  // Public, for load balancers: ready or not, nothing else (no connection ids, no Redis messages).
+  // The checks and each connection's health are behind the admin token at GET /admin/v1/health.
   app.get('/readyz', async (_request, reply) => {
-    const { checks, connections } = await deps.readiness();
+    const { checks } = await deps.readiness();
     const ok = Object.values(checks).every((check) => check.ok);
-    return reply.code(ok ? 200 : 503).send({ ok, checks, ...(connections ? { connections } : {}) });
+    return reply.code(ok ? 200 : 503).send({ ok });
   });
   const metrics = deps.metrics;
   if (metrics) {
@@ -186,6 +183,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   registerIngestRoutes(app, deps);
   if (deps.sandbox) registerSandboxRoutes(app);
-  if (deps.admin) await registerAdmin(app, deps.admin);
+  if (deps.admin) await registerAdmin(app, { health: deps.readiness, ...deps.admin });
   return app;
 }

@@ -24,6 +24,7 @@ import { registerDeliveryRoutes } from './deliveries.js';
 import { registerDeliveryControlRoutes, type DeliveryControlDeps } from './delivery-control.js';
 import { registerQueueDashboard } from './queue-dashboard.js';
 import { registerEventRoutes } from './events.js';
+import { registerHealthRoute, type Readiness } from './health.js';
 import { registerKeyRoutes } from './keys.js';
 import { registerReplayRoutes } from './replays.js';
 import { registerTestingRoutes } from './testing.js';
@@ -47,6 +48,8 @@ export interface AdminDeps {
   events?: Pick<EventLog, 'list'>;
   /** Pause, resume, circuits and held backlogs (issue 6). */
   deliveryControl?: DeliveryControlDeps;
+  /** Readiness with each connection's health, served at `GET /health`. */
+  health?: Readiness;
   /** The BullMQ queues shown in the queue dashboard at /admin/queues (issue 6). */
   queues?: () => Promise<Queue[]>;
 }
@@ -110,6 +113,7 @@ export async function registerAdmin(app: FastifyInstance, deps: AdminDeps): Prom
       registerAccountRoutes(typed, deps.connectionAdmin); // accounts and campaigns (issue 5)
       if (deps.events) registerEventRoutes(typed, { events: deps.events }); // operational events
       if (deps.deliveryControl) registerDeliveryControlRoutes(typed, deps.deliveryControl);
+      if (deps.health) registerHealthRoute(typed, deps.health);
     },
     { prefix: '/admin/v1' },
   );
