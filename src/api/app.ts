@@ -16,6 +16,7 @@ import type { Readiness } from './admin/health.js';
 import { sendError } from './errors.js';
 import { registerIngestRoutes, type IngestDeps } from './ingest-routes.js';
 import { registerSandboxRoutes } from './sandbox-routes.js';
+import { registerSecurityHeaders } from './security-headers.js';
 import { bodyTooLargeMessage, INGEST_BODY_LIMIT_BYTES } from './body-limits.js';
 import type { Metrics } from '../observe/metrics.js';
 
@@ -85,6 +86,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
   });
 
+  await registerSecurityHeaders(app);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 

@@ -18,6 +18,7 @@ import type { TestRunnerDeps } from '../../testing/run-test.js';
 import { presentedCredential } from '../credentials.js';
 import { ADMIN_BODY_LIMIT_BYTES, limitBodies } from '../body-limits.js';
 import { sendError } from '../errors.js';
+import { noStore } from '../security-headers.js';
 import { registerAccountRoutes } from './accounts.js'; // issue 5: accounts and campaigns
 import { registerConnectionRoutes, type ConnectionAdminDeps } from './connections.js'; // issue 5
 import { registerDeliveryRoutes } from './deliveries.js';
@@ -91,6 +92,7 @@ export async function registerAdmin(app: FastifyInstance, deps: AdminDeps): Prom
         deps.bodyLimit ?? ADMIN_BODY_LIMIT_BYTES,
         'split the apply into smaller sets of connections, or raise ADMIN_BODY_LIMIT',
       );
+      noStore(admin);
       admin.addHook('onRequest', async (request, reply) => {
         const presented = presentedCredential(request.headers.authorization) ?? '';
         // Compare digests so the comparison takes the same time whatever the token's length.
