@@ -130,7 +130,7 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
     if (env.ROLES.has('worker')) {
       sender = createSender({
         allowPrivateTargets: env.ALLOW_PRIVATE_TARGETS,
-        allowedHosts: sandbox ? [sandboxHost] : [],
+        allowedTargets: sandbox ? [engineInfo.sandboxUrl] : [],
         // As many sockets per CRM as deliveries a connection may have in flight: with fewer, the
         // rest wait in the pool, and a CRM that answers in 100 ms got 16 per 100 ms, not 50
         // (docs/performance.md, "Batch").
@@ -222,7 +222,7 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
       if (!testSender) {
         const own = createSender({
           allowPrivateTargets: env.ALLOW_PRIVATE_TARGETS,
-          allowedHosts: sandbox ? [sandboxHost] : [],
+          allowedTargets: sandbox ? [engineInfo.sandboxUrl] : [],
         });
         closers.unshift({ name: 'test sender', release: () => own.close() });
         testSender = own;
