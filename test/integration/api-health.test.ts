@@ -94,5 +94,5 @@ describe('/readyz and the admin health view', () => {
     const one = await cli(['connections', 'status', 'health-unset']);
     expect(one.stdout).toContain('secrets not set: API_HEALTH_UNSET_SECRET');
     expect(all.stdout + one.stdout).not.toContain(SET_SECRET);
-  });
+  }, 90_000);
 });
