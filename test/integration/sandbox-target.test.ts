@@ -23,21 +23,30 @@ const testRun = async (id: string) => {
 };
 
 beforeAll(async () => {
-  port = await freePort();
   const to = (id: string, url: string) => {
     const base = crmConnection(id, 'http://unused.invalid');
     return { ...base, campaigns: '*' as const, request: { ...base.request, url } };
   };
-  engine = await startTestEngine(
-    uniquePrefix('sandbox-target'),
-    [
-      to('to-sandbox', '{{engine.sandboxUrl}}/unsubscribes'),
-      // A connection aimed at the engine's own admin API, on the port the sandbox opens.
-      to('to-admin', `http://127.0.0.1:${port}/admin/v1/connections`),
-      to('to-admin-dotted', `http://127.0.0.1:${port}/sandbox/crm/../../admin/v1/keys`),
-    ],
-    { PORT: String(port), SANDBOX: 'on', ALLOW_PRIVATE_TARGETS: 'false' },
-  );
+  // The engine must know its port before it listens (the sandbox URL names it): a free port can be
+  // taken by another test file in between, so try another one then.
+  for (let attempt = 1; ; attempt += 1) {
+    port = await freePort();
+    try {
+      engine = await startTestEngine(
+        uniquePrefix('sandbox-target'),
+        [
+          to('to-sandbox', '{{engine.sandboxUrl}}/unsubscribes'),
+          // A connection aimed at the engine's own admin API, on the port the sandbox opens.
+          to('to-admin', `http://127.0.0.1:${port}/admin/v1/connections`),
+          to('to-admin-dotted', `http://127.0.0.1:${port}/sandbox/crm/../../admin/v1/keys`),
+        ],
+        { PORT: String(port), SANDBOX: 'on', ALLOW_PRIVATE_TARGETS: 'false' },
+      );
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt === 3) throw error;
+    }
+  }
 });
 afterAll(async () => {
   await engine?.close();
