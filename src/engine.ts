@@ -37,6 +37,9 @@ import { createRedis, waitReady } from './store/redis.js';
 import { applyConnectionFiles } from './config/apply-files.js';
 import { ConnectionConflicts } from './store/connection-conflicts.js';
 import { loadSecrets } from './config/secrets.js';
+import { missingSecrets } from './observe/missing-secrets.js';
+import type { SecretSource } from './templates/render-request.js';
+import type { ConnectionHealth } from './api/admin/health.js';
 
 export interface Engine {
   /** The API's base URL, when this process serves the API. */
@@ -132,7 +135,7 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
     if (env.ROLES.has('worker')) {
       sender = createSender({
         allowPrivateTargets: env.ALLOW_PRIVATE_TARGETS,
-        allowedHosts: sandbox ? [sandboxHost] : [],
+        allowedTargets: sandbox ? [engineInfo.sandboxUrl] : [],
         // As many sockets per CRM as deliveries a connection may have in flight: with fewer, the
         // rest wait in the pool, and a CRM that answers in 100 ms got 16 per 100 ms, not 50
         // (docs/performance.md, "Batch").
@@ -224,7 +227,7 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
       if (!testSender) {
         const own = createSender({
           allowPrivateTargets: env.ALLOW_PRIVATE_TARGETS,
-          allowedHosts: sandbox ? [sandboxHost] : [],
+          allowedTargets: sandbox ? [engineInfo.sandboxUrl] : [],
         });
         closers.unshift({ name: 'test sender', release: () => own.close() });
         testSender = own;
@@ -237,6 +240,7 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
         sandbox,
         admin: {
           adminToken: admin.token,
+          bodyLimit: env.ADMIN_BODY_LIMIT,
           deliveries: new DeliveryRecords(queues, attempts, ledger, retention, buffer),
           apiKeys,
           // Unsubscribes view, suppressions and audit export (issue 5).
@@ -266,6 +270,7 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
           events,
           deliveryControl: {
             backlogs,
+            missingSecrets: () => missingSecrets(store, secrets),
             operations: new ConnectionOperations({
               queues,
               store,
@@ -280,7 +285,8 @@ export async function startEngine(env: Env, logger: Logger): Promise<Engine> {
           queues: () => queues.all(),
         },
         metrics,
-        readiness: () => readiness(redis, store, index, workers, backlogs),
+        readiness: (options) =>
+          readiness(redis, store, index, workers, options?.detail ? { backlogs, secrets } : undefined),
       });
       const runningApp = app;
       drainables.push({
@@ -318,7 +324,8 @@ async function readiness(
   store: ConnectionStore,
   index: ConnectionIndex,
   workers: DeliveryWorkers | undefined,
-  backlogs: Backlogs,
+  /** Given for the admin health view only: the public /readyz says ready or not, nothing more. */
+  detail: { backlogs: Backlogs; secrets: SecretSource } | undefined,
 ) {
   const checks: Record<string, { ok: boolean; detail?: string }> = {};
   let connections: Record<string, ConnectionHealth> | undefined;
@@ -341,39 +348,37 @@ async function readiness(
     checks.workers = workers.isRunning()
       ? { ok: true, detail: `${workers.running.length} connection workers` }
       : { ok: false, detail: 'a delivery worker stopped' };
+  if (!detail) return { checks };
   try {
-    connections = Object.fromEntries((await backlogs.backlogs()).map((b) => [b.connectionId, health(b)]));
+    const [backlogs, missing] = await Promise.all([
+      detail.backlogs.backlogs(),
+      missingSecrets(store, detail.secrets),
+    ]);
+    connections = Object.fromEntries(
+      backlogs.map((b) => [b.connectionId, health(b, missing.get(b.connectionId))]),
+    );
   } catch (error) {
     checks.connectionHealth = { ok: false, detail: (error as Error).message };
   }
   return { checks, ...(connections ? { connections } : {}) };
 }
 
-/** One connection's health for /readyz: informative, never failing readiness (one CRM's trouble is not this process's). */
-export interface ConnectionHealth {
-  status: 'healthy' | 'failing' | 'circuit_open' | 'probing' | 'paused' | 'disabled' | 'deleted';
-  circuit: Backlog['control']['circuit'];
-  consecutiveFailures: number;
-  pending: number;
-  failed: number;
-  oldestPendingAgeSeconds: number;
-  paused?: { by: string; at: string; reason: string };
-}
-
-function health(backlog: Backlog): ConnectionHealth {
+function health(backlog: Backlog, missing: string[] | undefined): ConnectionHealth {
   const { control, counts } = backlog;
   const status: ConnectionHealth['status'] =
     backlog.connection !== 'active'
       ? backlog.connection
       : backlog.queuePaused
         ? 'paused'
-        : control.circuit === 'open'
-          ? 'circuit_open'
-          : control.circuit === 'half_open'
-            ? 'probing'
-            : control.failing
-              ? 'failing'
-              : 'healthy';
+        : missing
+          ? 'misconfigured'
+          : control.circuit === 'open'
+            ? 'circuit_open'
+            : control.circuit === 'half_open'
+              ? 'probing'
+              : control.failing
+                ? 'failing'
+                : 'healthy';
   return {
     status,
     circuit: control.circuit,
@@ -382,5 +387,6 @@ function health(backlog: Backlog): ConnectionHealth {
     failed: counts.failed,
     oldestPendingAgeSeconds: Math.round(backlog.oldestPendingAgeSeconds),
     ...(control.paused ? { paused: control.paused } : {}),
+    ...(missing ? { missingSecrets: missing } : {}),
   };
 }

@@ -10,26 +10,20 @@ import {
   serializerCompiler,
   validatorCompiler,
 } from 'fastify-type-provider-zod';
-import { ConflictError, InputError, NotFoundError } from '../errors.js';
+import { ConflictError, ConnectionConfigError, InputError, NotFoundError, TemplateError } from '../errors.js';
 import { registerAdmin, type AdminDeps } from './admin/index.js';
+import type { Readiness } from './admin/health.js';
 import { sendError } from './errors.js';
 import { registerIngestRoutes, type IngestDeps } from './ingest-routes.js';
 import { registerSandboxRoutes } from './sandbox-routes.js';
+import { registerSecurityHeaders } from './security-headers.js';
+import { bodyTooLargeMessage, INGEST_BODY_LIMIT_BYTES } from './body-limits.js';
 import type { Metrics } from '../observe/metrics.js';
-
-/** The ingest body limit from the API contract; bigger bodies get 413 before they are parsed. */
-export const BODY_LIMIT_BYTES = 16 * 1024;
 
 export interface AppDeps extends IngestDeps {
   logger: Logger;
-  /**
-   * Is the process able to take unsubscribes (checks), and how is each connection doing (shown, but
-   * one CRM's trouble never makes this process unready). Used by /readyz.
-   */
-  readiness: () => Promise<{
-    checks: Record<string, { ok: boolean; detail?: string }>;
-    connections?: Record<string, unknown>;
-  }>;
+  /** Readiness checks, and with `detail` each connection's health: /readyz and the admin health view. */
+  readiness: Readiness;
   /** Served at /metrics in the Prometheus text format. */
   metrics?: Metrics;
   sandbox: boolean;
@@ -39,7 +33,6 @@ export interface AppDeps extends IngestDeps {
 
 /** Errors Fastify raises before a handler runs, mapped to the API's own codes. */
 const FRAMEWORK_ERRORS: Record<string, { status: number; error: string; message: string }> = {
-  FST_ERR_CTP_BODY_TOO_LARGE: { status: 413, error: 'payload_too_large', message: 'the body is over 16 KiB' },
   FST_ERR_CTP_INVALID_JSON_BODY: {
     status: 400,
     error: 'invalid_json',
@@ -65,7 +58,8 @@ const FRAMEWORK_ERRORS: Record<string, { status: number; error: string; message:
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
-    bodyLimit: BODY_LIMIT_BYTES,
+    // The default is ingest's, the public route's; the admin API and the sandbox set their own.
+    bodyLimit: INGEST_BODY_LIMIT_BYTES,
     // One line per accepted unsubscribe is logged by the route; per-request access logs would double it.
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
@@ -92,6 +86,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
   });
 
+  await registerSecurityHeaders(app);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 
@@ -114,6 +109,29 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       return sendError(reply, 404, { error: 'not_found', message: error.message });
     if (error instanceof ConflictError)
       return sendError(reply, 409, { error: 'conflict', message: error.message });
+    // A connection's own problem (a missing secret, a template that cannot render) is the
+    // operator's to fix, not the server's: 422 naming the connection, the field and the reason.
+    if (error instanceof TemplateError) {
+      const prefix = `connection ${error.connectionId}: ${error.field}: `;
+      return sendError(reply, 422, {
+        error: 'connection_misconfigured',
+        message: `${error.message}; fix the connection and try again`,
+        fields: {
+          [error.field]: error.message.startsWith(prefix)
+            ? error.message.slice(prefix.length)
+            : error.message,
+        },
+      });
+    }
+    if (error instanceof ConnectionConfigError) {
+      return sendError(reply, 422, {
+        error: 'connection_misconfigured',
+        message: error.message,
+        fields: Object.fromEntries(
+          error.issues.map((issue) => [issue.field || '(connection)', issue.reason]),
+        ),
+      });
+    }
     if (error instanceof InputError) {
       return sendError(reply, 400, {
         error: 'invalid_request',
@@ -121,6 +139,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         ...(Object.keys(error.fields).length ? { fields: error.fields } : {}),
       });
     }
+    if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE')
+      return sendError(reply, 413, {
+        error: 'payload_too_large',
+        message: bodyTooLargeMessage(request, INGEST_BODY_LIMIT_BYTES),
+      });
     const known = error.code ? FRAMEWORK_ERRORS[error.code] : undefined;
     if (known) return sendError(reply, known.status, { error: known.error, message: known.message });
     if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
@@ -138,10 +161,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   );
 
   app.get('/healthz', async () => ({ ok: true }));
+  // Public, for load balancers: ready or not, nothing else (no connection ids, no Redis messages).
+  // The checks and each connection's health are behind the admin token at GET /admin/v1/health.
   app.get('/readyz', async (_request, reply) => {
-    const { checks, connections } = await deps.readiness();
+    const { checks } = await deps.readiness();
     const ok = Object.values(checks).every((check) => check.ok);
-    return reply.code(ok ? 200 : 503).send({ ok, checks, ...(connections ? { connections } : {}) });
+    return reply.code(ok ? 200 : 503).send({ ok });
   });
   const metrics = deps.metrics;
   if (metrics) {
@@ -160,6 +185,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   registerIngestRoutes(app, deps);
   if (deps.sandbox) registerSandboxRoutes(app);
-  if (deps.admin) await registerAdmin(app, deps.admin);
+  if (deps.admin) await registerAdmin(app, { health: deps.readiness, ...deps.admin });
   return app;
 }

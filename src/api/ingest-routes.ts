@@ -5,6 +5,8 @@ import type { DeliveryProducer } from '../queue/producer.js';
 import type { ApiKeyStore } from '../store/api-keys.js';
 import type { ConnectionIndex } from '../store/connection-index.js';
 import { presentedCredential } from './credentials.js';
+import { INGEST_BODY_LIMIT_BYTES } from './body-limits.js';
+import { IngestDeadline } from './ingest-deadline.js';
 import { sendError } from './errors.js';
 import { checkUnsubscribeBody } from './unsubscribe-body.js';
 
@@ -17,6 +19,8 @@ export interface IngestDeps {
 declare module 'fastify' {
   interface FastifyRequest {
     caller?: { account: string; origin: UnsubscribeOrigin };
+    /** Ingest only: the Redis time this request has left. */
+    ingestDeadline?: IngestDeadline;
   }
 }
 
@@ -68,6 +72,8 @@ export function registerIngestRoutes(app: FastifyInstance, deps: IngestDeps): vo
   app.post(
     '/v1/unsubscribes',
     {
+      bodyLimit: INGEST_BODY_LIMIT_BYTES,
+      config: { bodyLimitAdvice: 'send one unsubscribe per request, with its attributes under 16 KiB' },
       onRequest: async (request, reply) => {
         const key = presentedCredential(request.headers.authorization);
         if (!key) {
@@ -77,11 +83,13 @@ export function registerIngestRoutes(app: FastifyInstance, deps: IngestDeps): vo
           });
         }
         let caller: { account: string; origin: UnsubscribeOrigin } | undefined;
+        const deadline = new IngestDeadline();
+        request.ingestDeadline = deadline;
         try {
-          caller = await deps.apiKeys.verify(key);
+          caller = await deadline.run(deps.apiKeys.verify(key), false);
         } catch (error) {
           request.log.error({ err: error }, 'API key lookup failed');
-          return sendError(reply, 503, {
+          return sendError(reply.header('retry-after', '5'), 503, {
             error: 'unavailable',
             message: 'storage is unavailable; retry shortly',
           });
@@ -132,10 +140,15 @@ export function registerIngestRoutes(app: FastifyInstance, deps: IngestDeps): vo
         .map((stored) => stored.connection)
         .filter((connection) => origin !== 'advertiser' || connection.echo);
       try {
-        const result = await deps.producer.accept(
-          { account, ...body, ...(origin === 'advertiser' ? { origin } : {}) },
-          linked,
-          idempotencyKey,
+        // Bounded as a whole, with what the key lookup left: a hanging Redis gets the caller a 503
+        // within the deadline, never a 201 much later.
+        const result = await request.ingestDeadline!.run(
+          deps.producer.accept(
+            { account, ...body, ...(origin === 'advertiser' ? { origin } : {}) },
+            linked,
+            idempotencyKey,
+          ),
+          true,
         );
         if (result.outcome === 'conflict') {
           return sendError(reply, 422, {
@@ -161,9 +174,11 @@ export function registerIngestRoutes(app: FastifyInstance, deps: IngestDeps): vo
         return sendError(reply, 503, {
           error: 'unavailable',
           // A lost answer cannot tell "not stored" from "stored": say so, and how to retry safely.
-          message: error.maybeStored
-            ? 'storage did not confirm the unsubscribe; retry shortly with the same Idempotency-Key'
-            : 'the unsubscribe was not stored; retry shortly',
+          message: !error.maybeStored
+            ? 'the unsubscribe was not stored; retry shortly'
+            : idempotencyKey
+              ? 'storage did not confirm the unsubscribe; retry shortly with the same Idempotency-Key'
+              : 'storage did not confirm the unsubscribe (it may still be stored); retry shortly, with an Idempotency-Key to make retries safe',
         });
       }
     },

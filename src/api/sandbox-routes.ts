@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { limitBodies, SANDBOX_BODY_LIMIT_BYTES } from './body-limits.js';
 
 /** How many received requests the sandbox keeps (in memory, newest last). */
 const KEEP = 100;
@@ -20,6 +21,7 @@ export function registerSandboxRoutes(app: FastifyInstance): void {
   const received: SandboxRequest[] = [];
   app.register(
     async (sandbox) => {
+      limitBodies(sandbox, SANDBOX_BODY_LIMIT_BYTES, 'the sandbox CRM takes requests up to 1 MiB');
       sandbox.post('/unsubscribes', async (request, reply) => {
         const headers: Record<string, string> = {};
         for (const [name, value] of Object.entries(request.headers)) {

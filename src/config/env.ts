@@ -38,6 +38,12 @@ export const envSchema = z
     SECRETS_FILE: z.string().optional(),
     /** Guards the admin API. Without it the admin API is not served. */
     ADMIN_TOKEN: z.string().min(16, 'use at least 16 characters').optional(),
+    /** Largest admin API body in bytes: `apply` sends every connection file in one request. */
+    ADMIN_BODY_LIMIT: z.coerce
+      .number()
+      .int()
+      .min(16 * 1024, 'use at least 16384 bytes')
+      .default(8 * 1024 * 1024),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     /** `json` lines, `pretty` for people, or `auto`: pretty on a terminal, JSON otherwise. */
     LOG_FORMAT: z.enum(['json', 'pretty', 'auto']).default('auto'),

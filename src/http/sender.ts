@@ -4,7 +4,7 @@ import { Agent } from 'undici';
 import type { Dispatcher } from 'undici';
 import type { Timeouts } from '../config/connection-schema.js';
 import type { RenderedRequest, SendOutcome } from '../domain/delivery.js';
-import { guardedConnector } from './target-guard.js';
+import { guardedConnector, targetPathRule } from './target-guard.js';
 import type { GuardOptions } from './target-guard.js';
 
 export interface SenderOptions extends GuardOptions {
@@ -83,6 +83,7 @@ class AgentsByConnectTimeout {
 
 export function createSender(opts: SenderOptions, dispatcher?: Dispatcher): Sender {
   const agents = dispatcher ? undefined : new AgentsByConnectTimeout(opts);
+  const outsidePaths = targetPathRule(opts);
   let closed = false;
 
   async function send(req: RenderedRequest, limits: SendLimits): Promise<SendOutcome> {
@@ -101,6 +102,9 @@ export function createSender(opts: SenderOptions, dispatcher?: Dispatcher): Send
     if (url.protocol !== 'http:' && url.protocol !== 'https:') {
       return fail('TARGET_REFUSED', `only http and https targets are allowed, not ${url.protocol}`);
     }
+    // The connector sees no path: the allowed targets' path rule is checked here.
+    const outside = outsidePaths(req.url);
+    if (outside) return fail('TARGET_REFUSED', outside);
     if (closed) return fail('NETWORK', 'the sender is closed');
     // `host` never includes userinfo, path or query, which may carry credentials.
     const target = url.host;

@@ -15,10 +15,49 @@ export interface GuardOptions {
   /** Let every address through (local development, tests against loopback servers). */
   allowPrivateTargets: boolean;
   /**
-   * Exact `host:port` strings always allowed, as written in a URL (`127.0.0.1:8080`, `[::1]:8080`,
-   * `localhost:8080`). Used for the engine's own built-in sandbox receiver.
+   * URL prefixes allowed whatever their address (`http://127.0.0.1:8080/sandbox/crm`): their
+   * `host:port` may be connected to, and on it only paths under a prefix may be requested, so the
+   * engine's own sandbox receiver is reachable and the rest of the engine's port (the admin API,
+   * ingest) is not.
    */
-  allowedHosts?: string[];
+  allowedTargets?: string[];
+}
+
+/** `host:port` as a URL writes it (`127.0.0.1:8080`, `[::1]:8080`), the default port made explicit. */
+function hostPort(url: URL): string {
+  return `${url.hostname}:${url.port || (url.protocol === 'https:' ? 443 : 80)}`.toLowerCase();
+}
+
+/** Each allowed target as the `host:port` it opens and the path prefix it allows there. */
+function allowedTargets(opts: GuardOptions): Array<{ host: string; path: string }> {
+  return (opts.allowedTargets ?? []).map((prefix) => {
+    const url = new URL(prefix);
+    return { host: hostPort(url), path: url.pathname.replace(/\/+$/, '') };
+  });
+}
+
+/**
+ * The allowed targets' path rule, built once per sender: it says why a request to `href` is refused,
+ * or undefined. A URL on an allowed target's `host:port` must be under one of its path prefixes
+ * (whole segments, after the URL's own `..` resolution), whatever `allowPrivateTargets` says.
+ */
+export function targetPathRule(opts: GuardOptions): (href: string) => string | undefined {
+  const targets = allowedTargets(opts);
+  if (targets.length === 0) return () => undefined;
+  return (href) => {
+    const url = new URL(href);
+    const onHost = targets.filter((target) => target.host === hostPort(url));
+    if (onHost.length === 0) return undefined;
+    const under = onHost.some(
+      (target) => url.pathname === target.path || url.pathname.startsWith(`${target.path}/`),
+    );
+    if (under) return undefined;
+    return `refused to send to ${url.origin}${url.pathname}: on ${url.host} only ${onHost
+      .map((target) => `${target.path}/…`)
+      .join(
+        ', ',
+      )} may be reached (the built-in sandbox CRM); the rest of the engine's own port is not a delivery target`;
+  };
 }
 
 /** The sender refused to connect: the target resolves to a forbidden address. Retrying cannot help. */
@@ -105,12 +144,12 @@ function ipv6Words(ipv6: string): number[] | undefined {
   return words.length === 8 ? words : undefined;
 }
 
-/** Whether `hostname:port` may be reached whatever it resolves to. */
+/** Whether `hostname:port` may be connected to whatever it resolves to (paths: `refusedPath`). */
 export function isAllowedHost(opts: GuardOptions, hostname: string, port: number): boolean {
   if (opts.allowPrivateTargets) return true;
   const host = net.isIPv6(hostname) ? `[${hostname}]` : hostname;
   const target = `${host}:${port}`.toLowerCase();
-  return (opts.allowedHosts ?? []).some((allowed) => allowed.toLowerCase() === target);
+  return allowedTargets(opts).some((allowed) => allowed.host === target);
 }
 
 function refusal(hostname: string, address: string): TargetRefusedError {
@@ -130,7 +169,7 @@ type LookupCallback = (
  * addresses Node may try each in turn, so one bad record is enough to refuse the name.
  *
  * Net skips `lookup` for IP-literal hosts and a lookup never sees the port, so this cannot enforce
- * `allowedHosts` or guard `http://127.0.0.1`: use `guardedConnector`, which does both.
+ * `allowedTargets` or guard `http://127.0.0.1`: use `guardedConnector`, which does both.
  */
 export function guardedLookup(opts: Pick<GuardOptions, 'allowPrivateTargets'>) {
   return function lookup(hostname: string, options: LookupOptions, callback: LookupCallback): void {
@@ -149,7 +188,7 @@ export function guardedLookup(opts: Pick<GuardOptions, 'allowPrivateTargets'>) {
 }
 
 /**
- * An undici connector that enforces the guard before any socket is opened: allowed `host:port`
+ * An undici connector that enforces the guard before any socket is opened: allowed targets' `host:port`
  * pass untouched, IP literals are checked directly (net would skip the lookup), names go through
  * `guardedLookup`. `timeout` is undici's connect timeout (DNS, TCP and TLS handshake together).
  */

@@ -33,6 +33,7 @@ export interface TestRun {
   /** Set when nothing came back (network error, timeout, target refused by the SSRF guard). */
   error?: { code: string; message: string };
   verdict?: Verdict['verdict'];
+  /** The matching rule, numbered from 1 as `validate`, the reasons and the docs count; or `default`. */
   rule?: number | 'default';
   reason?: string;
   durationMs: number;
@@ -42,6 +43,11 @@ export interface TestRunnerDeps extends ExchangeDeps {
   connections: ConnectionStore;
   runs: TestRunStore;
   engine: { sandboxUrl: string };
+}
+
+/** A verdict's rule index (0-based, into `response.rules`) as people count it. */
+function ruleNumber(rule: Verdict['rule']): number | 'default' {
+  return rule === 'default' ? rule : rule + 1;
 }
 
 /**
@@ -121,7 +127,7 @@ export async function runConnectionTest(
             }
           : { error: { code: outcome.code, message: outcome.message } }),
         verdict: verdict.verdict,
-        rule: verdict.rule,
+        rule: ruleNumber(verdict.rule),
         reason: verdict.reason,
         durationMs: Math.round(outcome.durationMs),
       };

@@ -46,6 +46,13 @@ beforeAll(async () => {
         response: { rules: [{ when: { status: 202 }, then: 'success', reason: 'accepted' }] },
       }),
       crmConnection('untested-crm', crm.url),
+      crmConnection('unset-secret-crm', crm.url, {
+        testing: { email: 'qa@example.com' },
+        request: {
+          ...crmConnection('x', crm.url).request,
+          auth: { type: 'bearer', token: "{{secret 'ADMIN_TESTING_UNSET_SECRET'}}" },
+        },
+      }),
     ],
     { ADMIN_TOKEN },
   );
@@ -70,7 +77,8 @@ describe('connection test runs', () => {
     expect(JSON.stringify(run.response)).not.toContain(SECRET);
     expect(run.response!.body).toContain('[redacted]');
     expect(run.verdict).toBe('success');
-    expect(run.rule).toBe(0);
+    // Numbered from 1, as validate, the docs and the reason ("rule 1 (success) ...") count.
+    expect(run.rule).toBe(1);
     expect(run.connectionVersion).toBe(1);
     expect(typeof run.durationMs).toBe('number');
     expect(crm.received.at(-1)!.headers.authorization).toBe(`Bearer ${SECRET}`);
@@ -109,6 +117,24 @@ describe('connection test runs', () => {
     expect(((await response.json()) as { message: string }).message).toContain('testing: { email: ... }');
     const withEmail = await post('/connections/untested-crm/test', { dryRun: true, email: 'x@example.com' });
     expect(withEmail.status).toBe(200);
+  });
+
+  it('answers a dry run of a connection whose secret is not set with 422 naming connection and field', async () => {
+    const response = await post('/connections/unset-secret-crm/test', { dryRun: true });
+    expect(response.status).toBe(422);
+    const body = (await response.json()) as {
+      error: string;
+      message: string;
+      fields: Record<string, string>;
+    };
+    expect(body.error).toBe('connection_misconfigured');
+    expect(body.message).toContain('connection unset-secret-crm: request.auth.token:');
+    expect(body.message).toContain('ADMIN_TESTING_UNSET_SECRET');
+    expect(body.fields['request.auth.token']).toContain('ADMIN_TESTING_UNSET_SECRET');
+    // Sent for real, the same problem is a failed test run, recorded, still no 500.
+    const sent = await post('/connections/unset-secret-crm/test', {});
+    expect(sent.status).toBe(200);
+    expect(((await sent.json()) as { error: { code: string } }).error.code).toBe('TEMPLATE_ERROR');
   });
 
   it('validates the body and the connection', async () => {

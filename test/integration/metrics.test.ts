@@ -68,7 +68,7 @@ describe('GET /metrics', () => {
     expect(sample(after, 'process_resident_memory_bytes')).toBeGreaterThan(0);
   });
 
-  it('shows a held backlog, its age, the pause and an open circuit, and /readyz says the same', async () => {
+  it('shows a held backlog, its age, the pause and an open circuit, and the admin health view says the same', async () => {
     const paused = await fetch(`${engine.url}/admin/v1/connections/m-held/pause`, {
       method: 'POST',
       headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
@@ -103,7 +103,9 @@ describe('GET /metrics', () => {
       sample(text, 'unsub_relay_circuit_transitions_total', { connection: 'm-broken', to: 'circuit_opened' }),
     ).toBe(1);
 
-    const ready = await fetch(`${engine.url}/readyz`);
+    const ready = await fetch(`${engine.url}/admin/v1/health`, {
+      headers: { authorization: `Bearer ${ADMIN}` },
+    });
     // One advertiser's trouble never makes the engine unready: it is reported per connection.
     expect(ready.status).toBe(200);
     const body = (await ready.json()) as { connections: Record<string, { status: string; pending: number }> };

@@ -71,7 +71,10 @@ describe('sender with the SSRF guard on', () => {
   });
 
   it('lets exactly an allowed host:port through', async () => {
-    const guarded = createSender({ allowPrivateTargets: false, allowedHosts: [`127.0.0.1:${port}`] });
+    const guarded = createSender({
+      allowPrivateTargets: false,
+      allowedTargets: [`http://127.0.0.1:${port}/`],
+    });
     const allowed = await guarded.send(post(`http://127.0.0.1:${port}/`), limits);
     const refused = await guarded.send(post(`http://127.0.0.1:${other}/`), limits);
     await guarded.close();
@@ -79,5 +82,20 @@ describe('sender with the SSRF guard on', () => {
     expect(refused).toMatchObject({ kind: 'error', code: 'TARGET_REFUSED' });
     expect(seen.get(mainServer)).toEqual({ connections: 1, requests: 1 });
     expect(seen.get(otherServer)).toEqual({ connections: 0, requests: 0 });
+  });
+
+  it('reaches only the allowed path prefix on an allowed target, before any connection', async () => {
+    const before = { ...seen.get(mainServer)! };
+    const guarded = createSender({
+      allowPrivateTargets: false,
+      allowedTargets: [`http://127.0.0.1:${port}/sandbox/crm`],
+    });
+    const inside = await guarded.send(post(`http://127.0.0.1:${port}/sandbox/crm/unsubscribes`), limits);
+    const outside = await guarded.send(post(`http://127.0.0.1:${port}/admin/v1/connections`), limits);
+    await guarded.close();
+    expect(inside).toMatchObject({ kind: 'response', status: 200 });
+    expect(outside).toMatchObject({ kind: 'error', code: 'TARGET_REFUSED' });
+    if (outside.kind === 'error') expect(outside.message).toContain('only /sandbox/crm/… may be reached');
+    expect(seen.get(mainServer)!.requests).toBe(before.requests + 1);
   });
 });

@@ -1,6 +1,11 @@
 import type { LookupAddress } from 'node:dns';
 import { describe, expect, it } from 'vitest';
-import { guardedLookup, isAllowedHost, isForbiddenAddress } from '../../src/http/target-guard.js';
+import {
+  guardedLookup,
+  isAllowedHost,
+  isForbiddenAddress,
+  targetPathRule,
+} from '../../src/http/target-guard.js';
 
 describe('isForbiddenAddress', () => {
   it.each([
@@ -72,7 +77,7 @@ describe('isForbiddenAddress', () => {
 describe('isAllowedHost', () => {
   const opts = {
     allowPrivateTargets: false,
-    allowedHosts: ['127.0.0.1:8080', '[::1]:9090', 'Sandbox.Local:80'],
+    allowedTargets: ['http://127.0.0.1:8080/sandbox/crm', 'http://[::1]:9090/', 'http://Sandbox.Local/crm/'],
   };
 
   it('allows exactly the listed host:port', () => {
@@ -90,6 +95,37 @@ describe('isAllowedHost', () => {
 
   it('allows everything with allowPrivateTargets', () => {
     expect(isAllowedHost({ allowPrivateTargets: true }, '10.0.0.1', 1)).toBe(true);
+  });
+});
+
+describe('targetPathRule', () => {
+  const rule = targetPathRule({
+    allowPrivateTargets: true,
+    allowedTargets: ['http://127.0.0.1:8080/sandbox/crm'],
+  });
+
+  it('lets paths under the prefix through, whole segments only', () => {
+    expect(rule('http://127.0.0.1:8080/sandbox/crm')).toBeUndefined();
+    expect(rule('http://127.0.0.1:8080/sandbox/crm/unsubscribes?x=1')).toBeUndefined();
+  });
+
+  it('refuses the rest of the allowed port, even with private targets allowed, naming the rule', () => {
+    for (const href of [
+      'http://127.0.0.1:8080/admin/v1/connections',
+      'http://127.0.0.1:8080/v1/unsubscribes',
+      'http://127.0.0.1:8080/sandbox/crmx',
+      'http://127.0.0.1:8080/sandbox/crm/../../admin/v1/keys',
+      'http://127.0.0.1:8080/sandbox/crm/%2e%2e/%2e%2e/admin/v1/keys',
+    ])
+      expect(rule(href), href).toMatch(
+        /^refused to send to http:\/\/127\.0\.0\.1:8080\/.*: on 127\.0\.0\.1:8080 only \/sandbox\/crm\/… may be reached/,
+      );
+  });
+
+  it('leaves other hosts and ports to the address rules', () => {
+    expect(rule('http://127.0.0.1:8081/admin/v1/connections')).toBeUndefined();
+    expect(rule('https://crm.example/admin')).toBeUndefined();
+    expect(targetPathRule({ allowPrivateTargets: false })('http://127.0.0.1:8080/admin')).toBeUndefined();
   });
 });
 

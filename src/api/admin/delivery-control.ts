@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { ConnectionOperations } from '../../queue/connection-operations.js';
-import type { Backlogs } from '../../store/backlogs.js';
+import type { Backlog, Backlogs } from '../../store/backlogs.js';
 import type { AdminApp } from './index.js';
 import { operatorOf } from './operator.js';
 import { errorBody } from './schemas.js';
@@ -9,6 +9,8 @@ import { errorBody } from './schemas.js';
 export interface DeliveryControlDeps {
   backlogs: Backlogs;
   operations: ConnectionOperations;
+  /** Connections reading secrets this process does not have, with the names (never values). */
+  missingSecrets?: () => Promise<Map<string, string[]>>;
 }
 
 const idParams = z.object({ id: z.string().min(1) });
@@ -34,6 +36,8 @@ const backlog = z.object({
     changedAt: z.string().optional(),
     paused: z.object({ by: z.string(), at: z.string(), reason: z.string() }).optional(),
   }),
+  /** Set when the connection reads secrets that are not set: every delivery would fail (misconfigured). */
+  missingSecrets: z.array(z.string()).optional(),
 });
 const selection = {
   /** Also take failed deliveries, not only pending ones. */
@@ -44,12 +48,17 @@ const selection = {
 const sendingNow = z.number();
 const preview = z.object({ wouldTake: z.number(), sample: z.array(z.string()), sendingNow });
 
+function withMissing(backlog: Backlog, missing: string[] | undefined) {
+  return missing ? { ...backlog, missingSecrets: missing } : backlog;
+}
+
 /**
  * Delivery control: each connection's queue, circuit and pause; pause and resume; close a circuit by
  * hand; move or discard the backlog of a deleted, disabled or paused connection (a preview unless
  * `confirm: true`).
  */
 export function registerDeliveryControlRoutes(admin: AdminApp, deps: DeliveryControlDeps): void {
+  const misconfigured = () => deps.missingSecrets?.() ?? Promise.resolve(new Map<string, string[]>());
   admin.get(
     '/backlogs',
     {
@@ -60,7 +69,10 @@ export function registerDeliveryControlRoutes(admin: AdminApp, deps: DeliveryCon
         response: { 200: z.object({ backlogs: z.array(backlog) }) },
       },
     },
-    async () => ({ backlogs: await deps.backlogs.backlogs() }),
+    async () => {
+      const [backlogs, missing] = await Promise.all([deps.backlogs.backlogs(), misconfigured()]);
+      return { backlogs: backlogs.map((b) => withMissing(b, missing.get(b.connectionId))) };
+    },
   );
 
   admin.get(
@@ -73,7 +85,10 @@ export function registerDeliveryControlRoutes(admin: AdminApp, deps: DeliveryCon
         response: { 200: backlog },
       },
     },
-    async (request) => deps.backlogs.of(request.params.id),
+    async (request) => {
+      const [one, missing] = await Promise.all([deps.backlogs.of(request.params.id), misconfigured()]);
+      return withMissing(one, missing.get(request.params.id));
+    },
   );
 
   admin.post(

@@ -16,13 +16,16 @@ import type { UnsubscribeLedger } from '../../store/unsubscribes.js';
 import type { ReplayStore } from '../../store/replays.js';
 import type { TestRunnerDeps } from '../../testing/run-test.js';
 import { presentedCredential } from '../credentials.js';
+import { ADMIN_BODY_LIMIT_BYTES, limitBodies } from '../body-limits.js';
 import { sendError } from '../errors.js';
+import { noStore } from '../security-headers.js';
 import { registerAccountRoutes } from './accounts.js'; // issue 5: accounts and campaigns
 import { registerConnectionRoutes, type ConnectionAdminDeps } from './connections.js'; // issue 5
 import { registerDeliveryRoutes } from './deliveries.js';
 import { registerDeliveryControlRoutes, type DeliveryControlDeps } from './delivery-control.js';
 import { registerQueueDashboard } from './queue-dashboard.js';
 import { registerEventRoutes } from './events.js';
+import { registerHealthRoute, type Readiness } from './health.js';
 import { registerKeyRoutes } from './keys.js';
 import { registerReplayRoutes } from './replays.js';
 import { registerTestingRoutes } from './testing.js';
@@ -30,6 +33,8 @@ import { registerUnsubscribeRoutes } from './unsubscribes.js';
 
 export interface AdminDeps {
   adminToken: string;
+  /** The admin API's body limit in bytes (ADMIN_BODY_LIMIT); 8 MiB unless given. */
+  bodyLimit?: number;
   deliveries: DeliveryRecords;
   apiKeys: ApiKeyStore;
   /** Unsubscribes view, suppression lookup and audit export (issue 5). */
@@ -44,6 +49,8 @@ export interface AdminDeps {
   events?: Pick<EventLog, 'list'>;
   /** Pause, resume, circuits and held backlogs (issue 6). */
   deliveryControl?: DeliveryControlDeps;
+  /** Readiness with each connection's health, served at `GET /health`. */
+  health?: Readiness;
   /** The BullMQ queues shown in the queue dashboard at /admin/queues (issue 6). */
   queues?: () => Promise<Queue[]>;
 }
@@ -80,6 +87,12 @@ export async function registerAdmin(app: FastifyInstance, deps: AdminDeps): Prom
   const expected = digest(deps.adminToken);
   await app.register(
     async (admin) => {
+      limitBodies(
+        admin,
+        deps.bodyLimit ?? ADMIN_BODY_LIMIT_BYTES,
+        'split the apply into smaller sets of connections, or raise ADMIN_BODY_LIMIT',
+      );
+      noStore(admin);
       admin.addHook('onRequest', async (request, reply) => {
         const presented = presentedCredential(request.headers.authorization) ?? '';
         // Compare digests so the comparison takes the same time whatever the token's length.
@@ -102,6 +115,7 @@ export async function registerAdmin(app: FastifyInstance, deps: AdminDeps): Prom
       registerAccountRoutes(typed, deps.connectionAdmin); // accounts and campaigns (issue 5)
       if (deps.events) registerEventRoutes(typed, { events: deps.events }); // operational events
       if (deps.deliveryControl) registerDeliveryControlRoutes(typed, deps.deliveryControl);
+      if (deps.health) registerHealthRoute(typed, deps.health);
     },
     { prefix: '/admin/v1' },
   );

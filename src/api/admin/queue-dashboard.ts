@@ -6,6 +6,7 @@ import type { Queue } from 'bullmq';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { presentedCredential } from '../credentials.js';
 import { sendError } from '../errors.js';
+import { noStore, useDashboardPolicy } from '../security-headers.js';
 
 export interface QueueDashboardDeps {
   adminToken: string;
@@ -71,6 +72,8 @@ export async function registerQueueDashboard(app: FastifyInstance, deps: QueueDa
 
   await app.register(
     async (scope) => {
+      useDashboardPolicy(scope);
+      noStore(scope);
       scope.addHook('onRequest', async (request, reply) => {
         const presented = credential(request.headers.authorization);
         // Digests make the comparison take the same time whatever the presented length.

@@ -56,7 +56,7 @@ export function registerTestingRoutes(admin: AdminApp, deps: Pick<AdminDeps, 'te
         tags: ['connections'],
         params: idParams,
         body: testBody.default({}),
-        response: { 200: testRun, 400: errorBody, 404: errorBody },
+        response: { 200: testRun, 400: errorBody, 404: errorBody, 422: errorBody },
       },
     },
     async (request) => {

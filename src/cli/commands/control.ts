@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { Backlog } from '../../store/backlogs.js';
+import type { Backlog as StoredBacklog } from '../../store/backlogs.js';
 import { admin, print } from '../shared.js';
 import { table } from '../table.js';
 import type { ConnectionConflict } from '../../store/connection-conflicts.js';
@@ -18,11 +18,21 @@ function sendingNowNote(sendingNow: number, verb: string): string {
     : '';
 }
 
+/** A backlog as the admin API shows it: with the secrets its connection reads that are not set. */
+type Backlog = StoredBacklog & { missingSecrets?: string[] };
+
+function state(b: Backlog): string {
+  if (b.connection !== 'active') return b.connection;
+  if (b.queuePaused) return 'paused';
+  // Every delivery would fail with TEMPLATE_ERROR until the secrets are set.
+  return b.missingSecrets ? 'misconfigured' : 'active';
+}
+
 /** One line per connection: what an operator scans for first at 3 a.m. */
 function rows(backlogs: Backlog[]) {
   return backlogs.map((b) => ({
     connection: b.connectionId,
-    state: b.connection === 'active' ? (b.queuePaused ? 'paused' : 'active') : b.connection,
+    state: state(b),
     circuit: b.control.circuit,
     failures: b.control.consecutiveFailures,
     waiting: b.counts.waiting,
@@ -48,6 +58,8 @@ const COLUMNS = [
 
 function describe(b: Backlog): string {
   const lines = [table(rows([b]), COLUMNS)];
+  if (b.missingSecrets)
+    lines.push(`secrets not set: ${b.missingSecrets.join(', ')} (every delivery fails until they are)`);
   if (b.control.paused)
     lines.push(
       `paused by ${b.control.paused.by} at ${b.control.paused.at}: ${b.control.paused.reason || '-'}`,
@@ -90,10 +102,15 @@ export function registerControlCommands(program: Command): void {
         return;
       }
       const { backlogs } = await client.request<{ backlogs: Backlog[] }>('GET', '/backlogs');
+      const unset = backlogs.filter((b) => b.missingSecrets);
       print(
         options.json ? { backlogs, conflicts } : backlogs,
         options.json,
-        () => table(rows(backlogs), COLUMNS) + conflictLines(conflicts),
+        () =>
+          [
+            table(rows(backlogs), COLUMNS),
+            ...unset.map((b) => `${b.connectionId}: secrets not set: ${b.missingSecrets!.join(', ')}`),
+          ].join('\n') + conflictLines(conflicts),
       );
     });
 

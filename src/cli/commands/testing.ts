@@ -38,7 +38,8 @@ export function registerTestingCommands(program: Command): void {
     );
 }
 
-function formatRun(run: TestRun): string {
+/** A test run for people; `rule` is already numbered from 1, like the reason's "rule 1 (...) matched". */
+export function formatRun(run: TestRun): string {
   const lines = [
     `connection ${run.connectionId} (version ${run.connectionVersion}), test email ${run.email}${run.dryRun ? ', dry run: nothing sent' : ''}`,
     '',
@@ -59,7 +60,7 @@ function formatRun(run: TestRun): string {
   if (run.verdict)
     lines.push(
       '',
-      `rule: ${run.rule === 'default' || run.rule === undefined ? 'default (no rule matched)' : `#${run.rule}`}`,
+      `rule: ${run.rule === 'default' || run.rule === undefined ? 'default (no rule matched)' : `${run.rule}`}`,
       `verdict: ${run.verdict}${run.reason ? ` (${run.reason})` : ''}`,
     );
   return lines.join('\n');
