@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { verdictNames } from '../domain/delivery.js';
-import { selectJson } from '../rules/json-match.js';
+import { jsonPathProblem } from '../rules/json-path.js';
+import { ruleRegexProblem } from '../rules/rule-regex.js';
 import { durationMs } from './duration.js';
 
 /**
@@ -112,17 +113,14 @@ export const statusMatch = z.union([
 ]);
 export type StatusMatch = z.infer<typeof statusMatch>;
 
+/** Compiled with RE2 (linear-time matching): backreferences and lookaround are refused here. */
 const regexSource = z
   .string()
   .max(512)
-  .refine((source) => {
-    try {
-      new RegExp(source);
-      return true;
-    } catch {
-      return false;
-    }
-  }, 'not a valid regular expression');
+  .superRefine((source, ctx) => {
+    const problem = ruleRegexProblem(source);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  });
 
 const jsonScalar = z.union([z.string().max(1_024), z.number(), z.boolean(), z.null()]);
 
@@ -136,7 +134,10 @@ export const jsonMatch = z
       .string()
       .min(1)
       .max(512)
-      .refine((path) => selectJson(path, {}) !== undefined, 'not a valid JSONPath, e.g. $.errors[*].email'),
+      .superRefine((path, ctx) => {
+        const problem = jsonPathProblem(path);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      }),
     exists: z.boolean().optional(),
     equals: jsonScalar.optional(),
     in: z.array(jsonScalar).min(1).max(100).optional(),
