@@ -15,10 +15,16 @@ import { secretNamesIn } from './template-env.js';
 const placeholderSecrets: SecretSource = { get: (name) => `placeholder-secret-${name}` };
 /** Dry runs fetch nothing, so OAuth2 connections render with a stand-in token. */
 const placeholderToken = { accessToken: 'placeholder-oauth2-access-token' };
+/**
+ * Attributes vary per unsubscribe, so the full sample carries two under names no template reads
+ * directly: the body of an `{{#each attributes}}` (and anything nested in it) then runs at
+ * validation, as it will at every delivery whose unsubscribe has attributes.
+ */
+const sampleAttributes = { 'sample-attribute': 'sample value', 'other-attribute': 'other value' };
 
 /**
  * Validates every template of a connection without sending anything: compiles, then renders
- * with sample unsubscribes (with and without the optional fields) and placeholder secrets, so
+ * with sample unsubscribes (with and without the optional fields and attributes) and placeholder secrets, so
  * unknown variables and helpers show up at `validate`, not at delivery. Covers the OAuth2 token
  * request and the HMAC signature too. Issues name the field; the caller adds the file.
  */
@@ -33,6 +39,7 @@ export function checkTemplates(connection: Connection): ConfigIssue[] {
       : 'sample-campaign',
     occurredAt: bare.receivedAt,
     source: 'api',
+    attributes: { ...sampleAttributes },
   };
   // One reason per field: the second sample often trips over the same mistake differently.
   const seen = new Set<string>();
