@@ -3,9 +3,13 @@ import path from 'node:path';
 import { isNode, LineCounter, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
 import { connectionSchema, type Connection } from './connection-schema.js';
+import { connectionWarnings, type ConfigWarning } from './connection-warnings.js';
 import { ConnectionConfigError, type ConfigIssue } from '../errors.js';
 import { checkRuleValues } from '../queue/rule-values.js';
+import type { SecretSource } from '../templates/context.js';
 import { checkTemplates } from '../templates/render-request.js';
+
+export type { ConfigWarning } from './connection-warnings.js';
 
 export interface LoadedConnection {
   connection: Connection;
@@ -29,11 +33,20 @@ export async function findConnectionFiles(dir: string): Promise<string[]> {
     .sort();
 }
 
-/** Parses and validates one file's text. Returns the connection or every issue found in it, with lines. */
+export interface ParseOptions {
+  /** Where secrets are read from: given, a referenced secret that is not set is a warning. */
+  secrets?: SecretSource;
+}
+
+/**
+ * Parses and validates one file's text. Returns the connection or every issue found in it, with
+ * lines, and for a valid connection the warnings about it (see connection-warnings.ts).
+ */
 export function parseConnectionFile(
   text: string,
   file: string,
-): { connection?: Connection; issues: ConfigIssue[] } {
+  options: ParseOptions = {},
+): { connection?: Connection; issues: ConfigIssue[]; warnings: ConfigWarning[] } {
   const lineCounter = new LineCounter();
   const document = parseDocument(text, { prettyErrors: true, uniqueKeys: true, lineCounter });
   if (document.errors.length > 0) {
@@ -44,17 +57,19 @@ export function parseConnectionFile(
         field: '',
         reason: `YAML: ${error.message.split('\n')[0]}`,
       })),
+      warnings: [],
     };
   }
-  const locate = (issue: ConfigIssue): ConfigIssue => {
+  const locate = <T extends ConfigIssue>(issue: T): T => {
     const line = lineOf(document, lineCounter, fieldParts(issue.field));
     return { ...issue, file, ...(line ? { line } : {}) };
   };
   const result = connectionSchema.safeParse(document.toJS());
-  if (!result.success) return { issues: zodIssues(result.error).map(locate) };
+  if (!result.success) return { issues: zodIssues(result.error).map(locate), warnings: [] };
   const templateIssues = [...checkTemplates(result.data), ...checkRuleValues(result.data)].map(locate);
-  if (templateIssues.length > 0) return { issues: templateIssues };
-  return { connection: result.data, issues: [] };
+  if (templateIssues.length > 0) return { issues: templateIssues, warnings: [] };
+  const warnings = connectionWarnings(result.data, options.secrets).map(locate);
+  return { connection: result.data, issues: [], warnings };
 }
 
 /** `request.body.json.items[0]` → ['request', 'body', 'json', 'items', 0]. */
@@ -99,19 +114,29 @@ function fieldPath(path: readonly PropertyKey[]): string {
     .join('');
 }
 
+export interface ConnectionFilesCheck {
+  loaded: LoadedConnection[];
+  issues: ConfigIssue[];
+  warnings: ConfigWarning[];
+}
+
 /**
- * Loads every connection under `dir`, all or nothing: one bad file (or two files claiming the same
- * id) refuses the whole set with every issue listed, so a half-applied configuration never runs.
+ * Validates every connection file under `dir` without throwing for their problems: the valid
+ * connections, every issue (two files claiming one id included) and every warning.
  */
-export async function loadConnections(dir: string): Promise<LoadedConnection[]> {
+export async function checkConnectionFiles(
+  dir: string,
+  options: ParseOptions = {},
+): Promise<ConnectionFilesCheck> {
   const files = await findConnectionFiles(dir);
   const issues: ConfigIssue[] = [];
+  const warnings: ConfigWarning[] = [];
   const loaded: LoadedConnection[] = [];
   const seen = new Map<string, string>();
   for (const absolute of files) {
     const relative = path.relative(process.cwd(), absolute);
     const file = relative && !relative.startsWith('..') ? relative : absolute;
-    const parsed = parseConnectionFile(await readFile(absolute, 'utf8'), file);
+    const parsed = parseConnectionFile(await readFile(absolute, 'utf8'), file, options);
     issues.push(...parsed.issues);
     if (!parsed.connection) continue;
     const other = seen.get(parsed.connection.id);
@@ -120,8 +145,18 @@ export async function loadConnections(dir: string): Promise<LoadedConnection[]> 
       continue;
     }
     seen.set(parsed.connection.id, file);
+    warnings.push(...parsed.warnings);
     loaded.push({ connection: parsed.connection, file });
   }
+  return { loaded, issues, warnings };
+}
+
+/**
+ * Loads every connection under `dir`, all or nothing: one bad file (or two files claiming the same
+ * id) refuses the whole set with every issue listed, so a half-applied configuration never runs.
+ */
+export async function loadConnections(dir: string): Promise<LoadedConnection[]> {
+  const { loaded, issues } = await checkConnectionFiles(dir);
   if (issues.length > 0) throw new ConnectionConfigError(issues);
   return loaded;
 }
