@@ -414,7 +414,14 @@ export const connectionSchema = z
     name: z.string().min(1).max(200),
     enabled: z.boolean().default(true),
     /** Linked campaigns, or "*" for every campaign of the account (and unsubscribes with none). */
-    campaigns: z.union([z.literal('*'), z.array(slug)]).default([]),
+    campaigns: z
+      .union([z.literal('*'), z.array(slug)], {
+        error: (issue) =>
+          issue.code === 'invalid_union'
+            ? `expected '*' (every campaign of the account) or a list of campaign ids, e.g. [spring-sale, black-friday]; got ${String(JSON.stringify(issue.input)).slice(0, 60)}`
+            : undefined,
+      })
+      .default([]),
     /**
      * Deliver unsubscribes that came in from this account's own systems (a key created with
      * `--origin advertiser`) back to this connection too. Off by default: sending an advertiser its own

@@ -4,10 +4,12 @@ import { isNode, LineCounter, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
 import { connectionSchema, type Connection } from './connection-schema.js';
 import { connectionWarnings, type ConfigWarning } from './connection-warnings.js';
+import { fieldNamesAt } from './field-names.js';
 import { ConnectionConfigError, type ConfigIssue } from '../errors.js';
 import { checkRuleValues } from '../queue/rule-values.js';
 import type { SecretSource } from '../templates/context.js';
 import { checkTemplates } from '../templates/render-request.js';
+import { didYouMean } from '../templates/suggest.js';
 
 export type { ConfigWarning } from './connection-warnings.js';
 
@@ -98,10 +100,11 @@ export function zodIssues(error: z.ZodError, file?: string): ConfigIssue[] {
   return error.issues.flatMap((issue) => {
     // An unknown key is reported at the key itself, so "limitz" points at limitz, not at its parent.
     if (issue.code === 'unrecognized_keys') {
+      const known = fieldNamesAt(connectionSchema, issue.path);
       return issue.keys.map((key) => ({
         ...at,
         field: fieldPath([...issue.path, key]),
-        reason: 'unknown field (check the spelling)',
+        reason: `unknown field${didYouMean(key, known) || ' (check the spelling)'}`,
       }));
     }
     return [{ ...at, field: fieldPath(issue.path), reason: issue.message }];

@@ -10,6 +10,7 @@ import {
 } from './context.js';
 import { tokenRequestWith } from './render-auth.js';
 import { renderWith } from './render-delivery.js';
+import { didYouMean } from './suggest.js';
 import { secretNamesIn } from './template-env.js';
 
 const placeholderSecrets: SecretSource = { get: (name) => `placeholder-secret-${name}` };
@@ -43,8 +44,9 @@ export function checkTemplates(connection: Connection): ConfigIssue[] {
   };
   // One reason per field: the second sample often trips over the same mistake differently.
   const seen = new Set<string>();
+  const variables = knownVariables(connection);
   const report = (field: string, reason: string) => {
-    if (!seen.has(field)) issues.push({ field, reason });
+    if (!seen.has(field)) issues.push({ field, reason: withSuggestion(reason, variables) });
     seen.add(field);
   };
   for (const { field, source, maxBytes } of templateSources(connection)) {
@@ -73,6 +75,28 @@ export function checkTemplates(connection: Connection): ConfigIssue[] {
     );
   }
   return issues;
+}
+
+/** Names a template can look up, for "did you mean": the context's fields and the connection's settings. */
+function knownVariables(connection: Connection): string[] {
+  const context = Object.keys(sampleContext(connection));
+  return [
+    ...context,
+    'batch',
+    'size',
+    'auth',
+    'accessToken',
+    'sandboxUrl',
+    ...Object.keys(connection.settings),
+  ];
+}
+
+/** `unknown variable "emial" (line 1, column 3)` gets `; did you mean "email"?` after it. */
+function withSuggestion(reason: string, known: readonly string[]): string {
+  const unknown = /^unknown variable "([^"]+)"/.exec(reason);
+  if (!unknown || reason.includes('did you mean')) return reason;
+  const suggestion = didYouMean(unknown[1]!, known);
+  return `${reason}${suggestion}`;
 }
 
 /** Secret names a connection reads with `{{secret 'NAME'}}`, sorted, for "is everything set?" checks. */
