@@ -12,6 +12,7 @@ import { tokenRequestWith } from './render-auth.js';
 import { renderWith } from './render-delivery.js';
 import { didYouMean } from './suggest.js';
 import { secretNamesIn } from './template-env.js';
+import { urlHostProblem } from './url-host.js';
 
 const placeholderSecrets: SecretSource = { get: (name) => `placeholder-secret-${name}` };
 /** Dry runs fetch nothing, so OAuth2 connections render with a stand-in token. */
@@ -49,6 +50,13 @@ export function checkTemplates(connection: Connection): ConfigIssue[] {
     if (!seen.has(field)) issues.push({ field, reason: withSuggestion(reason, variables) });
     seen.add(field);
   };
+  const auth = connection.request.auth;
+  const urls: Array<[string, string]> = [['request.url', connection.request.url]];
+  if (auth.type === 'oauth2_client_credentials') urls.push(['request.auth.tokenUrl', auth.tokenUrl]);
+  for (const [field, source] of urls) {
+    const problem = urlHostProblem(source, connection.settings);
+    if (problem) report(field, problem);
+  }
   for (const { field, source, maxBytes } of templateSources(connection)) {
     for (const name of secretNamesIn(source, { maxBytes })) {
       if (!isSecretNameAllowed(name)) {
