@@ -191,50 +191,55 @@ function pathsOf(connection: Connection): string[] {
 }
 
 describe('whatever passes validation renders and classifies', () => {
-  it('never throws at render or classification, and evaluates every rule it accepted', () => {
-    fc.assert(
-      fc.property(
-        connectionFile,
-        fc.array(unsubscribe, { minLength: 1, maxLength: 3 }),
-        fc.array(answer, { minLength: 1, maxLength: 3 }),
-        (text, unsubscribes, answers) => {
-          const { connection, issues } = parseConnectionFile(text, 'prop.yaml');
-          if (!connection) {
-            // Refused: each problem names its field and says why.
-            expect(issues.length).toBeGreaterThan(0);
-            for (const issue of issues) expect(issue.reason).not.toBe('');
-            return;
-          }
-          const compiled = compileConnection(connection);
-          for (const input of unsubscribes) {
-            const context = contextFor(connection, input);
-            const request = renderRequest(compiled, context, secrets);
-            expect(() => JSON.parse(request.body!) as unknown).not.toThrow();
-            for (const { status, body, status_header } of answers) {
-              const outcome: SendOutcome = {
-                kind: 'response',
-                status,
-                headers: status_header === undefined ? {} : { 'x-status': status_header },
-                body,
-                bodyTruncated: false,
-                durationMs: 1,
-              };
-              expect(() =>
-                classify(connection.response.rules, outcome, NOW, ruleValueResolver(context)),
-              ).not.toThrow();
+  it(
+    'never throws at render or classification, and evaluates every rule it accepted',
+    { timeout: 120_000 },
+    () => {
+      fc.assert(
+        fc.property(
+          connectionFile,
+          fc.array(unsubscribe, { minLength: 1, maxLength: 3 }),
+          fc.array(answer, { minLength: 1, maxLength: 3 }),
+          (text, unsubscribes, answers) => {
+            const { connection, issues } = parseConnectionFile(text, 'prop.yaml');
+            if (!connection) {
+              // Refused: each problem names its field and says why.
+              expect(issues.length).toBeGreaterThan(0);
+              for (const issue of issues) expect(issue.reason).not.toBe('');
+              return;
             }
-          }
-          // Evaluated against each answer, not skipped: a path that fails to compile answers undefined.
-          for (const { body } of answers) {
-            const document = parseJsonBody(body);
-            if (!document.isJson) continue;
-            for (const path of pathsOf(connection))
-              expect(selectJson(path, document.value), path).toBeDefined();
-          }
-          for (const pattern of regexesOf(connection)) expect(() => compileRuleRegex(pattern)).not.toThrow();
-        },
-      ),
-      { numRuns: 300 },
-    );
-  });
+            const compiled = compileConnection(connection);
+            for (const input of unsubscribes) {
+              const context = contextFor(connection, input);
+              const request = renderRequest(compiled, context, secrets);
+              expect(() => JSON.parse(request.body!) as unknown).not.toThrow();
+              for (const { status, body, status_header } of answers) {
+                const outcome: SendOutcome = {
+                  kind: 'response',
+                  status,
+                  headers: status_header === undefined ? {} : { 'x-status': status_header },
+                  body,
+                  bodyTruncated: false,
+                  durationMs: 1,
+                };
+                expect(() =>
+                  classify(connection.response.rules, outcome, NOW, ruleValueResolver(context)),
+                ).not.toThrow();
+              }
+            }
+            // Evaluated against each answer, not skipped: a path that fails to compile answers undefined.
+            for (const { body } of answers) {
+              const document = parseJsonBody(body);
+              if (!document.isJson) continue;
+              for (const path of pathsOf(connection))
+                expect(selectJson(path, document.value), path).toBeDefined();
+            }
+            for (const pattern of regexesOf(connection))
+              expect(() => compileRuleRegex(pattern)).not.toThrow();
+          },
+        ),
+        { numRuns: 200 },
+      );
+    },
+  );
 });
