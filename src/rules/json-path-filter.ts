@@ -31,7 +31,10 @@ const INTEGER = /-?\d+/y;
 const COMPARISONS = ['===', '!==', '==', '!=', '<=', '>=', '<', '>'] as const;
 type Comparison = (typeof COMPARISONS)[number];
 
-/** Reads the filter expression of `source` from `start` to its closing `end` character. */
+/**
+ * Reads a JSONPath from `index` on: `parse` reads one filter expression; the path compiler uses
+ * its quoted strings, names and errors too, so both report the same character on failure.
+ */
 export class FilterParser {
   constructor(
     private readonly source: string,

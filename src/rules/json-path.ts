@@ -125,6 +125,15 @@ function bracketSelector(parser: FilterParser, source: string): Selector {
 }
 
 function field(name: string): Selector {
+  // `$.errors.0.email`, as jsonpath-plus read it: a number after a dot indexes a list.
+  if (/^\d+$/.test(name)) {
+    const element = index(Number(name));
+    return (node, out) => {
+      if (Array.isArray(node)) element(node, out);
+      else if (node !== null && typeof node === 'object' && Object.hasOwn(node, name))
+        out.push((node as Record<string, unknown>)[name]);
+    };
+  }
   return (node, out) => {
     if (node !== null && typeof node === 'object' && !Array.isArray(node) && Object.hasOwn(node, name))
       out.push((node as Record<string, unknown>)[name]);

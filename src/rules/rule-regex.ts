@@ -59,7 +59,7 @@ export function regexMatches(pattern: string, input: string): boolean {
 /** RE2's messages say what is wrong; add what to do for the constructs it never supports. */
 function describe(message: string): string {
   const reason = message.replace(/^error parsing regexp: /, '');
-  if (/\(\?[=!]|\(\?<[=!]/.test(reason) || reason.startsWith('invalid named capture: `(?<'))
+  if (/\(\?<?[=!]/.test(reason))
     return `${reason} (lookahead and lookbehind are not supported: RE2 matches in linear time)`;
   if (/invalid escape sequence: `\\[1-9]/.test(reason))
     return `${reason} (backreferences are not supported: RE2 matches in linear time)`;

@@ -83,6 +83,7 @@ describe('rules are compiled at validation: a bad one is refused with file, line
     expect(select("$['tags'][-1]")).toEqual(['n']);
     expect(select('$.tags[::-1]')).toEqual(['n', 'v']);
     expect(select('$.errors[0,1].code')).toEqual(['X', 'Y']);
+    expect(select('$.errors.1.email')).toEqual(['b']);
     expect(select('$.errors[?(@.code != "X" && !@.missing)].code')).toEqual(['Y']);
   });
 
