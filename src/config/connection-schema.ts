@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { connectionOriginSchema } from './connection-origin.js';
 import { verdictNames } from '../domain/delivery.js';
-import { selectJson } from '../rules/json-match.js';
+import { jsonPathProblem } from '../rules/json-path.js';
+import { ruleRegexProblem } from '../rules/rule-regex.js';
 import { authSchema } from './auth-schema.js';
 import {
   BATCH_FIELDS,
@@ -53,17 +54,14 @@ export const statusMatch = z.union([
 ]);
 export type StatusMatch = z.infer<typeof statusMatch>;
 
+/** Compiled with RE2 (linear-time matching): backreferences and lookaround are refused here. */
 const regexSource = z
   .string()
   .max(512)
-  .refine((source) => {
-    try {
-      new RegExp(source);
-      return true;
-    } catch {
-      return false;
-    }
-  }, 'not a valid regular expression');
+  .superRefine((source, ctx) => {
+    const problem = ruleRegexProblem(source);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  });
 
 const jsonScalar = z.union([z.string().max(1_024), z.number(), z.boolean(), z.null()]);
 
@@ -77,7 +75,10 @@ export const jsonMatch = z
       .string()
       .min(1)
       .max(512)
-      .refine((path) => selectJson(path, {}) !== undefined, 'not a valid JSONPath, e.g. $.errors[*].email')
+      .superRefine((path, ctx) => {
+        const problem = jsonPathProblem(path);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      })
       .meta(JSON_MATCH_FIELDS.path),
     exists: z.boolean().optional().meta(JSON_MATCH_FIELDS.exists),
     equals: jsonScalar.optional().meta(JSON_MATCH_FIELDS.equals),
@@ -370,7 +371,12 @@ export const connectionSchema = z
     name: z.string().min(1).max(200).meta(F.name),
     enabled: z.boolean().default(true).meta(F.enabled),
     campaigns: z
-      .union([z.literal('*'), z.array(slug)])
+      .union([z.literal('*'), z.array(slug)], {
+        error: (issue) =>
+          issue.code === 'invalid_union'
+            ? `expected '*' (every campaign of the account) or a list of campaign ids, e.g. [spring-sale, black-friday]; got ${String(JSON.stringify(issue.input)).slice(0, 60)}`
+            : undefined,
+      })
       .default([])
       .meta(F.campaigns),
     /**

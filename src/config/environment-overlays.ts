@@ -35,7 +35,7 @@ export interface ConnectionSource {
   /** What to validate: the file's text, or the merged and resolved connection as JSON. */
   text: string;
   /** Puts an issue found in `text` at the file and line that wrote its field. */
-  locate(issue: ConfigIssue): ConfigIssue;
+  locate<T extends ConfigIssue>(issue: T): T;
   /**
    * Problems found before validation (an unset variable). Validating without the value would only
    * add noise (every template reading it), so the loader reports these instead.
@@ -145,7 +145,12 @@ function readOverlay(
 }
 
 function sourceOf(base: ParsedFile, overlay: Overlay | undefined, env: NodeJS.ProcessEnv): ConnectionSource {
-  const plain: ConnectionSource = { file: base.file, text: base.text, locate: (issue) => issue, issues: [] };
+  const plain: ConnectionSource = {
+    file: base.file,
+    text: base.text,
+    locate: <T extends ConfigIssue>(issue: T) => issue,
+    issues: [],
+  };
   // Files without overlay or `{ env: ... }` settings are validated from their text, exactly as before.
   if (base.document.errors.length > 0) return plain;
   const root: unknown = base.document.toJS();
@@ -154,7 +159,7 @@ function sourceOf(base: ParsedFile, overlay: Overlay | undefined, env: NodeJS.Pr
 
   const resolved = resolveSettingSources(merged.settings, env);
   const connection = 'settings' in merged ? { ...merged, settings: resolved.settings } : merged;
-  const locate = (issue: ConfigIssue): ConfigIssue => locateIn(issue, base, overlay);
+  const locate = <T extends ConfigIssue>(issue: T): T => locateIn(issue, base, overlay);
   return {
     file: base.file,
     ...(overlay ? { overlay: overlay.file } : {}),
@@ -176,14 +181,14 @@ export function mergePatch(target: unknown, patch: unknown): unknown {
 }
 
 /** The deeper of the two files' nodes on the issue's field wins; the overlay on a tie (it set it). */
-function locateIn(issue: ConfigIssue, base: ParsedFile, overlay: Overlay | undefined): ConfigIssue {
+function locateIn<T extends ConfigIssue>(issue: T, base: ParsedFile, overlay: Overlay | undefined): T {
   const parts = fieldParts(issue.field);
   const inBase = deepestNode(base, parts, 0);
   const inOverlay = overlay ? deepestNode(overlay, parts, 1) : undefined;
   const where = inOverlay && (!inBase || inOverlay.depth >= inBase.depth) ? inOverlay : inBase;
   const { line: _line, ...rest } = issue;
-  if (!where) return { ...rest, file: base.file };
-  return { ...rest, file: where.file, line: where.line };
+  if (!where) return { ...rest, file: base.file } as T;
+  return { ...rest, file: where.file, line: where.line } as T;
 }
 
 function deepestNode(

@@ -4,10 +4,16 @@ import path from 'node:path';
 import { isNode, LineCounter, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
 import { connectionSchema, type Connection } from './connection-schema.js';
+import { connectionWarnings, type ConfigWarning } from './connection-warnings.js';
 import { readConnectionSources } from './environment-overlays.js';
+import { fieldNamesAt } from './field-names.js';
 import { ConnectionConfigError, type ConfigIssue } from '../errors.js';
 import { checkRuleValues } from '../queue/rule-values.js';
+import type { SecretSource } from '../templates/context.js';
 import { checkTemplates } from '../templates/render-request.js';
+import { didYouMean } from '../templates/suggest.js';
+
+export type { ConfigWarning } from './connection-warnings.js';
 
 export interface LoadedConnection {
   connection: Connection;
@@ -40,11 +46,20 @@ export async function findConnectionFiles(dir: string): Promise<string[]> {
     .sort();
 }
 
-/** Parses and validates one file's text. Returns the connection or every issue found in it, with lines. */
+export interface ParseOptions {
+  /** Where secrets are read from: given, a referenced secret that is not set is a warning. */
+  secrets?: SecretSource;
+}
+
+/**
+ * Parses and validates one file's text. Returns the connection or every issue found in it, with
+ * lines, and for a valid connection the warnings about it (see connection-warnings.ts).
+ */
 export function parseConnectionFile(
   text: string,
   file: string,
-): { connection?: Connection; issues: ConfigIssue[] } {
+  options: ParseOptions = {},
+): { connection?: Connection; issues: ConfigIssue[]; warnings: ConfigWarning[] } {
   const lineCounter = new LineCounter();
   const document = parseDocument(text, { prettyErrors: true, uniqueKeys: true, lineCounter });
   if (document.errors.length > 0) {
@@ -55,17 +70,19 @@ export function parseConnectionFile(
         field: '',
         reason: `YAML: ${error.message.split('\n')[0]}`,
       })),
+      warnings: [],
     };
   }
-  const locate = (issue: ConfigIssue): ConfigIssue => {
+  const locate = <T extends ConfigIssue>(issue: T): T => {
     const line = lineOf(document, lineCounter, fieldParts(issue.field));
     return { ...issue, file, ...(line ? { line } : {}) };
   };
   const result = connectionSchema.safeParse(document.toJS());
-  if (!result.success) return { issues: zodIssues(result.error).map(locate) };
+  if (!result.success) return { issues: zodIssues(result.error).map(locate), warnings: [] };
   const templateIssues = [...checkTemplates(result.data), ...checkRuleValues(result.data)].map(locate);
-  if (templateIssues.length > 0) return { issues: templateIssues };
-  return { connection: result.data, issues: [] };
+  if (templateIssues.length > 0) return { issues: templateIssues, warnings: [] };
+  const warnings = connectionWarnings(result.data, options.secrets).map(locate);
+  return { connection: result.data, issues: [], warnings };
 }
 
 /** `request.body.json.items[0]` → ['request', 'body', 'json', 'items', 0]. */
@@ -94,10 +111,11 @@ export function zodIssues(error: z.ZodError, file?: string): ConfigIssue[] {
   return error.issues.flatMap((issue) => {
     // An unknown key is reported at the key itself, so "limitz" points at limitz, not at its parent.
     if (issue.code === 'unrecognized_keys') {
+      const known = fieldNamesAt(connectionSchema, issue.path);
       return issue.keys.map((key) => ({
         ...at,
         field: fieldPath([...issue.path, key]),
-        reason: 'unknown field (check the spelling)',
+        reason: `unknown field${didYouMean(key, known) || ' (check the spelling)'}`,
       }));
     }
     return [{ ...at, field: fieldPath(issue.path), reason: issue.message }];
@@ -110,20 +128,29 @@ function fieldPath(path: readonly PropertyKey[]): string {
     .join('');
 }
 
+export interface ConnectionFilesCheck {
+  loaded: LoadedConnection[];
+  issues: ConfigIssue[];
+  warnings: ConfigWarning[];
+}
+
 /**
- * Loads every connection under `dir`, all or nothing: one bad file (or two files claiming the same
- * id) refuses the whole set with every issue listed, so a half-applied configuration never runs.
+ * Validates every connection file under `dir` without throwing for their problems: the valid
+ * connections, every issue (two files claiming one id included) and every warning. Overlays for
+ * CONNECTIONS_ENV and `{ env: ... }` settings are applied first, and each problem is put at the file
+ * and line that wrote its field.
  */
-export async function loadConnections(
+export async function checkConnectionFiles(
   dir: string,
-  environment = process.env.CONNECTIONS_ENV,
-): Promise<LoadedConnection[]> {
+  options: ParseOptions & { environment?: string | undefined } = {},
+): Promise<ConnectionFilesCheck> {
   const files = (await findConnectionFiles(dir)).map((absolute) => {
     const relative = path.relative(process.cwd(), absolute);
     return { absolute, file: relative && !relative.startsWith('..') ? relative : absolute };
   });
-  // Overlays for CONNECTIONS_ENV and `{ env: ... }` settings are applied here, before validation.
+  const environment = 'environment' in options ? options.environment : process.env.CONNECTIONS_ENV;
   const { sources, issues } = await readConnectionSources(files, environment);
+  const warnings: ConfigWarning[] = [];
   const loaded: LoadedConnection[] = [];
   const seen = new Map<string, string>();
   for (const source of sources) {
@@ -132,7 +159,7 @@ export async function loadConnections(
       issues.push(...source.issues);
       continue;
     }
-    const parsed = parseConnectionFile(source.text, file);
+    const parsed = parseConnectionFile(source.text, file, options);
     issues.push(...parsed.issues.map(source.locate));
     if (!parsed.connection) continue;
     const other = seen.get(parsed.connection.id);
@@ -141,6 +168,7 @@ export async function loadConnections(
       continue;
     }
     seen.set(parsed.connection.id, file);
+    warnings.push(...parsed.warnings.map(source.locate));
     loaded.push({
       connection: parsed.connection,
       file,
@@ -148,6 +176,18 @@ export async function loadConnections(
       ...(source.overlay ? { overlay: source.overlay } : {}),
     });
   }
+  return { loaded, issues, warnings };
+}
+
+/**
+ * Loads every connection under `dir`, all or nothing: one bad file (or two files claiming the same
+ * id) refuses the whole set with every issue listed, so a half-applied configuration never runs.
+ */
+export async function loadConnections(
+  dir: string,
+  environment = process.env.CONNECTIONS_ENV,
+): Promise<LoadedConnection[]> {
+  const { loaded, issues } = await checkConnectionFiles(dir, { environment });
   if (issues.length > 0) throw new ConnectionConfigError(issues);
   return loaded;
 }

@@ -3,6 +3,7 @@ import type { SendOutcome, Verdict } from '../domain/delivery.js';
 import { parseRetryAfter } from '../http/retry-after.js';
 import { jsonMatches, lazyJsonBody, type JsonBody, type ResolveValue } from './json-match.js';
 import { rateLimitDelay } from './rate-limit.js';
+import { regexMatches } from './rule-regex.js';
 
 export type { ResolveValue } from './json-match.js';
 
@@ -136,12 +137,12 @@ export function matches(
     if (!statuses.some((s) => statusMatches(s, response.status))) return false;
   }
   if (matcher.bodyContains !== undefined && !response.body.includes(matcher.bodyContains)) return false;
-  if (matcher.bodyMatches !== undefined && !new RegExp(matcher.bodyMatches).test(response.body)) return false;
+  if (matcher.bodyMatches !== undefined && !regexMatches(matcher.bodyMatches, response.body)) return false;
   if (matcher.header !== undefined) {
     const value = response.headers[matcher.header.name.toLowerCase()];
     if (value === undefined) return false;
     if (matcher.header.equals !== undefined && value !== matcher.header.equals) return false;
-    if (matcher.header.matches !== undefined && !new RegExp(matcher.header.matches).test(value)) return false;
+    if (matcher.header.matches !== undefined && !regexMatches(matcher.header.matches, value)) return false;
   }
   if (matcher.json !== undefined) {
     const tests = Array.isArray(matcher.json) ? matcher.json : [matcher.json];

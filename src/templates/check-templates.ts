@@ -10,15 +10,23 @@ import {
 } from './context.js';
 import { tokenRequestWith } from './render-auth.js';
 import { renderWith } from './render-delivery.js';
+import { didYouMean } from './suggest.js';
 import { secretNamesIn } from './template-env.js';
+import { urlHostProblem } from './url-host.js';
 
 const placeholderSecrets: SecretSource = { get: (name) => `placeholder-secret-${name}` };
 /** Dry runs fetch nothing, so OAuth2 connections render with a stand-in token. */
 const placeholderToken = { accessToken: 'placeholder-oauth2-access-token' };
+/**
+ * Attributes vary per unsubscribe, so the full sample carries two under names no template reads
+ * directly: the body of an `{{#each attributes}}` (and anything nested in it) then runs at
+ * validation, as it will at every delivery whose unsubscribe has attributes.
+ */
+const sampleAttributes = { 'sample-attribute': 'sample value', 'other-attribute': 'other value' };
 
 /**
  * Validates every template of a connection without sending anything: compiles, then renders
- * with sample unsubscribes (with and without the optional fields) and placeholder secrets, so
+ * with sample unsubscribes (with and without the optional fields and attributes) and placeholder secrets, so
  * unknown variables and helpers show up at `validate`, not at delivery. Covers the OAuth2 token
  * request and the HMAC signature too. Issues name the field; the caller adds the file.
  */
@@ -33,13 +41,22 @@ export function checkTemplates(connection: Connection): ConfigIssue[] {
       : 'sample-campaign',
     occurredAt: bare.receivedAt,
     source: 'api',
+    attributes: { ...sampleAttributes },
   };
   // One reason per field: the second sample often trips over the same mistake differently.
   const seen = new Set<string>();
+  const variables = knownVariables(connection);
   const report = (field: string, reason: string) => {
-    if (!seen.has(field)) issues.push({ field, reason });
+    if (!seen.has(field)) issues.push({ field, reason: withSuggestion(reason, variables) });
     seen.add(field);
   };
+  const auth = connection.request.auth;
+  const urls: Array<[string, string]> = [['request.url', connection.request.url]];
+  if (auth.type === 'oauth2_client_credentials') urls.push(['request.auth.tokenUrl', auth.tokenUrl]);
+  for (const [field, source] of urls) {
+    const problem = urlHostProblem(source, connection.settings);
+    if (problem) report(field, problem);
+  }
   for (const { field, source, maxBytes } of templateSources(connection)) {
     for (const name of secretNamesIn(source, { maxBytes })) {
       if (!isSecretNameAllowed(name)) {
@@ -66,6 +83,28 @@ export function checkTemplates(connection: Connection): ConfigIssue[] {
     );
   }
   return issues;
+}
+
+/** Names a template can look up, for "did you mean": the context's fields and the connection's settings. */
+function knownVariables(connection: Connection): string[] {
+  const context = Object.keys(sampleContext(connection));
+  return [
+    ...context,
+    'batch',
+    'size',
+    'auth',
+    'accessToken',
+    'sandboxUrl',
+    ...Object.keys(connection.settings),
+  ];
+}
+
+/** `unknown variable "emial" (line 1, column 3)` gets `; did you mean "email"?` after it. */
+function withSuggestion(reason: string, known: readonly string[]): string {
+  const unknown = /^unknown variable "([^"]+)"/.exec(reason);
+  if (!unknown || reason.includes('did you mean')) return reason;
+  const suggestion = didYouMean(unknown[1]!, known);
+  return `${reason}${suggestion}`;
 }
 
 /** Secret names a connection reads with `{{secret 'NAME'}}`, sorted, for "is everything set?" checks. */

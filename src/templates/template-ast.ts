@@ -1,4 +1,5 @@
 import { PUBLIC_HELPERS, arity } from './helpers.js';
+import { didYouMean } from './suggest.js';
 import { TemplateProblem } from './problem.js';
 import { isTimeFormat, unknownFormat } from './time.js';
 
@@ -159,7 +160,8 @@ function checkExpression(node: Expression, walk: Walk, parent?: string): void {
       const call = node as SubExpression;
       const name = isSimpleName(call.path) ? call.path.parts[0]! : call.path.original;
       const spec = Object.hasOwn(PUBLIC_HELPERS, name) ? PUBLIC_HELPERS[name] : undefined;
-      if (!spec) throw new TemplateProblem(`${at(call)}unknown helper "${name}"`);
+      if (!spec)
+        throw new TemplateProblem(`${at(call)}unknown helper "${name}"${didYouMean(name, helperNames())}`);
       if (call.hash) throw new TemplateProblem(`${at(call)}${name} takes no name=value options`);
       if (call.params.length < spec.min || call.params.length > spec.max) {
         throw new TemplateProblem(`${at(call)}${name} takes ${arity(spec)}, got ${call.params.length}`);
@@ -171,6 +173,11 @@ function checkExpression(node: Expression, walk: Walk, parent?: string): void {
     default:
       return; // literals
   }
+}
+
+/** Helpers a template may call, for "did you mean" (`__` escapers are internal). */
+function helperNames(): string[] {
+  return [...Object.keys(PUBLIC_HELPERS), ...BLOCK_HELPERS].filter((name) => !name.startsWith('__'));
 }
 
 /** Per-helper checks on literal arguments, so mistakes show at `validate` rather than at delivery. */
@@ -186,7 +193,9 @@ function checkCall(call: SubExpression, name: string, walk: Walk, parent: string
       const known = walk.options.settings;
       if (known && !known.includes(setting)) {
         const have = known.length > 0 ? `its settings are ${known.join(', ')}` : 'it has no settings';
-        throw new TemplateProblem(`${at(call)}unknown setting "${setting}"; ${have}`);
+        throw new TemplateProblem(
+          `${at(call)}unknown setting "${setting}"; ${have}${didYouMean(setting, known)}`,
+        );
       }
       return;
     }

@@ -34,6 +34,14 @@ const builtinEach = env.helpers.each as (this: unknown, context: unknown, option
 env.registerHelper('each', function (this: unknown, context: unknown, options: BlockOptions) {
   const state = options.data?.relay;
   if (!state) throw new TemplateProblem('each: rendered without a render state');
+  // Handlebars renders `{{else}}` for a string or number without a word: a loop over a scalar
+  // (`{{#each this}}` inside `{{#each attributes}}`, whose items are text) would silently drop its
+  // output at every delivery. Absent (null) still takes `{{else}}`, as for an optional field.
+  if (context !== null && context !== undefined && typeof context !== 'object') {
+    throw new TemplateProblem(
+      `{{#each}} goes over a list or an object; this value is ${typeof context === 'string' ? 'text' : `a ${typeof context}`} (use {{#if}} or {{#with}} for one value)`,
+    );
+  }
   const guarded = (fn: BlockFn): BlockFn =>
     Object.assign(function (this: unknown, ...args: unknown[]) {
       checkBudget(state);

@@ -61,7 +61,7 @@ describe('connection files', () => {
     expect(connection).toBeUndefined();
     const byField = Object.fromEntries(issues.map((issue) => [issue.field, issue.reason]));
     expect(issues.every((issue) => issue.file === 'connections/acme.yaml')).toBe(true);
-    expect(byField.limitz).toBe('unknown field (check the spelling)');
+    expect(byField.limitz).toBe('unknown field; did you mean "limits"?');
     expect(byField['request.auth.type']).toMatch(/none|api_key|basic|bearer/);
     expect(byField['retry.attempts']).toMatch(/>=1|at least|too small/i);
     expect(byField['retry.delay']).toContain('"soon" is not a duration');

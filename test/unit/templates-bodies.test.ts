@@ -77,7 +77,10 @@ describe('form bodies', () => {
     const error = templateError(() => render(conn));
     expect(error.field).toBe('request.body.form.tags[1]');
     expect(checkTemplates(connection({ form: { address: '{{emial}}' } }))).toEqual([
-      { field: 'request.body.form.address', reason: 'unknown variable "emial" (line 1, column 3)' },
+      {
+        field: 'request.body.form.address',
+        reason: 'unknown variable "emial" (line 1, column 3); did you mean "email"?',
+      },
     ]);
   });
 

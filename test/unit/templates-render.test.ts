@@ -264,7 +264,7 @@ describe('checkTemplates', () => {
       body: { json: { data: { 'first name': '{{campaign.name}}' } } },
     });
     expect(checkTemplates(fixed)).toEqual([
-      { field: 'request.url', reason: 'unknown variable "emial" (line 1, column 21)' },
+      { field: 'request.url', reason: 'unknown variable "emial" (line 1, column 21); did you mean "email"?' },
       { field: 'request.headers.X-List', reason: 'unknown variable "lst" (line 1, column 3)' },
       { field: 'request.auth.token', reason: 'unknown variable "tokn" (line 1, column 3)' },
       { field: 'request.body.json.data["first name"]', reason: 'unknown variable "name" (line 1, column 3)' },

@@ -165,7 +165,7 @@ describe('setting', () => {
 
   it('refuses an unknown or unquoted name at compile time', () => {
     expect(compileError("{{setting 'listID'}}", { settings: ['listId', 'group'] })).toBe(
-      'line 1, column 1: unknown setting "listID"; its settings are listId, group',
+      'line 1, column 1: unknown setting "listID"; its settings are listId, group; did you mean "listId"?',
     );
     expect(compileError("{{setting 'x'}}", { settings: [] })).toBe(
       'line 1, column 1: unknown setting "x"; it has no settings',
@@ -189,7 +189,8 @@ describe('setting', () => {
     expect(checkTemplates(conn)).toEqual([
       {
         field: 'request.url',
-        reason: 'line 1, column 25: unknown setting "listid"; its settings are listId',
+        reason:
+          'line 1, column 25: unknown setting "listid"; its settings are listId; did you mean "listId"?',
       },
     ]);
   });

@@ -1,10 +1,20 @@
 import type { Command } from 'commander';
 import { parseEnv } from '../../config/env.js';
 import { connectionJsonSchemaText } from '../../config/json-schema.js';
-import { loadConnections } from '../../config/load-connections.js';
+import { checkConnectionFiles } from '../../config/load-connections.js';
+import { loadSecrets } from '../../config/secrets.js';
+import { ConnectionConfigError, formatConfigIssue, UnsubRelayError } from '../../errors.js';
 import { createLogger } from '../../logging.js';
 import { formatRequest, renderPreview } from '../render-command.js';
 import { print } from '../shared.js';
+
+/** `validate --strict` found warnings: fix them (set the secrets, encode the headers) or drop --strict. */
+class WarningsRefused extends UnsubRelayError {
+  readonly code = 'VALIDATE_WARNINGS';
+  constructor(count: number) {
+    super(`${count} warning(s) and --strict: fix them, or validate without --strict`);
+  }
+}
 
 /** Commands that work on this machine's files or run the engine; they need no running engine. */
 export function registerLocalCommands(program: Command): void {
@@ -37,20 +47,40 @@ export function registerLocalCommands(program: Command): void {
 
   program
     .command('validate')
-    .description('check every connection file; lists each problem with file, field and reason')
+    .description(
+      'check every connection file; lists each problem with file, field and reason, and warns about unset secrets and free text in headers',
+    )
     .argument('[dir]', 'directory of connection files', process.env.CONNECTIONS_DIR ?? './connections')
-    .option('--json', 'machine-readable output')
-    .action(async (dir: string, options: { json?: boolean }) => {
-      const loaded = await loadConnections(dir);
-      print(
-        { ok: true, connections: loaded.map(({ connection, file }) => ({ id: connection.id, file })) },
-        !!options.json,
-        () =>
-          [
-            ...loaded.map(({ connection, file }) => `ok  ${connection.id}  (${file})`),
-            `${loaded.length} connection(s) valid`,
-          ].join('\n'),
+    .option('--strict', 'fail on warnings too (exit 1)')
+    .option('--json', 'machine-readable output on stdout, problems and warnings included')
+    .action(async (dir: string, options: { json?: boolean; strict?: boolean }) => {
+      const { loaded, issues, warnings } = await checkConnectionFiles(dir, { secrets: loadSecrets() });
+      const refusedWarnings = options.strict === true && warnings.length > 0;
+      const ok = issues.length === 0 && !refusedWarnings;
+      if (options.json) {
+        print(
+          {
+            ok,
+            connections: loaded.map(({ connection, file }) => ({ id: connection.id, file })),
+            problems: issues,
+            warnings,
+          },
+          true,
+          () => '',
+        );
+        if (!ok) process.exitCode = 1;
+        return;
+      }
+      if (warnings.length > 0)
+        process.stderr.write(`${warnings.map((w) => `warning: ${formatConfigIssue(w)}`).join('\n')}\n`);
+      if (issues.length > 0) throw new ConnectionConfigError(issues);
+      process.stdout.write(
+        `${[
+          ...loaded.map(({ connection, file }) => `ok  ${connection.id}  (${file})`),
+          `${loaded.length} connection(s) valid${warnings.length > 0 ? `, ${warnings.length} warning(s)` : ''}`,
+        ].join('\n')}\n`,
       );
+      if (refusedWarnings) throw new WarningsRefused(warnings.length);
     });
 
   program
