@@ -153,6 +153,7 @@ export function adminClient(url: string) {
 
 export interface DeliveryView {
   id: string;
+  unsubscribeId: string;
   status: string;
   attemptsMade: number;
   failedReason?: string;
@@ -291,4 +292,30 @@ export async function postAll(
     }),
   );
   return answers;
+}
+
+/**
+ * Runs the real CLI without blocking this process (the helpers' `cli` uses spawnSync, which would
+ * stop the in-process fake CRM from answering a CLI `test` run).
+ */
+export function cliAsync(
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [path.join(ROOT, 'bin/unsub-relay.js'), ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  return new Promise((resolve) =>
+    child.once('close', (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr });
+    }),
+  );
 }
