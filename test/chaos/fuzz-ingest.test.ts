@@ -200,6 +200,7 @@ it(`answers ${RUNS} fuzzed ingest requests without a single 5xx`, async () => {
   const generateMs = Date.now() - generated;
   const http = client(engine!.url, PARALLEL);
   const statuses: number[] = [];
+  const accepted = new Set<string>();
   const serverErrors: Array<{ spec: Spec; status: number; body: string }> = [];
   const unsendable: string[] = [];
   const transport: string[] = [];
@@ -212,6 +213,7 @@ it(`answers ${RUNS} fuzzed ingest requests without a single 5xx`, async () => {
         try {
           const answer = await http.request(spec.method, spec.path, spec.headers, spec.body);
           statuses.push(answer.status);
+          if (answer.status === 201) accepted.add((JSON.parse(answer.body) as { id: string }).id);
           if (answer.status >= 500) serverErrors.push({ spec, status: answer.status, body: answer.body });
         } catch (error) {
           const name = (error as { code?: string }).code ?? (error as Error).name;
@@ -226,12 +228,23 @@ it(`answers ${RUNS} fuzzed ingest requests without a single 5xx`, async () => {
   const sendMs = Date.now() - started;
   await http.close();
   const ready = await fetch(`${engine!.url}/readyz`);
+  // Every accepted one, however odd its address or fields, is stored with its delivery.
+  const stored = adminClient(engine!.url);
+  const missing: string[] = [];
+  for (const id of accepted) {
+    const answer = await stored.call('GET', `/admin/v1/accounts/acme/unsubscribes/${id}`);
+    const view = answer.status === 200 ? (JSON.parse(answer.body) as { deliveries?: unknown[] }) : {};
+    if (!view.deliveries?.length) missing.push(`${id}: ${answer.status} ${answer.body.slice(0, 200)}`);
+  }
+  await stored.close();
   const logs = engine!.logs();
   const figures = {
     requests: all.length,
     seed: SEED,
     answered: statuses.length,
     statuses: Object.fromEntries([...counts(statuses.map(String))].sort()),
+    acceptedDistinct: accepted.size,
+    acceptedNotStored: missing.length,
     serverErrors: serverErrors.length,
     unsendable: unsendable.length,
     transportErrors: transport.length,
@@ -248,6 +261,7 @@ it(`answers ${RUNS} fuzzed ingest requests without a single 5xx`, async () => {
       spec: { ...e.spec, body: e.spec.body?.slice(0, 300) },
     })),
   ).toEqual([]);
+  expect(missing.slice(0, 5)).toEqual([]);
   expect(engine!.child.exitCode).toBeNull();
   expect(ready.status).toBe(200);
   expect(figures.engineErrorLogLines).toBe(0);
