@@ -31,6 +31,8 @@ export interface FakeCrm {
 
 export async function startFakeCrm(
   responder: Responder = () => ({ status: 200, body: '{"ok":true}' }),
+  /** A given port, e.g. where a connection found nothing listening (a CRM coming back); any free one by default. */
+  port = 0,
 ): Promise<FakeCrm> {
   let current = responder;
   const received: ReceivedRequest[] = [];
@@ -60,10 +62,10 @@ export async function startFakeCrm(
       else send();
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  const address = server.address() as AddressInfo;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `http://127.0.0.1:${address.port}`,
     received,
     respond: (next) => {
       current = next;
