@@ -108,7 +108,9 @@ export type SendOutcome =
         | 'HEADERS_TIMEOUT'
         | 'BODY_TIMEOUT'
         | 'RESPONSE_TOO_LARGE'
-        | 'TARGET_REFUSED';
+        | 'TARGET_REFUSED'
+        /** The HTTP client could not build the request (a header it cannot send): nothing left us. */
+        | 'REQUEST_INVALID';
       message: string;
       durationMs: number;
     };

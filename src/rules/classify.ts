@@ -32,7 +32,7 @@ export function classify(
   resolve: ResolveValue = identity,
 ): Verdict {
   if (outcome.kind === 'error') {
-    if (outcome.code === 'TARGET_REFUSED') {
+    if (outcome.code === 'TARGET_REFUSED' || outcome.code === 'REQUEST_INVALID') {
       return { verdict: 'fail', rule: 'default', code: outcome.code, reason: outcome.message };
     }
     return { verdict: 'retry', rule: 'default', code: outcome.code, reason: outcome.message };

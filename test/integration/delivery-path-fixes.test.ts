@@ -1,0 +1,89 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ConnectionInput } from '../../src/config/connection-schema.js';
+import type { Backlog } from '../../src/store/backlogs.js';
+import { crmConnection, startTestEngine, type TestEngine } from '../helpers/engine.js';
+import { startFakeCrm, type FakeCrm } from '../helpers/crm-server.js';
+import { eventually, uniquePrefix } from '../helpers/redis.js';
+
+// Issue 18, the delivery path: one engine, one loopback CRM per connection, each linked to the
+// campaign of its own name so an unsubscribe reaches exactly the connection a test means.
+const ADMIN = 'test-admin-token-0123456789';
+const names = ['unicode'] as const;
+type Name = (typeof names)[number];
+const crms = {} as Record<Name, FakeCrm>;
+let engine: TestEngine;
+
+function conn(name: Name, overrides: Partial<ConnectionInput> = {}): ConnectionInput {
+  return crmConnection(name, crms[name].url, { campaigns: [name], dedupe: { window: 0 }, ...overrides });
+}
+
+async function admin<T>(path: string): Promise<T> {
+  const response = await fetch(`${engine.url}/admin/v1${path}`, {
+    headers: { authorization: `Bearer ${ADMIN}` },
+  });
+  return (await response.json()) as T;
+}
+
+async function send(campaign: string, emails: string[]): Promise<string[]> {
+  const ids: string[] = [];
+  for (const email of emails) {
+    const response = await engine.unsubscribe('acme', { email, campaign });
+    expect(response.status).toBe(201);
+    ids.push(`${response.body.id as string}:${campaign}`);
+  }
+  return ids;
+}
+
+beforeAll(async () => {
+  process.env.TEST_CRM_TOKEN = 'delivery-path-token';
+  for (const name of names) crms[name] = await startFakeCrm();
+  engine = await startTestEngine(uniquePrefix('delivery-path'), [
+    conn('unicode', {
+      request: {
+        method: 'POST',
+        url: `${crms.unicode.url}/v3/suppressions`,
+        auth: { type: 'bearer', token: "{{secret 'TEST_CRM_TOKEN'}}" },
+        headers: { 'X-Email': '{{email}}' },
+        body: { json: { email: '{{email}}' } },
+        timeouts: { connect: '1s', headers: '1s', body: '1s' },
+      },
+      // Three failures open the circuit for a minute: long past any wait below.
+      circuit: { failures: 3, warnAfter: 2, cooldown: '60s' },
+      retry: { attempts: 5, backoff: 'fixed', delay: '50ms', jitter: false },
+    }),
+  ]);
+});
+
+afterAll(async () => {
+  await engine?.close();
+  await Promise.all(Object.values(crms).map((crm) => crm.close()));
+});
+
+describe('a request the HTTP client cannot build (a Unicode email in a header)', () => {
+  it('fails that delivery alone as a template error, and never counts against the CRM', async () => {
+    const unicode = await send(
+      'unicode',
+      Array.from({ length: 6 }, (_, i) => `jürgen${i}@例え.jp`),
+    );
+    const failed = await eventually('the Unicode deliveries failed', async () => {
+      const all = await Promise.all(unicode.map((id) => engine.records.get(id)));
+      return all.every((d) => d.status === 'failed') ? all : undefined;
+    });
+    for (const delivery of failed) {
+      // One attempt, permanent: no retry of a request that can never be built.
+      expect(delivery.attempts).toHaveLength(1);
+      expect(delivery.attempts[0]).toMatchObject({ verdict: 'fail', errorCode: 'TEMPLATE_ERROR' });
+      expect(delivery.attempts[0]!.reason).toContain('request.headers.X-Email');
+    }
+    expect(crms.unicode.received).toHaveLength(0);
+
+    const [ordinary] = await send('unicode', ['plain@example.com']);
+    await eventually(
+      'the ordinary delivery went through',
+      async () => (await engine.records.get(ordinary!)).status === 'succeeded',
+    );
+    expect(crms.unicode.received).toHaveLength(1);
+    const backlog = await admin<Backlog>('/connections/unicode/backlog');
+    expect(backlog.control).toMatchObject({ circuit: 'closed', consecutiveFailures: 0 });
+  });
+});
