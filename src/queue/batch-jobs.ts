@@ -109,17 +109,21 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
     const requestId = job.id!;
     const admit = () =>
       deps.admitted(connectionId, log, (connection, version) =>
-        deps.control.admit(requestOf(connection), requestId, '', clock(), { version }),
+        // An unbatched connection's batch job is no request: its deliveries each meet the throttle.
+        deps.control.admit(requestOf(connection), requestId, '', clock(), {
+          version,
+          throttle: connection.batch !== undefined,
+        }),
       );
     /**
      * The request's own answer about the CRM (and the half-open probe it may hold). An unbatched
      * connection's batch job took nothing at its admission: each delivery answered for itself.
      */
-    const settle = async (control: Connection, health: HealthOutcome) => {
+    const settle = async (control: Connection, health: HealthOutcome, reopened = false) => {
       if (!control.batch) return;
       await outcomes.announce(
         control,
-        await deps.control.settle(control, requestId, '', health, { releaseClaim: false }, clock()),
+        await deps.control.settle(control, requestId, '', health, { releaseClaim: false, reopened }, clock()),
         {},
       );
     };
@@ -262,7 +266,12 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
         // (src/queue/processor.ts splits further), without spending an attempt.
         return splitInHalves(items, (d) => deps.recordSplit(d, result, requestVerdict, items.length));
       }
-      await settle(control, healthOf(requestVerdict, result.outcome));
+      await settle(
+        control,
+        healthOf(requestVerdict, result.outcome),
+        // The request that reopened a throttled CRM and was not throttled again: the rate resumes.
+        admission.kind === 'go' && admission.reopening && requestVerdict.verdict !== 'rate_limited',
+      );
       let throttledFor = 0;
       const concluded = await settledAll(
         items.map((d, i) =>
@@ -378,7 +387,9 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
     const claimOnly = { ...control, limits: {}, circuit: { ...control.circuit, enabled: false } };
     const now = clock();
     const admissions = await settledAll(
-      items.map((d) => deps.control.admit(claimOnly, d.deliveryId, d.unsubscribe.email, now)),
+      items.map((d) =>
+        deps.control.admit(claimOnly, d.deliveryId, d.unsubscribe.email, now, { throttle: false }),
+      ),
     );
     const going: AttemptInFlight[] = [];
     for (const [i, admission] of admissions.entries()) {

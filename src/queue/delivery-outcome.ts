@@ -46,6 +46,8 @@ export interface AttemptInFlight extends AttemptIdentity {
   inBatch?: boolean;
   /** The batched request it travels in, once that request is known (recorded with its attempt). */
   batch?: AttemptBatch;
+  /** It is the one request that asks a CRM that throttled the connection (429) again. */
+  reopening?: boolean;
 }
 
 /**
@@ -118,9 +120,11 @@ export function createOutcomes(deps: OutcomeDeps) {
     final: boolean,
   ) => {
     const claimToGiveBack = final && d.control.dedupe.window > 0;
-    // Nothing for the circuit to hear (it is off, or a batch's request tells it once) and no claim
-    // to give back: the attempt is only written.
-    if (!claimToGiveBack && (!d.control.circuit.enabled || (d.inBatch && outcome === 'neutral')))
+    // The request that reopened a throttled CRM and was not throttled again: the rate resumes.
+    const reopened = d.reopening === true && fields.verdict !== 'rate_limited';
+    // Nothing for the circuit to hear (it is off, or a batch's request tells it once), no claim
+    // to give back, no throttle to lift: the attempt is only written.
+    if (!claimToGiveBack && !reopened && (!d.control.circuit.enabled || (d.inBatch && outcome === 'neutral')))
       return record(d, fields, durationMs);
     const [settled] = await Promise.all([
       deps.control.settle(
@@ -128,7 +132,7 @@ export function createOutcomes(deps: OutcomeDeps) {
         d.deliveryId,
         d.unsubscribe.email,
         outcome,
-        { releaseClaim: final, attempt: attempt(d, fields, durationMs) },
+        { releaseClaim: final, attempt: attempt(d, fields, durationMs), reopened },
         deps.clock(),
       ),
       keepLedger(d, fields),
@@ -169,8 +173,13 @@ export function createOutcomes(deps: OutcomeDeps) {
   /** The CRM throttles the connection: hold all of it back for `delayMs`, with one event a minute. */
   const throttled = async (connectionId: string, delayMs: number, deliveryId: string) => {
     deps.metrics?.rateLimitWaits.inc({ connection: connectionId, reason: 'crm_rate_limited' });
-    await deps.slowDown(connectionId, delayMs);
     const now = deps.clock();
+    // The queue's own hold keeps workers from fetching; the control's throttle makes the end of it
+    // one request, not every worker at once (src/store/control-scripts.ts).
+    await Promise.all([
+      deps.slowDown(connectionId, delayMs),
+      deps.control.throttle(connectionId, now + delayMs),
+    ]);
     const last = lastRateLimitedEvent.get(connectionId) ?? 0;
     if (now - last >= RATE_LIMITED_EVENT_EVERY_MS) {
       lastRateLimitedEvent.set(connectionId, now);

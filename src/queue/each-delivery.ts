@@ -99,10 +99,13 @@ export async function deliverEach(
     if (admission.halfOpened) outcomes.halfOpened(connectionId);
     if (admission.kind === 'wait') {
       deps.metrics?.rateLimitWaits.inc({ connection: connectionId, reason: admission.reason });
-      holdBack(admission.waitMs, admission.reason, d.deliveryId);
+      // Waiting out a throttle already recorded is a plain hold: only a CRM's answer throttles anew.
+      const reason = admission.reason === 'crm_rate_limited' ? 'rate_limit' : admission.reason;
+      holdBack(admission.waitMs, reason, d.deliveryId);
       return NOT_STARTED;
     }
     if (admission.waitMs > 0) await deps.sleep(admission.waitMs);
+    if (admission.reopening) d.reopening = true;
     // Its attempt starts now, not when its batch job did.
     d.startedAt = clock();
     const context = templateContext(d.unsubscribe, control, d.attemptNumber, deps.engine);

@@ -124,7 +124,10 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
       circuit: { ...control.circuit, enabled: false },
     };
     for (;;) {
-      const slot = await deps.control.admit(requestOnly, `batch:${randomUUID()}`, '', clock());
+      // Its deliveries were each admitted already (one of them reopens a throttled CRM).
+      const slot = await deps.control.admit(requestOnly, `batch:${randomUUID()}`, '', clock(), {
+        throttle: false,
+      });
       if (slot.kind === 'go') return slot.waitMs > 0 ? sleep(slot.waitMs) : undefined;
       if (slot.kind === 'wait') await sleep(slot.waitMs);
     }
@@ -249,6 +252,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
       throw Worker.RateLimitError();
     }
     if (admission.waitMs > 0) await sleep(admission.waitMs);
+    if (admission.reopening) d.reopening = true;
 
     const context = templateContext(unsubscribe, connection, attemptNumber, deps.engine);
     let result: Exchange;

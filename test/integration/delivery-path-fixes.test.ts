@@ -8,7 +8,7 @@ import { eventually, uniquePrefix } from '../helpers/redis.js';
 // Issue 18, the delivery path: one engine, one loopback CRM per connection, each linked to the
 // campaign of its own name so an unsubscribe reaches exactly the connection a test means.
 const ADMIN = 'test-admin-token-0123456789';
-const names = ['unicode'] as const;
+const names = ['unicode', 'throttled'] as const;
 type Name = (typeof names)[number];
 const crms = {} as Record<Name, FakeCrm>;
 let engine: TestEngine;
@@ -51,6 +51,7 @@ beforeAll(async () => {
       circuit: { failures: 3, warnAfter: 2, cooldown: '60s' },
       retry: { attempts: 5, backoff: 'fixed', delay: '50ms', jitter: false },
     }),
+    conn('throttled'),
   ]);
 });
 
@@ -85,5 +86,42 @@ describe('a request the HTTP client cannot build (a Unicode email in a header)',
     expect(crms.unicode.received).toHaveLength(1);
     const backlog = await admin<Backlog>('/connections/unicode/backlog');
     expect(backlog.control).toMatchObject({ circuit: 'closed', consecutiveFailures: 0 });
+  });
+});
+
+describe('a CRM that answers 429 with Retry-After to every request for a while', () => {
+  it('gets one request when each wait ends, and the configured rate only once it stops throttling', async () => {
+    const answered429 = new Set<number>();
+    let throttleUntil = 0;
+    crms.throttled.respond((_request, i) => {
+      if (Date.now() < throttleUntil) {
+        answered429.add(i);
+        return { status: 429, headers: { 'retry-after': '1' }, body: '{"error":"slow down"}' };
+      }
+      return { status: 200, body: '{"ok":true}' };
+    });
+    throttleUntil = Date.now() + 3_500;
+    const ids = await send(
+      'throttled',
+      Array.from({ length: 12 }, (_, i) => `t${i}@example.com`),
+    );
+    await eventually('all delivered', async () => {
+      const all = await Promise.all(ids.map((id) => engine.records.get(id)));
+      return all.every((d) => d.status === 'succeeded');
+    });
+    // Requests in one window arrive together; windows are a Retry-After (1 s) apart. Counted per
+    // window: the first (before any 429 was heard) may carry many, every later window that was
+    // answered 429 exactly one.
+    const windows: number[][] = [];
+    crms.throttled.received.forEach((request, i) => {
+      const last = windows.at(-1);
+      if (last && request.at - crms.throttled.received[last.at(-1)!]!.at < 400) last.push(i);
+      else windows.push([i]);
+    });
+    const throttledWindows = windows.slice(1).filter((w) => w.some((i) => answered429.has(i)));
+    expect(throttledWindows.length).toBeGreaterThanOrEqual(2);
+    expect(throttledWindows.map((w) => w.length)).toEqual(throttledWindows.map(() => 1));
+    // Once a reopening request was not throttled, the rest went at the configured rate (all of it).
+    expect(crms.throttled.received.length - answered429.size).toBe(12);
   });
 });
