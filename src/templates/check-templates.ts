@@ -10,6 +10,7 @@ import {
 } from './context.js';
 import { tokenRequestWith } from './render-auth.js';
 import { renderWith } from './render-delivery.js';
+import { checkReasonTemplates } from './render-reason.js';
 import { secretNamesIn } from './template-env.js';
 
 const placeholderSecrets: SecretSource = { get: (name) => `placeholder-secret-${name}` };
@@ -65,6 +66,8 @@ export function checkTemplates(connection: Connection): ConfigIssue[] {
       connection.batch ? [bare, full] : undefined,
     );
   }
+  // Rule reasons are templates too (issue 18): checked where they are rendered.
+  issues.push(...checkReasonTemplates(connection));
   return issues;
 }
 

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ConnectionInput } from '../../src/config/connection-schema.js';
 import type { Backlog } from '../../src/store/backlogs.js';
+import { batchedConnection } from '../helpers/batch.js';
 import { crmConnection, startTestEngine, type TestEngine } from '../helpers/engine.js';
 import { startFakeCrm, type FakeCrm } from '../helpers/crm-server.js';
 import { eventually, uniquePrefix } from '../helpers/redis.js';
@@ -8,7 +9,7 @@ import { eventually, uniquePrefix } from '../helpers/redis.js';
 // Issue 18, the delivery path: one engine, one loopback CRM per connection, each linked to the
 // campaign of its own name so an unsubscribe reaches exactly the connection a test means.
 const ADMIN = 'test-admin-token-0123456789';
-const names = ['unicode', 'throttled'] as const;
+const names = ['unicode', 'throttled', 'postmark'] as const;
 type Name = (typeof names)[number];
 const crms = {} as Record<Name, FakeCrm>;
 let engine: TestEngine;
@@ -52,6 +53,18 @@ beforeAll(async () => {
       retry: { attempts: 5, backoff: 'fixed', delay: '50ms', jitter: false },
     }),
     conn('throttled'),
+    batchedConnection('postmark', crms.postmark.url, {
+      response: {
+        rules: [
+          {
+            when: { status: 200, json: { path: '$[?(@.ErrorCode==406)].To', contains: '{{email}}' } },
+            then: 'fail',
+            reason: 'Postmark refused {{email}} for {{campaign}}: {{response.item.Message}}',
+          },
+          { when: { status: 200 }, then: 'success' },
+        ],
+      },
+    }),
   ]);
 });
 
@@ -123,5 +136,31 @@ describe('a CRM that answers 429 with Retry-After to every request for a while',
     expect(throttledWindows.map((w) => w.length)).toEqual(throttledWindows.map(() => 1));
     // Once a reopening request was not throttled, the rest went at the configured rate (all of it).
     expect(crms.throttled.received.length - answered429.size).toBe(12);
+  });
+});
+
+describe("a rule's reason as a template over the delivery and the answer", () => {
+  it("puts the batch item's own message from the CRM in its attempt record", async () => {
+    crms.postmark.respond((request) => {
+      const emails = (JSON.parse(request.body) as { emails: string[] }).emails;
+      const results = emails.map((To) =>
+        To.startsWith('inactive')
+          ? { ErrorCode: 406, Message: `Address ${To} is inactive`, To }
+          : { ErrorCode: 0, Message: 'OK', To },
+      );
+      return { status: 200, body: JSON.stringify(results) };
+    });
+    const [ok, inactive] = await send('postmark', ['fine@example.com', 'inactive@example.com']);
+    const refused = await eventually('the inactive address failed', async () => {
+      const d = await engine.records.get(inactive!);
+      return d.status === 'failed' ? d : undefined;
+    });
+    expect(refused.attempts.at(-1)!.reason).toBe(
+      'Postmark refused inactive@example.com for postmark: Address inactive@example.com is inactive',
+    );
+    await eventually(
+      'the other delivered',
+      async () => (await engine.records.get(ok!)).status === 'succeeded',
+    );
   });
 });
