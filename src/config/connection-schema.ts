@@ -192,8 +192,17 @@ export const ruleSchema = z
     after: durationMs.optional(),
     /** For `rate_limited`: the response header that says how long to wait (delta seconds, epoch seconds or ms, or an HTTP date). */
     delayHeader: headerName.optional(),
-    /** Shown in the attempt record, e.g. "HubSpot says already unsubscribed". */
+    /**
+     * Shown in the attempt record, e.g. "HubSpot says already unsubscribed". A template over the
+     * request's context and the answer: `{{response.status}}`, `{{response.body.message}}`,
+     * `{{response.headers.x-request-id}}`, and in a batch `{{response.item.Message}}` (its own result).
+     */
     reason: z.string().max(200).optional(),
+    /**
+     * `false`: a batch this rule refuses whole is not split to find a bad item (a wrong list id fails
+     * every half alike); the whole batch fails as one, and can be replayed once the connection is fixed.
+     */
+    split: z.boolean().optional(),
   })
   .strict()
   .superRefine((rule, ctx) => {

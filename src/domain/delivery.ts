@@ -12,6 +12,18 @@ export const deliveryJobSchema = z.object({
   pinVersion: z.number().int().min(1).optional(),
   /** A batch the CRM refused was split: this delivery goes in batches of at most this many. */
   batchSplit: z.number().int().min(1).optional(),
+  /**
+   * The refused batch it was split from (`parent`, a request id), the first of that line (`root`),
+   * and how it was refused: halves refused the same way stop the splitting (src/queue/split-refusal.ts).
+   */
+  splitOf: z
+    .object({
+      root: z.string(),
+      parent: z.string(),
+      status: z.number().int(),
+      rule: z.union([z.number().int(), z.literal('default')]),
+    })
+    .optional(),
   /** Attempts it made in a batch job before it was handed over to a job of its own. */
   priorAttempts: z.number().int().min(1).optional(),
   /** It failed for good in a batch job (the attempt is recorded): its own job only keeps it failed, for replay. */

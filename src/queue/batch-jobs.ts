@@ -39,6 +39,7 @@ import {
 import { healthOf } from './delivery-health.js';
 import { halfOf } from './batcher.js';
 import { deliverEach, settledAll } from './each-delivery.js';
+import { decideSplit, type SplitOf } from './split-refusal.js';
 import { exchange, type Exchange, type ExchangeDeps } from './exchange.js';
 import type { RequestSlots } from './request-slots.js';
 import type { DeliveryQueues } from './queues.js';
@@ -261,10 +262,19 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
       if (refused) await settledAll(items.map((d) => deps.recordRefused(d, refused)));
       deps.metrics?.attemptSeconds.observe({ connection: connectionId }, result.outcome.durationMs / 1000);
       const requestVerdict = authRefused(result.verdict);
+      let failedAs: Verdict | undefined;
       if (items.length > 1 && refusedWhole(result)) {
         // Refused for what is in it: the deliveries go on in halves, each as a job of its own
-        // (src/queue/processor.ts splits further), without spending an attempt.
-        return splitInHalves(items, (d) => deps.recordSplit(d, result, requestVerdict, items.length));
+        // (src/queue/processor.ts splits further), without spending an attempt; unless its rule
+        // says `split: false` (src/queue/split-refusal.ts).
+        const split = await decideSplit(deps.control, control, batchId, result, requestVerdict, undefined);
+        if (split.kind === 'split')
+          return splitInHalves(
+            items,
+            (d) => deps.recordSplit(d, result, requestVerdict, items.length),
+            split.splitOf,
+          );
+        failedAs = split.verdict;
       }
       await settle(
         control,
@@ -277,7 +287,7 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
         items.map((d, i) =>
           outcomes.conclude(
             d,
-            authRefused(result.verdicts[i] ?? result.verdict),
+            failedAs ?? authRefused(result.verdicts[i] ?? result.verdict),
             result.request,
             result.outcome,
             result.outcome.durationMs,
@@ -340,8 +350,13 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
     async function splitInHalves(
       items: readonly AttemptInFlight[],
       record: (d: AttemptInFlight) => Promise<number>,
+      splitOf?: SplitOf,
     ) {
-      await settledAll(items.map(async (d) => handOver(d.deliveryId, { batchSplit: await record(d) })));
+      await settledAll(
+        items.map(async (d) =>
+          handOver(d.deliveryId, { batchSplit: await record(d), ...(splitOf ? { splitOf } : {}) }),
+        ),
+      );
       await settle(control, 'neutral');
       await finish();
       return { deliveries: ids.length, delivered: 0, split: items.length };

@@ -36,6 +36,7 @@ import {
 } from './delivery-outcome.js';
 import { exchange, type Exchange } from './exchange.js';
 import { RequestSlots } from './request-slots.js';
+import { decideSplit, stoppedSplit, type SplitOf } from './split-refusal.js';
 import { ruleValueResolver } from './rule-values.js';
 
 /** One delivery waiting in a batch: what its request needs, and its own context for per-item rules. */
@@ -173,7 +174,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
   return async function processDelivery(job: Job, token?: string): Promise<unknown> {
     if (isBatchJob(job)) return processBatch(job, token);
     const data = readDeliveryJob(job);
-    const { deliveryId: id, unsubscribeId, connectionId, pinVersion, batchSplit } = data;
+    const { deliveryId: id, unsubscribeId, connectionId, pinVersion, batchSplit, splitOf } = data;
     // Made when a line is logged about this delivery (most are not): a pino child costs its redaction setup.
     let child: Logger | undefined;
     const logger = () => (child ??= deps.logger.child({ deliveryId: id, unsubscribeId, connectionId }));
@@ -254,6 +255,10 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
     if (admission.waitMs > 0) await sleep(admission.waitMs);
     if (admission.reopening) d.reopening = true;
 
+    // Split from a refused batch whose halves were refused alike: the rest of its line fails as it did.
+    const stopped = connection.batch ? await stoppedSplit(deps.control, connectionId, splitOf) : undefined;
+    if (stopped) return endJob(await outcomes.conclude(d, stopped, undefined, undefined, 0, 'neutral'));
+
     const context = templateContext(unsubscribe, connection, attemptNumber, deps.engine);
     let result: Exchange;
     // In a batch, this delivery's place in the request: its verdict, and whether it speaks for the
@@ -295,12 +300,16 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
       );
     }
     if (result.refused) await recordRefused(d, result.refused);
-    const verdict = authRefused(result.verdicts[item.index] ?? result.verdict);
+    let verdict = authRefused(result.verdicts[item.index] ?? result.verdict);
     if (item.size > 1 && refusedWhole(result)) {
       // The CRM refused the whole batch for what is in it (a per-item answer would have told some
       // apart): it may be one bad address, so try again in halves, without spending an attempt,
-      // until the address it refuses goes alone and fails alone.
-      return goAgainIn(await recordSplit(d, result, verdict, item.size));
+      // until the address it refuses goes alone and fails alone; unless the rule or the halves
+      // say it is the connection that is wrong (src/queue/split-refusal.ts).
+      const split = await decideSplit(deps.control, connection, d.batch!.id, result, verdict, splitOf);
+      if (split.kind === 'split')
+        return goAgainIn(await recordSplit(d, result, verdict, item.size), split.splitOf);
+      verdict = split.verdict;
     }
     deps.metrics?.attemptSeconds.observe({ connection: connectionId }, result.outcome.durationMs / 1000);
     return endJob(
@@ -315,8 +324,8 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
     );
 
     /** Back to the queue in smaller batches, without spending an attempt. */
-    async function goAgainIn(batchSplit: number): Promise<never> {
-      await job.updateData({ ...job.data, batchSplit });
+    async function goAgainIn(batchSplit: number, splitFrom?: SplitOf): Promise<never> {
+      await job.updateData({ ...job.data, batchSplit, ...(splitFrom ? { splitOf: splitFrom } : {}) });
       throw Worker.RateLimitError();
     }
 

@@ -18,6 +18,9 @@ import type { Keyspace } from './keys.js';
 
 const ADMITTED: Admission = Object.freeze({ kind: 'go', waitMs: 0, probe: false, halfOpened: false });
 
+/** How long a refused batch's split is remembered: its halves are sent within seconds of it. */
+const SPLIT_MEMORY_MS = 60 * 60_000;
+
 /** Longest a worker holds a fetched delivery waiting for its rate-limit slot, rather than handing it back. */
 export const HOLD_MAX_MS = 1_000;
 
@@ -257,6 +260,36 @@ export class ConnectionControl {
   async throttle(connectionId: string, until: number): Promise<void> {
     this.throttledHere.add(connectionId);
     await this.scripted.urThrottle(this.keys.control(connectionId), Math.ceil(until));
+  }
+
+  /**
+   * A batch split from refused batch `parent` was refused again the same way, as request
+   * `requestId`: answers how many such requests `parent` has had (2: both halves were).
+   */
+  async halfRefused(connectionId: string, parent: string, requestId: string): Promise<number> {
+    const key = `${this.keys.control(connectionId)}:split:${parent}`;
+    const [, , count] = (await this.redis
+      .multi()
+      .sadd(key, requestId)
+      .pexpire(key, SPLIT_MEMORY_MS)
+      .scard(key)
+      .exec())!;
+    return Number(count?.[1] ?? 0);
+  }
+
+  /** Stops the splitting of the batches that came from `root`: the rest fail with `reason`. */
+  async stopSplitting(connectionId: string, root: string, reason: string): Promise<void> {
+    await this.redis.set(
+      `${this.keys.control(connectionId)}:split-stopped:${root}`,
+      reason,
+      'PX',
+      SPLIT_MEMORY_MS,
+    );
+  }
+
+  /** Why the batches that came from `root` stopped splitting, if they did. */
+  async splittingStopped(connectionId: string, root: string): Promise<string | undefined> {
+    return (await this.redis.get(`${this.keys.control(connectionId)}:split-stopped:${root}`)) ?? undefined;
   }
 
   async status(connectionId: string): Promise<ControlStatus> {

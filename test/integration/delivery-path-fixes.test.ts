@@ -9,7 +9,7 @@ import { eventually, uniquePrefix } from '../helpers/redis.js';
 // Issue 18, the delivery path: one engine, one loopback CRM per connection, each linked to the
 // campaign of its own name so an unsubscribe reaches exactly the connection a test means.
 const ADMIN = 'test-admin-token-0123456789';
-const names = ['unicode', 'throttled', 'postmark'] as const;
+const names = ['unicode', 'throttled', 'postmark', 'wronglist', 'nosplit'] as const;
 type Name = (typeof names)[number];
 const crms = {} as Record<Name, FakeCrm>;
 let engine: TestEngine;
@@ -65,6 +65,24 @@ beforeAll(async () => {
         ],
       },
     }),
+    batchedConnection('wronglist', crms.wronglist.url, {}, '1s'),
+    batchedConnection(
+      'nosplit',
+      crms.nosplit.url,
+      {
+        response: {
+          rules: [
+            {
+              when: { status: 422 },
+              then: 'fail',
+              split: false,
+              reason: 'list {{response.body.list}} not found',
+            },
+          ],
+        },
+      },
+      '1s',
+    ),
   ]);
 });
 
@@ -162,5 +180,44 @@ describe("a rule's reason as a template over the delivery and the answer", () =>
       'the other delivered',
       async () => (await engine.records.get(ok!)).status === 'succeeded',
     );
+  });
+});
+
+describe('a batch refused whole for a configuration error (422 on every half)', () => {
+  const wrongList = () => ({ status: 422, body: '{"error":"unknown list","list":"L-9"}' });
+
+  it('stops splitting once both halves were refused the same way: 8 deliveries, 3 requests', async () => {
+    crms.wronglist.respond(wrongList);
+    const ids = await send(
+      'wronglist',
+      Array.from({ length: 8 }, (_, i) => `w${i}@example.com`),
+    );
+    const all = await eventually('all failed', async () => {
+      const records = await Promise.all(ids.map((id) => engine.records.get(id)));
+      return records.every((d) => d.status === 'failed') ? records : undefined;
+    });
+    // One request of 8, its two halves of 4, and nothing more.
+    expect(
+      crms.wronglist.received.map((r) => (JSON.parse(r.body) as { emails: string[] }).emails.length),
+    ).toEqual([8, 4, 4]);
+    for (const d of all) expect(d.attempts.at(-1)!.reason).toContain('both halves of a refused batch');
+  });
+
+  it('fails the whole batch as one when its rule says split: false: 8 deliveries, 1 request', async () => {
+    crms.nosplit.respond(wrongList);
+    const ids = await send(
+      'nosplit',
+      Array.from({ length: 8 }, (_, i) => `n${i}@example.com`),
+    );
+    const all = await eventually('all failed', async () => {
+      const records = await Promise.all(ids.map((id) => engine.records.get(id)));
+      return records.every((d) => d.status === 'failed') ? records : undefined;
+    });
+    expect(crms.nosplit.received).toHaveLength(1);
+    for (const d of all) {
+      expect(d.attempts).toHaveLength(1);
+      expect(d.attempts[0]).toMatchObject({ verdict: 'fail', status: 422 });
+      expect(d.attempts[0]!.reason).toMatch(/^list L-9 not found \(rule 1 says split: false/);
+    }
   });
 });
