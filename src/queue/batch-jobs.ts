@@ -36,6 +36,7 @@ import {
   type AttemptResult,
   type Outcomes,
 } from './delivery-outcome.js';
+import { connectionOrigin } from './connection-origin.js';
 import { healthOf } from './delivery-health.js';
 import { halfOf } from './batcher.js';
 import { deliverEach, settledAll } from './each-delivery.js';
@@ -240,7 +241,7 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
         );
       } catch (error) {
         // Rendering or the OAuth2 token failed before anything reached the CRM.
-        const verdict = unsentVerdict(error);
+        const verdict = unsentVerdict(error, connectionOrigin(stored));
         if (items.length > 1 && itemNotRendered(error)) {
           // One unsubscribe's data may not render: the deliveries go on in halves, each as a job of
           // its own (src/queue/processor.ts splits further), without spending an attempt.

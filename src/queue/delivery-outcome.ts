@@ -327,9 +327,18 @@ export function createOutcomes(deps: OutcomeDeps) {
 }
 export type Outcomes = ReturnType<typeof createOutcomes>;
 
-/** Rendering or the OAuth2 token failed before anything reached the CRM: what that means. */
-export function unsentVerdict(error: unknown): Verdict {
+/**
+ * Rendering or the OAuth2 token failed before anything reached the CRM: what that means. A template
+ * error names the connection's `origin` (its file, see `connectionOrigin`) and the field, so the
+ * operator knows what to fix: `connections/acme.yaml: request.auth.token: secret "ACME_KEY" is not set`.
+ */
+export function unsentVerdict(error: unknown, origin?: string): Verdict {
   if (!(error instanceof UnsubRelayError)) throw error;
+  if (error instanceof TemplateError && origin !== undefined) {
+    const prefix = `connection ${error.connectionId}: `;
+    const detail = error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
+    return { verdict: 'fail', rule: 'default', code: error.code, reason: `${origin}: ${detail}` };
+  }
   return error instanceof RetryableDeliveryError
     ? {
         verdict: 'retry',

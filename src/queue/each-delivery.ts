@@ -9,6 +9,7 @@ import {
   type AttemptResult,
   type Outcomes,
 } from './delivery-outcome.js';
+import { connectionOrigin } from './connection-origin.js';
 import { healthOf } from './delivery-health.js';
 import { exchange, type Exchange, type ExchangeDeps } from './exchange.js';
 import type { RequestSlots } from './request-slots.js';
@@ -134,7 +135,7 @@ export async function deliverEach(
     }
     if (started.kind === 'unsent') {
       // Rendering or the OAuth2 token failed: nothing reached the CRM, so its health is not in question.
-      const verdict = unsentVerdict(started.error);
+      const verdict = unsentVerdict(started.error, connectionOrigin(stored));
       return carryOn(
         d,
         await outcomes.conclude(d, verdict, undefined, undefined, clock() - d.startedAt, 'neutral'),

@@ -35,6 +35,7 @@ import {
   type AttemptResult,
 } from './delivery-outcome.js';
 import { exchange, type Exchange } from './exchange.js';
+import { connectionOrigin } from './connection-origin.js';
 import { RequestSlots } from './request-slots.js';
 import { decideSplit, stoppedSplit, type SplitOf } from './split-refusal.js';
 import { ruleValueResolver } from './rule-values.js';
@@ -288,7 +289,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
         );
     } catch (error) {
       const notSent = error instanceof GroupNotSent ? error : undefined;
-      const verdict = unsentVerdict(notSent ? notSent.cause : error);
+      const verdict = unsentVerdict(notSent ? notSent.cause : error, connectionOrigin(used));
       if (notSent && notSent.size > 1 && itemNotRendered(notSent.cause)) {
         // One unsubscribe's data may not render (a date a helper cannot read): try again in halves,
         // without spending an attempt, until the one that does not render goes alone and fails alone.

@@ -9,7 +9,7 @@ import { eventually, uniquePrefix } from '../helpers/redis.js';
 // Issue 18, the delivery path: one engine, one loopback CRM per connection, each linked to the
 // campaign of its own name so an unsubscribe reaches exactly the connection a test means.
 const ADMIN = 'test-admin-token-0123456789';
-const names = ['unicode', 'throttled', 'postmark', 'wronglist', 'nosplit'] as const;
+const names = ['unicode', 'throttled', 'postmark', 'wronglist', 'nosplit', 'nosecret'] as const;
 type Name = (typeof names)[number];
 const crms = {} as Record<Name, FakeCrm>;
 let engine: TestEngine;
@@ -66,6 +66,14 @@ beforeAll(async () => {
       },
     }),
     batchedConnection('wronglist', crms.wronglist.url, {}, '1s'),
+    conn('nosecret', {
+      request: {
+        method: 'POST',
+        url: `${crms.nosecret.url}/v3/suppressions`,
+        auth: { type: 'bearer', token: "{{secret 'DELIVERY_PATH_UNSET_KEY'}}" },
+        body: { json: { email: '{{email}}' } },
+      },
+    }),
     batchedConnection(
       'nosplit',
       crms.nosplit.url,
@@ -219,5 +227,21 @@ describe('a batch refused whole for a configuration error (422 on every half)', 
       expect(d.attempts[0]).toMatchObject({ verdict: 'fail', status: 422 });
       expect(d.attempts[0]!.reason).toMatch(/^list L-9 not found \(rule 1 says split: false/);
     }
+  });
+});
+
+describe('a referenced secret that is not set', () => {
+  it("fails the delivery naming the connection's file and the field", async () => {
+    delete process.env.DELIVERY_PATH_UNSET_KEY;
+    const [id] = await send('nosecret', ['s@example.com']);
+    const failed = await eventually('it failed', async () => {
+      const d = await engine.records.get(id!);
+      return d.status === 'failed' ? d : undefined;
+    });
+    expect(failed.attempts.at(-1)).toMatchObject({
+      errorCode: 'TEMPLATE_ERROR',
+      reason: `${engine.connectionsDir}/nosecret.yaml: request.auth.token: secret "DELIVERY_PATH_UNSET_KEY" is not set`,
+    });
+    expect(crms.nosecret.received).toHaveLength(0);
   });
 });
