@@ -99,6 +99,12 @@ export interface RenderedRequest {
    * replaces them wherever they appear (URL, headers, body) before anything is logged or recorded.
    */
   secrets: string[];
+  /**
+   * A batched JSON body in parts, for attempt records that must not show other people's addresses:
+   * what `$each` rendered for each unsubscribe (in the batch's order), and the body with those lists
+   * replaced by a marker (the request every delivery of the batch shares).
+   */
+  batchBody?: { items: readonly unknown[]; shared: string };
 }
 
 /** What came back from the CRM, or why nothing did. Never a thrown error: the sender classifies transport failures. */
@@ -165,7 +171,17 @@ export const attemptSchema = z.object({
   connectionVersion: z.number().int(),
   // Absent when nothing could be sent (the connection was deleted, or its templates did not render).
   request: z
-    .object({ method: z.string(), url: z.string(), headers: z.record(z.string(), z.string()) })
+    .object({
+      method: z.string(),
+      url: z.string(),
+      headers: z.record(z.string(), z.string()),
+      /** The body sent, redacted and cut at 4 KiB (a delivery sent alone). */
+      body: z.string().optional(),
+      /** In a batch: what this delivery's `$each` item rendered, redacted (the shared rest is kept once). */
+      item: z.string().optional(),
+      /** The body or item was longer than the record keeps. */
+      bodyTruncated: z.boolean().optional(),
+    })
     .optional(),
   status: z.number().int().optional(),
   responseExcerpt: z.string().optional(),
@@ -186,6 +202,17 @@ export const attemptSchema = z.object({
    */
   batch: z.object({ id: z.string(), size: z.number().int().min(1) }).optional(),
 });
+/** What the deliveries of one batched request share, kept once for all of them (redacted, bounded). */
+export const sharedRequestSchema = z.object({
+  method: z.string(),
+  url: z.string(),
+  headers: z.record(z.string(), z.string()),
+  /** The body with each `$each` list replaced by a marker: no one's address is in it. */
+  body: z.string().optional(),
+  bodyTruncated: z.boolean().optional(),
+});
+export type SharedRequest = z.infer<typeof sharedRequestSchema>;
+
 /** Which batched request an attempt travelled in (`Attempt.batch`). */
 export type AttemptBatch = NonNullable<Attempt['batch']>;
 export type Attempt = z.infer<typeof attemptSchema>;

@@ -36,6 +36,7 @@ import {
   type AttemptResult,
   type Outcomes,
 } from './delivery-outcome.js';
+import { sharedRequest } from './attempt-fields.js';
 import { connectionOrigin } from './connection-origin.js';
 import { healthOf } from './delivery-health.js';
 import { halfOf } from './batcher.js';
@@ -65,7 +66,8 @@ export interface BatchJobDeps {
   engine: { sandboxUrl: string };
   logger: Logger;
   /** How long succeeded deliveries are listed (RETENTION_SUCCEEDED). */
-  retention: { succeededMs: number };
+  /** `failedMs`: how long a batch's shared request is kept beside its attempts. */
+  retention: { succeededMs: number; failedMs?: number };
   metrics?: Metrics;
   slowDown: (connectionId: string, ms: number) => Promise<void>;
   clock: () => number;
@@ -221,7 +223,10 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
 
       // The request every one of them travels in, as each attempt records it.
       const batch = { id: batchId, size: items.length };
-      for (const d of items) d.batch = batch;
+      items.forEach((d, i) => {
+        d.batch = batch;
+        d.itemIndex = i;
+      });
       const contexts: TemplateContext[] = items.map((d) =>
         templateContext(d.unsubscribe, control, d.attemptNumber, deps.engine),
       );
@@ -260,7 +265,14 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
         return { deliveries: ids.length, delivered: 0 };
       }
       const { refused } = result;
+      // The request they all shared, kept once (each attempt keeps only its own item).
+      const keptShared = deps.attempts.keepShared(
+        batchId,
+        sharedRequest(result.request),
+        deps.retention.failedMs ?? deps.retention.succeededMs,
+      );
       if (refused) await settledAll(items.map((d) => deps.recordRefused(d, refused)));
+      await keptShared;
       deps.metrics?.attemptSeconds.observe({ connection: connectionId }, result.outcome.durationMs / 1000);
       const requestVerdict = authRefused(result.verdict);
       let failedAs: Verdict | undefined;

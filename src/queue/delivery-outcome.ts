@@ -46,6 +46,8 @@ export interface AttemptInFlight extends AttemptIdentity {
   inBatch?: boolean;
   /** The batched request it travels in, once that request is known (recorded with its attempt). */
   batch?: AttemptBatch;
+  /** Its place in the batched request (`batch`): which `$each` item of the body is its own. */
+  itemIndex?: number;
   /** It is the one request that asks a CRM that throttled the connection (429) again. */
   reopening?: boolean;
 }
@@ -208,7 +210,7 @@ export function createOutcomes(deps: OutcomeDeps) {
     const { connectionId, unsubscribe } = d;
     const base =
       request && outcome
-        ? attemptFields(request, outcome, verdict, d.batch)
+        ? attemptFields(request, outcome, verdict, d.batch, d.itemIndex)
         : {
             verdict: verdict.verdict,
             reason: verdict.reason,

@@ -21,7 +21,7 @@ import {
   type SecretSource,
   type TemplateContext,
 } from '../templates/render-request.js';
-import { attemptFields, type AttemptFields } from './attempt-fields.js';
+import { attemptFields, sharedRequest, type AttemptFields } from './attempt-fields.js';
 import { Batcher, GroupNotSent, batchCap, halfOf } from './batcher.js';
 import { createBatchJobProcessor, type HandOver } from './batch-jobs.js';
 import { healthOf } from './delivery-health.js';
@@ -115,7 +115,10 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
         resolvers: entries.map((entry) => entry.resolve),
       },
     );
-    return { id: `request-${randomUUID()}`, exchange: sent };
+    const id = `request-${randomUUID()}`;
+    // The request its deliveries shared, kept once (each attempt keeps only its own item).
+    await deps.attempts.keepShared(id, sharedRequest(sent.request), deps.retention.failedMs);
+    return { id, exchange: sent };
   });
   /** A batched request waits for its own rate-limit slot (the deliveries in it are already taken). */
   const takeRequestSlot = async (control: Connection) => {
@@ -279,6 +282,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
         result = batched.result.exchange;
         item = { index: batched.index, size: batched.size };
         d.batch = { id: batched.result.id, size: batched.size };
+        d.itemIndex = batched.index;
       } else
         // Ahead of batch jobs' deliveries still waiting: this one is admitted already (its rate-limit
         // slot, and maybe the circuit's probe lease, are running).
@@ -405,7 +409,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
   async function recordRefused(d: AttemptInFlight, refused: NonNullable<Exchange['refused']>): Promise<void> {
     await outcomes.record(
       d,
-      attemptFields(refused.request, refused.outcome, refused.verdict, d.batch),
+      attemptFields(refused.request, refused.outcome, refused.verdict, d.batch, d.itemIndex),
       refused.outcome.durationMs,
     );
   }
@@ -436,7 +440,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
     await outcomes.recordAndSettle(
       d,
       {
-        ...attemptFields(result.request, result.outcome, verdict, d.batch),
+        ...attemptFields(result.request, result.outcome, verdict, d.batch, d.itemIndex),
         verdict: 'retry',
         errorCode: 'BATCH_SPLIT',
         reason: `the CRM refused a batch of ${size} (${verdict.reason}); retrying in batches of ${splitTo}`,

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { attemptSchema, type Attempt } from '../domain/delivery.js';
+import { attemptSchema, sharedRequestSchema, type Attempt, type SharedRequest } from '../domain/delivery.js';
 import type { Keyspace } from './keys.js';
 import { TurnBatch, eachItemCall, forEachItem, type ScriptItem } from './turn-batch.js';
 
@@ -117,6 +117,31 @@ export class AttemptStore {
   async list(deliveryId: string): Promise<Attempt[]> {
     const raw = await this.redis.lrange(this.keys.attempts(deliveryId), 0, -1);
     return raw.map((entry) => attemptSchema.parse(JSON.parse(entry)));
+  }
+
+  /**
+   * Keeps the request a batch's deliveries shared, once for all of them (each attempt keeps only its
+   * own item, and names the request by `batch.id`).
+   */
+  async keepShared(requestId: string, request: SharedRequest, ttlMs: number): Promise<void> {
+    await this.redis.set(this.sharedKey(requestId), JSON.stringify(request), 'PX', Math.max(1, ttlMs));
+  }
+
+  /** The shared requests of these batched requests, by id (those still kept). */
+  async sharedOf(requestIds: readonly string[]): Promise<Record<string, SharedRequest>> {
+    const ids = [...new Set(requestIds)];
+    if (ids.length === 0) return {};
+    const raw = await this.redis.mget(ids.map((id) => this.sharedKey(id)));
+    const found: Record<string, SharedRequest> = {};
+    ids.forEach((id, i) => {
+      if (raw[i]) found[id] = sharedRequestSchema.parse(JSON.parse(raw[i]));
+    });
+    return found;
+  }
+
+  private sharedKey(requestId: string): string {
+    // Under the attempts' own prefix: a request id never looks like a delivery id (`<uuid>:<connection>`).
+    return this.keys.attempts(`shared-request:${requestId}`);
   }
 
   /** Keeps a succeeded delivery's attempts only as long as the succeeded retention. */

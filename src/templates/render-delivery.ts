@@ -2,7 +2,7 @@ import type { RenderedRequest } from '../domain/delivery.js';
 import type { CompiledConnection } from './compile-connection.js';
 import { batchTemplateData, templateData, type SecretSource, type TemplateContext } from './context.js';
 import { applyAuth, signRequest } from './render-auth.js';
-import { renderBody } from './render-body.js';
+import { renderBatchBody, renderBody } from './render-body.js';
 import { checkedUrl, startRendering, type Report } from './render-core.js';
 import type { RenderOptions } from './render-state.js';
 import { headerValueProblem } from '../http/header-rules.js';
@@ -59,15 +59,20 @@ export function renderWith(
   applyAuth(compiled.auth, r, headers, token);
 
   let body: string | undefined;
+  let batchBody: RenderedRequest['batchBody'];
   if (compiled.body) {
-    body = renderBody(compiled.body, r);
+    if (batch && compiled.body.kind === 'json') {
+      const parts = renderBatchBody(compiled.body.root, r);
+      body = parts.body;
+      batchBody = { items: parts.items, shared: parts.shared };
+    } else body = renderBody(compiled.body, r);
     if (!Object.hasOwn(headers, 'content-type')) headers['content-type'] = compiled.body.contentType;
   }
   const request = { method: compiled.method, url, headers, ...(body !== undefined ? { body } : {}) };
   if (compiled.auth.type === 'hmac') signRequest(compiled.auth, r, request, context.id);
   checkHeaderValues(compiled, headers, report);
   // Read last: signing adds the HMAC secret.
-  return { ...request, secrets: r.secrets() };
+  return { ...request, secrets: r.secrets(), ...(batchBody ? { batchBody } : {}) };
 }
 
 /**

@@ -9,7 +9,7 @@ import { eventually, uniquePrefix } from '../helpers/redis.js';
 // Issue 18, the delivery path: one engine, one loopback CRM per connection, each linked to the
 // campaign of its own name so an unsubscribe reaches exactly the connection a test means.
 const ADMIN = 'test-admin-token-0123456789';
-const names = ['unicode', 'throttled', 'postmark', 'wronglist', 'nosplit', 'nosecret'] as const;
+const names = ['unicode', 'throttled', 'postmark', 'wronglist', 'nosplit', 'nosecret', 'bodykept'] as const;
 type Name = (typeof names)[number];
 const crms = {} as Record<Name, FakeCrm>;
 let engine: TestEngine;
@@ -66,6 +66,14 @@ beforeAll(async () => {
       },
     }),
     batchedConnection('wronglist', crms.wronglist.url, {}, '1s'),
+    conn('bodykept', {
+      request: {
+        method: 'POST',
+        url: `${crms.bodykept.url}/v3/suppressions`,
+        auth: { type: 'bearer', token: "{{secret 'TEST_CRM_TOKEN'}}" },
+        body: { json: { email: '{{email}}', key: "{{secret 'TEST_CRM_TOKEN'}}" } },
+      },
+    }),
     conn('nosecret', {
       request: {
         method: 'POST',
@@ -243,5 +251,46 @@ describe('a referenced secret that is not set', () => {
       reason: `${engine.connectionsDir}/nosecret.yaml: request.auth.token: secret "DELIVERY_PATH_UNSET_KEY" is not set`,
     });
     expect(crms.nosecret.received).toHaveLength(0);
+  });
+});
+
+describe('the request body in the attempt record', () => {
+  it('keeps a delivery sent alone its own body, redacted', async () => {
+    const [id] = await send('bodykept', ['kept@example.com']);
+    const done = await eventually('delivered', async () => {
+      const d = await engine.records.get(id!);
+      return d.status === 'succeeded' ? d : undefined;
+    });
+    expect(JSON.parse(crms.bodykept.received[0]!.body)).toEqual({
+      email: 'kept@example.com',
+      key: 'delivery-path-token',
+    });
+    expect(done.attempts[0]!.request!.body).toBe('{"email":"kept@example.com","key":"[redacted]"}');
+  });
+
+  it("keeps a batched delivery its own item, and the batch's shared request once, with no one else's address", async () => {
+    crms.postmark.respond((request) => {
+      const emails = (JSON.parse(request.body) as { emails: string[] }).emails;
+      return { status: 200, body: JSON.stringify(emails.map((To) => ({ ErrorCode: 0, Message: 'OK', To }))) };
+    });
+    const ids = await send('postmark', ['first@example.com', 'second@example.com']);
+    const records = await eventually('both delivered', async () => {
+      const all = await Promise.all(ids.map((id) => engine.records.get(id)));
+      return all.every((d) => d.status === 'succeeded') ? all : undefined;
+    });
+    const [first, second] = records;
+    expect(first!.attempts[0]!.request!.item).toBe('"first@example.com"');
+    expect(second!.attempts[0]!.request!.item).toBe('"second@example.com"');
+    for (const d of records) {
+      const attempt = d.attempts[0]!;
+      expect(attempt.request!.body).toBeUndefined();
+      const shared = d.batchRequests![attempt.batch!.id]!;
+      expect(shared.body).toContain('$each: 2 items');
+      // The request as recorded (its own item, the shared request): no one else's address.
+      const other = d === first ? 'second@example.com' : 'first@example.com';
+      expect(JSON.stringify([attempt.request, d.batchRequests])).not.toContain(other);
+    }
+    // Stored once for the request, not in each delivery's attempts.
+    expect(await engine.redis.lrange(`${engine.prefix}:attempts:${ids[0]!}`, 0, -1)).not.toContain('$each');
   });
 });
