@@ -89,36 +89,30 @@ export function itemResult(body: unknown, email: string, item: ReasonItem): unkn
   return null;
 }
 
-/** Anything at any path, for checking reason templates before any answer exists. */
-const anyAnswer: unknown = new Proxy(Object.create(null) as object, {
-  get: (_target, name) =>
-    name === Symbol.toPrimitive || name === 'toString' || name === 'valueOf' ? () => 'sample' : anyAnswer,
-  has: () => true,
-  getOwnPropertyDescriptor: () => ({
-    value: anyAnswer,
-    configurable: true,
-    enumerable: true,
-    writable: true,
-  }),
-});
+/**
+ * The answer cannot be known before it comes, so for a dry render each `response...` path stands in
+ * as `email` (a known text): everything else in the template is checked as it will render.
+ */
+function withoutAnswer(source: string): string {
+  return source.replace(/(^|[\s({=])response(?:\.[^\s}()]+)?(?=[\s})]|$)/g, '$1email');
+}
 
 /**
  * Compiles and dry-renders every rule's templated `reason`, so an unknown variable or helper shows at
  * validation, not in an attempt record. The answer's fields cannot be known before it comes, so
- * anything under `response` passes.
+ * any path under `response` passes.
  */
 export function checkReasonTemplates(connection: Connection): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
-  const data = { ...templateData(sampleContext(connection)), response: anyAnswer };
+  const data = templateData(sampleContext(connection));
   connection.response.rules.forEach((rule, r) => {
     if (rule.reason === undefined || !rule.reason.includes('{{')) return;
     try {
-      compiledReason(rule.reason).render(data, newRenderState(noSecrets));
+      // Compiled as written (syntax, helpers), rendered with the answer's paths stood in for.
+      compiledReason(rule.reason);
+      compileTemplate(withoutAnswer(rule.reason), 'text').render(data, newRenderState(noSecrets));
     } catch (error) {
-      const reason = describeFailure(error);
-      // The stand-in answer is an object at every path: "not text" is about it, not the template.
-      if (!reason.includes('not text; use {{json'))
-        issues.push({ field: `response.rules[${r}].reason`, reason });
+      issues.push({ field: `response.rules[${r}].reason`, reason: describeFailure(error) });
     }
   });
   return issues;

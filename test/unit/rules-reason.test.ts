@@ -89,7 +89,7 @@ describe('reason templates', () => {
     const issues = checkReasonTemplates(
       connection([
         { when: { status: 200 }, then: 'success', reason: 'ok {{response.body.anything.at.all}} {{email}}' },
-        { when: { status: 400 }, then: 'fail', reason: 'bad {{emial}}' },
+        { when: { status: 400 }, then: 'fail', reason: 'bad {{response.body.error}} {{emial}}' },
         { when: { status: 401 }, then: 'fail', reason: 'bad {{shout email}}' },
       ]),
     );
