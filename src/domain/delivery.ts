@@ -177,12 +177,16 @@ export const attemptSchema = z.object({
       headers: z.record(z.string(), z.string()),
       /** The body sent, redacted and cut at 4 KiB (a delivery sent alone). */
       body: z.string().optional(),
-      /** In a batch: what this delivery's `$each` item rendered, redacted (the shared rest is kept once). */
-      item: z.string().optional(),
-      /** The body or item was longer than the record keeps. */
+      /** The body was longer than the record keeps. */
       bodyTruncated: z.boolean().optional(),
     })
     .optional(),
+  /**
+   * In a batch: what this delivery's `$each` item rendered, redacted and cut at 4 KiB; the request
+   * the batch shared is kept once, by `batch.id` (`DeliveryDetail.batchRequests`).
+   */
+  requestItem: z.string().optional(),
+  requestItemTruncated: z.boolean().optional(),
   status: z.number().int().optional(),
   responseExcerpt: z.string().optional(),
   verdict: verdictNames,

@@ -7,6 +7,7 @@ import type {
   Verdict,
 } from '../domain/delivery.js';
 import { scrubSecrets } from '../domain/scrub.js';
+import { withOwnItem } from '../store/attempt-store.js';
 import { redactRequestLine } from '../templates/redact.js';
 
 /** Bytes of response body kept in an attempt record: enough to read an error, not a whole page. */
@@ -63,17 +64,6 @@ export function attemptFields(
     };
   }
   const exchange = exchangeRecord(request, outcome, batch);
-  // In a batch, a delivery's record keeps its own item only: the request they share is kept once
-  // (`sharedRequest`), so no record shows another delivery's address.
-  const item = itemIndex === undefined ? undefined : request.batchBody?.items[itemIndex];
-  if (item !== undefined && exchange.request) {
-    const own = bounded(scrubSecrets(JSON.stringify(item), request.secrets));
-    return {
-      ...exchange,
-      request: { ...exchange.request, item: own.text, ...(own.cut ? { bodyTruncated: true } : {}) },
-      ...verdictFields(verdict),
-    };
-  }
   const key = `${verdict.verdict}\0${verdict.reason}\0${'code' in verdict ? verdict.code : ''}`;
   let byVerdict = sameVerdict.get(exchange);
   if (!byVerdict) sameVerdict.set(exchange, (byVerdict = new Map()));
@@ -82,7 +72,13 @@ export function attemptFields(
     fields = { ...exchange, ...verdictFields(verdict) };
     byVerdict.set(key, fields);
   }
-  return fields;
+  // In a batch, a delivery's record keeps its own item only: the request they share is kept once
+  // (`sharedRequest`), so no record shows another delivery's address. The item rides beside the
+  // shared fields, which the attempt store still serialises once for all (`withOwnItem`).
+  const item = itemIndex === undefined ? undefined : request.batchBody?.items[itemIndex];
+  if (item === undefined) return fields;
+  const own = bounded(scrubSecrets(JSON.stringify(item), request.secrets));
+  return withOwnItem(fields, own.text, own.cut);
 }
 
 function verdictFields(verdict: Verdict): Pick<AttemptFields, 'verdict' | 'reason' | 'errorCode'> {

@@ -44,6 +44,21 @@ export interface AttemptWrite {
   ttlMs: number;
 }
 
+/** The fields a batch's deliveries share, behind a delivery's own fields (`withOwnItem`). */
+const SHARED = Symbol('shared attempt fields');
+
+type AttemptTail = Omit<Attempt, keyof AttemptHead | 'number'>;
+
+/**
+ * A batched delivery's attempt fields: the shared ones plus its own `$each` item. The store still
+ * serialises the shared part once for the whole batch and splices the item in.
+ */
+export function withOwnItem<T extends AttemptTail>(shared: T, item: string, truncated: boolean): T {
+  const own = { ...shared, requestItem: item, ...(truncated ? { requestItemTruncated: true } : {}) };
+  Object.defineProperty(own, SHARED, { value: shared, enumerable: false });
+  return own;
+}
+
 /** Whose attempt a record is: the part each delivery of a batch has of its own. */
 export type AttemptHead = Pick<Attempt, 'deliveryId' | 'startedAt' | 'durationMs' | 'connectionVersion'>;
 
@@ -87,17 +102,20 @@ export class AttemptStore {
    * The same, from whose attempt it is and what it says, kept apart: the deliveries of a batch share
    * one `fields` object (the request, the answer, the verdict), which is serialised once for all.
    */
-  prepareFor(
-    head: AttemptHead,
-    fields: Omit<Attempt, keyof AttemptHead | 'number'>,
-    ttlMs: number,
-  ): AttemptWrite {
+  prepareFor(head: AttemptHead, fields: AttemptTail, ttlMs: number): AttemptWrite {
+    // A delivery's own item, spliced in before the fields its batch shares.
+    const shared = (fields as { [SHARED]?: AttemptTail })[SHARED];
+    const own = shared
+      ? `"requestItem":${JSON.stringify(fields.requestItem)},${fields.requestItemTruncated ? '"requestItemTruncated":true,' : ''}`
+      : '';
+    const common = shared ?? fields;
     // Only a batched request's fields are shared (by every delivery it carried): those are kept.
-    let tail = fields.batch ? this.serialised.get(fields) : undefined;
+    let tail = common.batch ? this.serialised.get(common) : undefined;
     if (tail === undefined) {
-      tail = JSON.stringify(fields).slice(1);
-      if (fields.batch) this.serialised.set(fields, tail);
+      tail = JSON.stringify(common).slice(1);
+      if (common.batch) this.serialised.set(common, tail);
     }
+    tail = own + tail;
     const list = this.keys.attempts(head.deliveryId);
     // The head written out field by field (what JSON.stringify(head) gives, without walking an
     // object per attempt); `verdict` and `reason` are never absent, so the tail always has a field

@@ -279,8 +279,8 @@ describe('the request body in the attempt record', () => {
       return all.every((d) => d.status === 'succeeded') ? all : undefined;
     });
     const [first, second] = records;
-    expect(first!.attempts[0]!.request!.item).toBe('"first@example.com"');
-    expect(second!.attempts[0]!.request!.item).toBe('"second@example.com"');
+    expect(first!.attempts[0]!.requestItem).toBe('"first@example.com"');
+    expect(second!.attempts[0]!.requestItem).toBe('"second@example.com"');
     for (const d of records) {
       const attempt = d.attempts[0]!;
       expect(attempt.request!.body).toBeUndefined();
@@ -288,7 +288,7 @@ describe('the request body in the attempt record', () => {
       expect(shared.body).toContain('$each: 2 items');
       // The request as recorded (its own item, the shared request): no one else's address.
       const other = d === first ? 'second@example.com' : 'first@example.com';
-      expect(JSON.stringify([attempt.request, d.batchRequests])).not.toContain(other);
+      expect(JSON.stringify([attempt.request, attempt.requestItem, d.batchRequests])).not.toContain(other);
     }
     // Stored once for the request, not in each delivery's attempts.
     expect(await engine.redis.lrange(`${engine.prefix}:attempts:${ids[0]!}`, 0, -1)).not.toContain('$each');

@@ -37,7 +37,7 @@ describe('the request body an attempt record keeps', () => {
       batchBody: { items: ['a@x.io', 'b@x.io'], shared: '{"emails":["$each: 2 items"]}' },
     };
     const batch = { id: 'request-1', size: 2 };
-    expect(attemptFields(request, outcome, verdict, batch, 1).request).toMatchObject({ item: '"b@x.io"' });
+    expect(attemptFields(request, outcome, verdict, batch, 1)).toMatchObject({ requestItem: '"b@x.io"' });
     expect(attemptFields(request, outcome, verdict, batch, 1).request!.body).toBeUndefined();
     expect(sharedRequest(request).body).toBe('{"emails":["$each: 2 items"]}');
   });

@@ -103,8 +103,8 @@ function sentBodies(attempts: readonly Attempt[], shared: Record<string, SharedR
   for (const a of attempts) {
     if (a.request?.body !== undefined)
       lines.push(`attempt ${a.number} body${cut(a.request.bodyTruncated)}: ${a.request.body}`);
-    if (a.request?.item !== undefined)
-      lines.push(`attempt ${a.number} item${cut(a.request.bodyTruncated)}: ${a.request.item}`);
+    if (a.requestItem !== undefined)
+      lines.push(`attempt ${a.number} item${cut(a.requestItemTruncated)}: ${a.requestItem}`);
     const request = a.batch ? shared[a.batch.id] : undefined;
     if (a.batch && request?.body !== undefined && !shown.has(a.batch.id)) {
       shown.add(a.batch.id);
