@@ -1,9 +1,13 @@
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ConnectionInput } from '../../src/config/connection-schema.js';
 import type { Backlog } from '../../src/store/backlogs.js';
 import { batchedConnection } from '../helpers/batch.js';
 import { crmConnection, startTestEngine, type TestEngine } from '../helpers/engine.js';
 import { startFakeCrm, type FakeCrm } from '../helpers/crm-server.js';
+import { ROOT } from '../helpers/processes.js';
 import { eventually, uniquePrefix } from '../helpers/redis.js';
 
 // Issue 18, the delivery path: one engine, one loopback CRM per connection, each linked to the
@@ -290,6 +294,16 @@ describe('the request body in the attempt record', () => {
       const other = d === first ? 'second@example.com' : 'first@example.com';
       expect(JSON.stringify([attempt.request, attempt.requestItem, d.batchRequests])).not.toContain(other);
     }
+    // `deliveries show` prints its own item and the shared body, once. (Not spawnSync: the engine
+    // answering it runs in this process.)
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [path.join(ROOT, 'bin/unsub-relay.js'), 'deliveries', 'show', ids[0]!],
+      { cwd: ROOT, env: { ...process.env, ADMIN_URL: engine.url, ADMIN_TOKEN: ADMIN } },
+    );
+    expect(stdout).toContain('attempt 1 item: "first@example.com"');
+    expect(stdout).toMatch(/batch batch-\S+ shared body: \{"emails":\["\$each: 2 items/);
+    expect(stdout).not.toContain('second@example.com"');
     // Stored once for the request, not in each delivery's attempts.
     expect(await engine.redis.lrange(`${engine.prefix}:attempts:${ids[0]!}`, 0, -1)).not.toContain('$each');
   });
