@@ -164,8 +164,14 @@ export const RULE_FIELDS = {
     examples: ['x-sib-ratelimit-reset'],
   },
   reason: {
-    description: 'Shown in the attempt record (at most 200 characters).',
-    examples: ['HubSpot says already unsubscribed'],
+    description:
+      'Shown in the attempt record (at most 200 characters). A template over the request context and the answer: {{response.status}}, {{response.body.message}}, {{response.headers.x-request-id}}, and in a batch {{response.item.Message}} (its own result).',
+    examples: ['HubSpot says already unsubscribed', 'Postmark: {{response.item.Message}}'],
+  },
+  split: {
+    description:
+      'false: a batch this rule refuses whole is not split to find a bad item (a wrong list id fails every half alike); the whole batch fails as one, and can be replayed once the connection is fixed.',
+    examples: [false],
   },
 } satisfies Record<string, FieldMeta>;
 

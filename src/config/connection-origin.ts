@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { z } from 'zod';
 
 /**
@@ -36,4 +37,23 @@ export function describeOrigin(origin: ConnectionOrigin | undefined, legacySourc
 export function originFile(record: { origin?: ConnectionOrigin; source?: string }): string | undefined {
   if (record.origin) return record.origin.file;
   return record.source && record.source !== 'admin-api' ? record.source : undefined;
+}
+
+/**
+ * Where a stored connection came from, as a delivery error names it: the file its version was applied
+ * from (relative to the working directory when inside it, as `connections/acme.yaml`), or
+ * `connection acme (cli, jane@cli)` for a version made through the admin API.
+ */
+export function connectionSourceName(stored: {
+  connection: { id: string };
+  origin?: ConnectionOrigin;
+  source?: string;
+}): string {
+  const file = originFile(stored);
+  if (file) {
+    const relative = path.relative(process.cwd(), file);
+    return relative && !relative.startsWith('..') && !path.isAbsolute(relative) ? relative : file;
+  }
+  const how = stored.origin ? describeOrigin(stored.origin) : stored.source;
+  return `connection ${stored.connection.id}${how ? ` (${how})` : ''}`;
 }

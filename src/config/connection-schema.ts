@@ -141,6 +141,7 @@ export const ruleSchema = z
     after: durationMs.optional().meta(RULE_FIELDS.after),
     delayHeader: headerName.optional().meta(RULE_FIELDS.delayHeader),
     reason: z.string().max(200).optional().meta(RULE_FIELDS.reason),
+    split: z.boolean().optional().meta(RULE_FIELDS.split),
   })
   .strict()
   .superRefine((rule, ctx) => {

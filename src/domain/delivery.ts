@@ -12,6 +12,20 @@ export const deliveryJobSchema = z.object({
   pinVersion: z.number().int().min(1).optional(),
   /** A batch the CRM refused was split: this delivery goes in batches of at most this many. */
   batchSplit: z.number().int().min(1).optional(),
+  /**
+   * The refused batch it was split from (`parent`, a request id), the first of that line (`root`),
+   * and how it was refused: halves refused the same way stop the splitting (src/queue/split-refusal.ts).
+   */
+  splitOf: z
+    .object({
+      root: z.string(),
+      parent: z.string(),
+      status: z.number().int(),
+      rule: z.union([z.number().int(), z.literal('default')]),
+      /** sha1 of the answer's body: a wrong list id answers alike, bad addresses name themselves. */
+      body: z.string().optional(),
+    })
+    .optional(),
   /** Attempts it made in a batch job before it was handed over to a job of its own. */
   priorAttempts: z.number().int().min(1).optional(),
   /** It failed for good in a batch job (the attempt is recorded): its own job only keeps it failed, for replay. */
@@ -87,6 +101,12 @@ export interface RenderedRequest {
    * replaces them wherever they appear (URL, headers, body) before anything is logged or recorded.
    */
   secrets: string[];
+  /**
+   * A batched JSON body in parts, for attempt records that must not show other people's addresses:
+   * what `$each` rendered for each unsubscribe (in the batch's order), and the body with those lists
+   * replaced by a marker (the request every delivery of the batch shares).
+   */
+  batchBody?: { items: readonly unknown[]; shared: string };
 }
 
 /** What came back from the CRM, or why nothing did. Never a thrown error: the sender classifies transport failures. */
@@ -108,7 +128,9 @@ export type SendOutcome =
         | 'HEADERS_TIMEOUT'
         | 'BODY_TIMEOUT'
         | 'RESPONSE_TOO_LARGE'
-        | 'TARGET_REFUSED';
+        | 'TARGET_REFUSED'
+        /** The HTTP client could not build the request (a header it cannot send): nothing left us. */
+        | 'REQUEST_INVALID';
       message: string;
       durationMs: number;
     };
@@ -151,8 +173,22 @@ export const attemptSchema = z.object({
   connectionVersion: z.number().int(),
   // Absent when nothing could be sent (the connection was deleted, or its templates did not render).
   request: z
-    .object({ method: z.string(), url: z.string(), headers: z.record(z.string(), z.string()) })
+    .object({
+      method: z.string(),
+      url: z.string(),
+      headers: z.record(z.string(), z.string()),
+      /** The body sent, redacted and cut at 4 KiB (a delivery sent alone). */
+      body: z.string().optional(),
+      /** The body was longer than the record keeps. */
+      bodyTruncated: z.boolean().optional(),
+    })
     .optional(),
+  /**
+   * In a batch: what this delivery's `$each` item rendered, redacted and cut at 4 KiB; the request
+   * the batch shared is kept once, by `batch.id` (`DeliveryDetail.batchRequests`).
+   */
+  requestItem: z.string().optional(),
+  requestItemTruncated: z.boolean().optional(),
   status: z.number().int().optional(),
   responseExcerpt: z.string().optional(),
   verdict: verdictNames,
@@ -172,6 +208,17 @@ export const attemptSchema = z.object({
    */
   batch: z.object({ id: z.string(), size: z.number().int().min(1) }).optional(),
 });
+/** What the deliveries of one batched request share, kept once for all of them (redacted, bounded). */
+export const sharedRequestSchema = z.object({
+  method: z.string(),
+  url: z.string(),
+  headers: z.record(z.string(), z.string()),
+  /** The body with each `$each` list replaced by a marker: no one's address is in it. */
+  body: z.string().optional(),
+  bodyTruncated: z.boolean().optional(),
+});
+export type SharedRequest = z.infer<typeof sharedRequestSchema>;
+
 /** Which batched request an attempt travelled in (`Attempt.batch`). */
 export type AttemptBatch = NonNullable<Attempt['batch']>;
 export type Attempt = z.infer<typeof attemptSchema>;

@@ -4,6 +4,7 @@ import { Agent } from 'undici';
 import type { Dispatcher } from 'undici';
 import type { Timeouts } from '../config/connection-schema.js';
 import type { RenderedRequest, SendOutcome } from '../domain/delivery.js';
+import { headerValueProblem, isHttpToken } from './header-rules.js';
 import { guardedConnector, targetPathRule } from './target-guard.js';
 import type { GuardOptions } from './target-guard.js';
 
@@ -105,6 +106,8 @@ export function createSender(opts: SenderOptions, dispatcher?: Dispatcher): Send
     // The connector sees no path: the allowed targets' path rule is checked here.
     const outside = outsidePaths(req.url);
     if (outside) return fail('TARGET_REFUSED', outside);
+    const invalid = requestProblem(req);
+    if (invalid) return fail('REQUEST_INVALID', invalid);
     if (closed) return fail('NETWORK', 'the sender is closed');
     // `host` never includes userinfo, path or query, which may carry credentials.
     const target = url.host;
@@ -168,6 +171,20 @@ export function createSender(opts: SenderOptions, dispatcher?: Dispatcher): Send
       await agents?.destroy();
     },
   };
+}
+
+/**
+ * Why the HTTP client would refuse to build this request, checked before it is handed over (by the
+ * rules undici applies, not by reading its error text). Names the header, never its value.
+ */
+function requestProblem(req: RenderedRequest): string | undefined {
+  if (!isHttpToken(req.method)) return 'the method is not a valid HTTP token';
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (!isHttpToken(name)) return `header name ${JSON.stringify(name)} is not a valid HTTP token`;
+    const problem = headerValueProblem(value);
+    if (problem) return `header ${name}: ${problem}`;
+  }
+  return undefined;
 }
 
 interface TargetUrl {
@@ -341,7 +358,6 @@ const networkReasons: Record<string, string> = {
   UND_ERR_ABORTED: 'request aborted to',
   UND_ERR_RES_CONTENT_LENGTH_MISMATCH: 'response length did not match content-length from',
   UND_ERR_INFO: 'unexpected informational response from',
-  UND_ERR_INVALID_ARG: 'request rejected by the HTTP client before sending to',
   HPE_INVALID_CONSTANT: 'invalid HTTP response from',
 };
 
@@ -360,6 +376,11 @@ function classify(err: unknown, target: string, timeouts: Timeouts): [ErrorCode,
       return ['BODY_TIMEOUT', `response body from ${target} stalled for ${describeMs(timeouts.body)}`];
     case 'UND_ERR_RES_EXCEEDED_MAX_SIZE':
       return ['RESPONSE_TOO_LARGE', `response from ${target} exceeded the dispatcher's size limit`];
+    case 'UND_ERR_INVALID_ARG':
+    case 'ERR_INVALID_ARG_TYPE':
+    case 'ERR_INVALID_CHAR':
+      // The client refused to build the request: nothing reached the CRM, so this is not its health.
+      return ['REQUEST_INVALID', `the HTTP client could not build the request to ${target} (${e.code})`];
     case 'TARGET_REFUSED':
       // Our own message: names the host and address, nothing else.
       return ['TARGET_REFUSED', e.message ?? `refused to connect to ${target}`];

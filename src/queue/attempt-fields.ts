@@ -1,9 +1,34 @@
-import type { Attempt, AttemptBatch, RenderedRequest, SendOutcome, Verdict } from '../domain/delivery.js';
+import type {
+  Attempt,
+  AttemptBatch,
+  RenderedRequest,
+  SendOutcome,
+  SharedRequest,
+  Verdict,
+} from '../domain/delivery.js';
 import { scrubSecrets } from '../domain/scrub.js';
+import { withOwnItem } from '../store/attempt-store.js';
 import { redactRequestLine } from '../templates/redact.js';
 
 /** Bytes of response body kept in an attempt record: enough to read an error, not a whole page. */
 const EXCERPT_BYTES = 2_048;
+/** Characters of request body (or batch item) kept in an attempt record. */
+export const REQUEST_BODY_KEPT = 4_096;
+
+function bounded(text: string): { text: string; cut: boolean } {
+  return text.length > REQUEST_BODY_KEPT
+    ? { text: text.slice(0, REQUEST_BODY_KEPT), cut: true }
+    : { text, cut: false };
+}
+
+/** The request a batch's deliveries share, with no one's item in it. */
+export function sharedRequest(request: RenderedRequest): SharedRequest {
+  const line = redactRequestLine(request);
+  const text = request.batchBody?.shared ?? request.body;
+  if (text === undefined) return { ...line };
+  const body = bounded(scrubSecrets(text, request.secrets));
+  return { ...line, body: body.text, ...(body.cut ? { bodyTruncated: true } : {}) };
+}
 
 /** What the processor says about an attempt; the attempt store adds who, when and which number. */
 export type AttemptFields = Omit<
@@ -22,10 +47,22 @@ export function attemptFields(
   outcome: SendOutcome,
   verdict: Verdict,
   batch?: AttemptBatch,
+  itemIndex?: number,
 ): AttemptFields {
   // A request of one delivery's own: nothing to share, so nothing kept (a WeakMap entry per attempt
-  // is work for the garbage collector too).
-  if (!batch) return { ...recordOf(request, outcome), ...verdictFields(verdict) };
+  // is work for the garbage collector too). Its body is its own: kept, redacted and bounded.
+  if (!batch) {
+    const own = recordOf(request, outcome);
+    const body =
+      request.body === undefined ? undefined : bounded(scrubSecrets(request.body, request.secrets));
+    return {
+      ...own,
+      ...(own.request && body
+        ? { request: { ...own.request, body: body.text, ...(body.cut ? { bodyTruncated: true } : {}) } }
+        : {}),
+      ...verdictFields(verdict),
+    };
+  }
   const exchange = exchangeRecord(request, outcome, batch);
   const key = `${verdict.verdict}\0${verdict.reason}\0${'code' in verdict ? verdict.code : ''}`;
   let byVerdict = sameVerdict.get(exchange);
@@ -35,7 +72,13 @@ export function attemptFields(
     fields = { ...exchange, ...verdictFields(verdict) };
     byVerdict.set(key, fields);
   }
-  return fields;
+  // In a batch, a delivery's record keeps its own item only: the request they share is kept once
+  // (`sharedRequest`), so no record shows another delivery's address. The item rides beside the
+  // shared fields, which the attempt store still serialises once for all (`withOwnItem`).
+  const item = itemIndex === undefined ? undefined : request.batchBody?.items[itemIndex];
+  if (item === undefined) return fields;
+  const own = bounded(scrubSecrets(JSON.stringify(item), request.secrets));
+  return withOwnItem(fields, own.text, own.cut);
 }
 
 function verdictFields(verdict: Verdict): Pick<AttemptFields, 'verdict' | 'reason' | 'errorCode'> {

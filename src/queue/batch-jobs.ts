@@ -36,9 +36,12 @@ import {
   type AttemptResult,
   type Outcomes,
 } from './delivery-outcome.js';
+import { sharedRequest } from './attempt-fields.js';
+import { connectionSourceName } from '../config/connection-origin.js';
 import { healthOf } from './delivery-health.js';
 import { halfOf } from './batcher.js';
 import { deliverEach, settledAll } from './each-delivery.js';
+import { decideSplit, type SplitOf } from './split-refusal.js';
 import { exchange, type Exchange, type ExchangeDeps } from './exchange.js';
 import type { RequestSlots } from './request-slots.js';
 import type { DeliveryQueues } from './queues.js';
@@ -63,7 +66,8 @@ export interface BatchJobDeps {
   engine: { sandboxUrl: string };
   logger: Logger;
   /** How long succeeded deliveries are listed (RETENTION_SUCCEEDED). */
-  retention: { succeededMs: number };
+  /** `failedMs`: how long a batch's shared request is kept beside its attempts. */
+  retention: { succeededMs: number; failedMs?: number };
   metrics?: Metrics;
   slowDown: (connectionId: string, ms: number) => Promise<void>;
   clock: () => number;
@@ -109,17 +113,21 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
     const requestId = job.id!;
     const admit = () =>
       deps.admitted(connectionId, log, (connection, version) =>
-        deps.control.admit(requestOf(connection), requestId, '', clock(), { version }),
+        // An unbatched connection's batch job is no request: its deliveries each meet the throttle.
+        deps.control.admit(requestOf(connection), requestId, '', clock(), {
+          version,
+          throttle: connection.batch !== undefined,
+        }),
       );
     /**
      * The request's own answer about the CRM (and the half-open probe it may hold). An unbatched
      * connection's batch job took nothing at its admission: each delivery answered for itself.
      */
-    const settle = async (control: Connection, health: HealthOutcome) => {
+    const settle = async (control: Connection, health: HealthOutcome, reopened = false) => {
       if (!control.batch) return;
       await outcomes.announce(
         control,
-        await deps.control.settle(control, requestId, '', health, { releaseClaim: false }, clock()),
+        await deps.control.settle(control, requestId, '', health, { releaseClaim: false, reopened }, clock()),
         {},
       );
     };
@@ -215,7 +223,10 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
 
       // The request every one of them travels in, as each attempt records it.
       const batch = { id: batchId, size: items.length };
-      for (const d of items) d.batch = batch;
+      items.forEach((d, i) => {
+        d.batch = batch;
+        d.itemIndex = i;
+      });
       const contexts: TemplateContext[] = items.map((d) =>
         templateContext(d.unsubscribe, control, d.attemptNumber, deps.engine),
       );
@@ -235,7 +246,7 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
         );
       } catch (error) {
         // Rendering or the OAuth2 token failed before anything reached the CRM.
-        const verdict = unsentVerdict(error);
+        const verdict = unsentVerdict(error, connectionSourceName(stored));
         if (items.length > 1 && itemNotRendered(error)) {
           // One unsubscribe's data may not render: the deliveries go on in halves, each as a job of
           // its own (src/queue/processor.ts splits further), without spending an attempt.
@@ -254,21 +265,42 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
         return { deliveries: ids.length, delivered: 0 };
       }
       const { refused } = result;
+      // The request they all shared, kept once (each attempt keeps only its own item).
+      const keptShared = deps.attempts.keepShared(
+        batchId,
+        sharedRequest(result.request),
+        deps.retention.failedMs ?? deps.retention.succeededMs,
+      );
       if (refused) await settledAll(items.map((d) => deps.recordRefused(d, refused)));
+      await keptShared;
       deps.metrics?.attemptSeconds.observe({ connection: connectionId }, result.outcome.durationMs / 1000);
       const requestVerdict = authRefused(result.verdict);
+      let failedAs: Verdict | undefined;
       if (items.length > 1 && refusedWhole(result)) {
         // Refused for what is in it: the deliveries go on in halves, each as a job of its own
-        // (src/queue/processor.ts splits further), without spending an attempt.
-        return splitInHalves(items, (d) => deps.recordSplit(d, result, requestVerdict, items.length));
+        // (src/queue/processor.ts splits further), without spending an attempt; unless its rule
+        // says `split: false` (src/queue/split-refusal.ts).
+        const split = await decideSplit(deps.control, control, batchId, result, requestVerdict, undefined);
+        if (split.kind === 'split')
+          return splitInHalves(
+            items,
+            (d) => deps.recordSplit(d, result, requestVerdict, items.length),
+            split.splitOf,
+          );
+        failedAs = split.verdict;
       }
-      await settle(control, healthOf(requestVerdict, result.outcome));
+      await settle(
+        control,
+        healthOf(requestVerdict, result.outcome),
+        // The request that reopened a throttled CRM and was not throttled again: the rate resumes.
+        admission.kind === 'go' && admission.reopening && requestVerdict.verdict !== 'rate_limited',
+      );
       let throttledFor = 0;
       const concluded = await settledAll(
         items.map((d, i) =>
           outcomes.conclude(
             d,
-            authRefused(result.verdicts[i] ?? result.verdict),
+            failedAs ?? authRefused(result.verdicts[i] ?? result.verdict),
             result.request,
             result.outcome,
             result.outcome.durationMs,
@@ -331,8 +363,13 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
     async function splitInHalves(
       items: readonly AttemptInFlight[],
       record: (d: AttemptInFlight) => Promise<number>,
+      splitOf?: SplitOf,
     ) {
-      await settledAll(items.map(async (d) => handOver(d.deliveryId, { batchSplit: await record(d) })));
+      await settledAll(
+        items.map(async (d) =>
+          handOver(d.deliveryId, { batchSplit: await record(d), ...(splitOf ? { splitOf } : {}) }),
+        ),
+      );
       await settle(control, 'neutral');
       await finish();
       return { deliveries: ids.length, delivered: 0, split: items.length };
@@ -378,7 +415,9 @@ export function createBatchJobProcessor(deps: BatchJobDeps): (job: Job, token?: 
     const claimOnly = { ...control, limits: {}, circuit: { ...control.circuit, enabled: false } };
     const now = clock();
     const admissions = await settledAll(
-      items.map((d) => deps.control.admit(claimOnly, d.deliveryId, d.unsubscribe.email, now)),
+      items.map((d) =>
+        deps.control.admit(claimOnly, d.deliveryId, d.unsubscribe.email, now, { throttle: false }),
+      ),
     );
     const going: AttemptInFlight[] = [];
     for (const [i, admission] of admissions.entries()) {

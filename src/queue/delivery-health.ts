@@ -16,7 +16,9 @@ export function refusedForItsContent(outcome: SendOutcome): boolean {
 export function healthOf(verdict: Verdict, outcome: SendOutcome): HealthOutcome {
   if (verdict.verdict === 'rate_limited') return 'neutral';
   if (verdict.verdict === 'success' || verdict.verdict === 'success_already_done') return 'up';
-  if (outcome.kind === 'error') return outcome.code === 'TARGET_REFUSED' ? 'neutral' : 'down';
+  // Refused by us (a guarded target, a request the client cannot build): nothing was asked of the CRM.
+  if (outcome.kind === 'error')
+    return outcome.code === 'TARGET_REFUSED' || outcome.code === 'REQUEST_INVALID' ? 'neutral' : 'down';
   return outcome.status >= 500 ? 'down' : 'up';
 }
 

@@ -46,6 +46,10 @@ export interface AttemptInFlight extends AttemptIdentity {
   inBatch?: boolean;
   /** The batched request it travels in, once that request is known (recorded with its attempt). */
   batch?: AttemptBatch;
+  /** Its place in the batched request (`batch`): which `$each` item of the body is its own. */
+  itemIndex?: number;
+  /** It is the one request that asks a CRM that throttled the connection (429) again. */
+  reopening?: boolean;
 }
 
 /**
@@ -118,9 +122,11 @@ export function createOutcomes(deps: OutcomeDeps) {
     final: boolean,
   ) => {
     const claimToGiveBack = final && d.control.dedupe.window > 0;
-    // Nothing for the circuit to hear (it is off, or a batch's request tells it once) and no claim
-    // to give back: the attempt is only written.
-    if (!claimToGiveBack && (!d.control.circuit.enabled || (d.inBatch && outcome === 'neutral')))
+    // The request that reopened a throttled CRM and was not throttled again: the rate resumes.
+    const reopened = d.reopening === true && fields.verdict !== 'rate_limited';
+    // Nothing for the circuit to hear (it is off, or a batch's request tells it once), no claim
+    // to give back, no throttle to lift: the attempt is only written.
+    if (!claimToGiveBack && !reopened && (!d.control.circuit.enabled || (d.inBatch && outcome === 'neutral')))
       return record(d, fields, durationMs);
     const [settled] = await Promise.all([
       deps.control.settle(
@@ -128,7 +134,7 @@ export function createOutcomes(deps: OutcomeDeps) {
         d.deliveryId,
         d.unsubscribe.email,
         outcome,
-        { releaseClaim: final, attempt: attempt(d, fields, durationMs) },
+        { releaseClaim: final, attempt: attempt(d, fields, durationMs), reopened },
         deps.clock(),
       ),
       keepLedger(d, fields),
@@ -169,8 +175,13 @@ export function createOutcomes(deps: OutcomeDeps) {
   /** The CRM throttles the connection: hold all of it back for `delayMs`, with one event a minute. */
   const throttled = async (connectionId: string, delayMs: number, deliveryId: string) => {
     deps.metrics?.rateLimitWaits.inc({ connection: connectionId, reason: 'crm_rate_limited' });
-    await deps.slowDown(connectionId, delayMs);
     const now = deps.clock();
+    // The queue's own hold keeps workers from fetching; the control's throttle makes the end of it
+    // one request, not every worker at once (src/store/control-scripts.ts).
+    await Promise.all([
+      deps.slowDown(connectionId, delayMs),
+      deps.control.throttle(connectionId, now + delayMs),
+    ]);
     const last = lastRateLimitedEvent.get(connectionId) ?? 0;
     if (now - last >= RATE_LIMITED_EVENT_EVERY_MS) {
       lastRateLimitedEvent.set(connectionId, now);
@@ -199,7 +210,7 @@ export function createOutcomes(deps: OutcomeDeps) {
     const { connectionId, unsubscribe } = d;
     const base =
       request && outcome
-        ? attemptFields(request, outcome, verdict, d.batch)
+        ? attemptFields(request, outcome, verdict, d.batch, d.itemIndex)
         : {
             verdict: verdict.verdict,
             reason: verdict.reason,
@@ -318,9 +329,18 @@ export function createOutcomes(deps: OutcomeDeps) {
 }
 export type Outcomes = ReturnType<typeof createOutcomes>;
 
-/** Rendering or the OAuth2 token failed before anything reached the CRM: what that means. */
-export function unsentVerdict(error: unknown): Verdict {
+/**
+ * Rendering or the OAuth2 token failed before anything reached the CRM: what that means. A template
+ * error names the connection's `origin` (its file, see `connectionSourceName`) and the field, so the
+ * operator knows what to fix: `connections/acme.yaml: request.auth.token: secret "ACME_KEY" is not set`.
+ */
+export function unsentVerdict(error: unknown, origin?: string): Verdict {
   if (!(error instanceof UnsubRelayError)) throw error;
+  if (error instanceof TemplateError && origin !== undefined) {
+    const prefix = `connection ${error.connectionId}: `;
+    const detail = error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
+    return { verdict: 'fail', rule: 'default', code: error.code, reason: `${origin}: ${detail}` };
+  }
   return error instanceof RetryableDeliveryError
     ? {
         verdict: 'retry',

@@ -9,6 +9,7 @@ import {
   type AttemptResult,
   type Outcomes,
 } from './delivery-outcome.js';
+import { connectionSourceName } from '../config/connection-origin.js';
 import { healthOf } from './delivery-health.js';
 import { exchange, type Exchange, type ExchangeDeps } from './exchange.js';
 import type { RequestSlots } from './request-slots.js';
@@ -99,10 +100,13 @@ export async function deliverEach(
     if (admission.halfOpened) outcomes.halfOpened(connectionId);
     if (admission.kind === 'wait') {
       deps.metrics?.rateLimitWaits.inc({ connection: connectionId, reason: admission.reason });
-      holdBack(admission.waitMs, admission.reason, d.deliveryId);
+      // Waiting out a throttle already recorded is a plain hold: only a CRM's answer throttles anew.
+      const reason = admission.reason === 'crm_rate_limited' ? 'rate_limit' : admission.reason;
+      holdBack(admission.waitMs, reason, d.deliveryId);
       return NOT_STARTED;
     }
     if (admission.waitMs > 0) await deps.sleep(admission.waitMs);
+    if (admission.reopening) d.reopening = true;
     // Its attempt starts now, not when its batch job did.
     d.startedAt = clock();
     const context = templateContext(d.unsubscribe, control, d.attemptNumber, deps.engine);
@@ -131,7 +135,7 @@ export async function deliverEach(
     }
     if (started.kind === 'unsent') {
       // Rendering or the OAuth2 token failed: nothing reached the CRM, so its health is not in question.
-      const verdict = unsentVerdict(started.error);
+      const verdict = unsentVerdict(started.error, connectionSourceName(stored));
       return carryOn(
         d,
         await outcomes.conclude(d, verdict, undefined, undefined, clock() - d.startedAt, 'neutral'),

@@ -2,7 +2,8 @@ import type { Connection } from '../config/connection-schema.js';
 import type { RenderedRequest, SendOutcome, Verdict } from '../domain/delivery.js';
 import type { OAuth2Tokens } from '../auth/oauth2.js';
 import type { Sender } from '../http/sender.js';
-import { classify } from '../rules/classify.js';
+import { classify, type ReasonOf } from '../rules/classify.js';
+import { renderReason } from '../templates/render-reason.js';
 import {
   renderRequest,
   renderTokenRequest,
@@ -82,8 +83,28 @@ export async function exchange(
     );
     const outcome = await deps.sender.send(request, limits);
     const now = deps.clock();
-    const verdicts = (items?.resolvers ?? [resolveRuleValue]).map((resolve) => {
-      const verdict = classify(connection.response.rules, outcome, now, resolve);
+    const size = items?.contexts.length ?? 1;
+    const verdicts = (items?.resolvers ?? [resolveRuleValue]).map((resolve, index) => {
+      // A rule's reason may be a template over this delivery and the answer (its own item in a batch).
+      const reasonOf: ReasonOf | undefined =
+        outcome.kind === 'response'
+          ? (source, json, fallback) => {
+              const parsed = json();
+              return renderReason(
+                source,
+                items?.contexts[index] ?? context,
+                {
+                  status: outcome.status,
+                  headers: outcome.headers,
+                  body: parsed.isJson ? parsed.value : outcome.body,
+                },
+                { index, size },
+                request.secrets,
+                fallback,
+              );
+            }
+          : undefined;
+      const verdict = classify(connection.response.rules, outcome, now, resolve, reasonOf);
       return token && verdict.rule === 'default' && outcome.kind === 'response' && outcome.status === 401
         ? ({
             verdict: 'refresh_auth',

@@ -21,7 +21,7 @@ import {
   type SecretSource,
   type TemplateContext,
 } from '../templates/render-request.js';
-import { attemptFields, type AttemptFields } from './attempt-fields.js';
+import { attemptFields, sharedRequest, type AttemptFields } from './attempt-fields.js';
 import { Batcher, GroupNotSent, batchCap, halfOf } from './batcher.js';
 import { createBatchJobProcessor, type HandOver } from './batch-jobs.js';
 import { healthOf } from './delivery-health.js';
@@ -35,7 +35,9 @@ import {
   type AttemptResult,
 } from './delivery-outcome.js';
 import { exchange, type Exchange } from './exchange.js';
+import { connectionSourceName } from '../config/connection-origin.js';
 import { RequestSlots } from './request-slots.js';
+import { decideSplit, stoppedSplit, type SplitOf } from './split-refusal.js';
 import { ruleValueResolver } from './rule-values.js';
 
 /** One delivery waiting in a batch: what its request needs, and its own context for per-item rules. */
@@ -113,7 +115,10 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
         resolvers: entries.map((entry) => entry.resolve),
       },
     );
-    return { id: `request-${randomUUID()}`, exchange: sent };
+    const id = `request-${randomUUID()}`;
+    // The request its deliveries shared, kept once (each attempt keeps only its own item).
+    await deps.attempts.keepShared(id, sharedRequest(sent.request), deps.retention.failedMs);
+    return { id, exchange: sent };
   });
   /** A batched request waits for its own rate-limit slot (the deliveries in it are already taken). */
   const takeRequestSlot = async (control: Connection) => {
@@ -124,7 +129,10 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
       circuit: { ...control.circuit, enabled: false },
     };
     for (;;) {
-      const slot = await deps.control.admit(requestOnly, `batch:${randomUUID()}`, '', clock());
+      // Its deliveries were each admitted already (one of them reopens a throttled CRM).
+      const slot = await deps.control.admit(requestOnly, `batch:${randomUUID()}`, '', clock(), {
+        throttle: false,
+      });
       if (slot.kind === 'go') return slot.waitMs > 0 ? sleep(slot.waitMs) : undefined;
       if (slot.kind === 'wait') await sleep(slot.waitMs);
     }
@@ -170,7 +178,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
   return async function processDelivery(job: Job, token?: string): Promise<unknown> {
     if (isBatchJob(job)) return processBatch(job, token);
     const data = readDeliveryJob(job);
-    const { deliveryId: id, unsubscribeId, connectionId, pinVersion, batchSplit } = data;
+    const { deliveryId: id, unsubscribeId, connectionId, pinVersion, batchSplit, splitOf } = data;
     // Made when a line is logged about this delivery (most are not): a pino child costs its redaction setup.
     let child: Logger | undefined;
     const logger = () => (child ??= deps.logger.child({ deliveryId: id, unsubscribeId, connectionId }));
@@ -249,6 +257,11 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
       throw Worker.RateLimitError();
     }
     if (admission.waitMs > 0) await sleep(admission.waitMs);
+    if (admission.reopening) d.reopening = true;
+
+    // Split from a refused batch whose halves were refused alike: the rest of its line fails as it did.
+    const stopped = connection.batch ? await stoppedSplit(deps.control, connectionId, splitOf) : undefined;
+    if (stopped) return endJob(await outcomes.conclude(d, stopped, undefined, undefined, 0, 'neutral'));
 
     const context = templateContext(unsubscribe, connection, attemptNumber, deps.engine);
     let result: Exchange;
@@ -269,6 +282,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
         result = batched.result.exchange;
         item = { index: batched.index, size: batched.size };
         d.batch = { id: batched.result.id, size: batched.size };
+        d.itemIndex = batched.index;
       } else
         // Ahead of batch jobs' deliveries still waiting: this one is admitted already (its rate-limit
         // slot, and maybe the circuit's probe lease, are running).
@@ -279,7 +293,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
         );
     } catch (error) {
       const notSent = error instanceof GroupNotSent ? error : undefined;
-      const verdict = unsentVerdict(notSent ? notSent.cause : error);
+      const verdict = unsentVerdict(notSent ? notSent.cause : error, connectionSourceName(used));
       if (notSent && notSent.size > 1 && itemNotRendered(notSent.cause)) {
         // One unsubscribe's data may not render (a date a helper cannot read): try again in halves,
         // without spending an attempt, until the one that does not render goes alone and fails alone.
@@ -291,12 +305,16 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
       );
     }
     if (result.refused) await recordRefused(d, result.refused);
-    const verdict = authRefused(result.verdicts[item.index] ?? result.verdict);
+    let verdict = authRefused(result.verdicts[item.index] ?? result.verdict);
     if (item.size > 1 && refusedWhole(result)) {
       // The CRM refused the whole batch for what is in it (a per-item answer would have told some
       // apart): it may be one bad address, so try again in halves, without spending an attempt,
-      // until the address it refuses goes alone and fails alone.
-      return goAgainIn(await recordSplit(d, result, verdict, item.size));
+      // until the address it refuses goes alone and fails alone; unless the rule or the halves
+      // say it is the connection that is wrong (src/queue/split-refusal.ts).
+      const split = await decideSplit(deps.control, connection, d.batch!.id, result, verdict, splitOf);
+      if (split.kind === 'split')
+        return goAgainIn(await recordSplit(d, result, verdict, item.size), split.splitOf);
+      verdict = split.verdict;
     }
     deps.metrics?.attemptSeconds.observe({ connection: connectionId }, result.outcome.durationMs / 1000);
     return endJob(
@@ -311,8 +329,8 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
     );
 
     /** Back to the queue in smaller batches, without spending an attempt. */
-    async function goAgainIn(batchSplit: number): Promise<never> {
-      await job.updateData({ ...job.data, batchSplit });
+    async function goAgainIn(batchSplit: number, splitFrom?: SplitOf): Promise<never> {
+      await job.updateData({ ...job.data, batchSplit, ...(splitFrom ? { splitOf: splitFrom } : {}) });
       throw Worker.RateLimitError();
     }
 
@@ -391,7 +409,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
   async function recordRefused(d: AttemptInFlight, refused: NonNullable<Exchange['refused']>): Promise<void> {
     await outcomes.record(
       d,
-      attemptFields(refused.request, refused.outcome, refused.verdict, d.batch),
+      attemptFields(refused.request, refused.outcome, refused.verdict, d.batch, d.itemIndex),
       refused.outcome.durationMs,
     );
   }
@@ -422,7 +440,7 @@ export function createProcessor(deps: ProcessorDeps): (job: Job, token?: string)
     await outcomes.recordAndSettle(
       d,
       {
-        ...attemptFields(result.request, result.outcome, verdict, d.batch),
+        ...attemptFields(result.request, result.outcome, verdict, d.batch, d.itemIndex),
         verdict: 'retry',
         errorCode: 'BATCH_SPLIT',
         reason: `the CRM refused a batch of ${size} (${verdict.reason}); retrying in batches of ${splitTo}`,

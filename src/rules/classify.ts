@@ -31,9 +31,10 @@ export function classify(
   outcome: SendOutcome,
   now: number,
   resolve: ResolveValue = identity,
+  reasonOf?: ReasonOf,
 ): Verdict {
   if (outcome.kind === 'error') {
-    if (outcome.code === 'TARGET_REFUSED') {
+    if (outcome.code === 'TARGET_REFUSED' || outcome.code === 'REQUEST_INVALID') {
       return { verdict: 'fail', rule: 'default', code: outcome.code, reason: outcome.message };
     }
     return { verdict: 'retry', rule: 'default', code: outcome.code, reason: outcome.message };
@@ -42,15 +43,38 @@ export function classify(
   const json = lazyJsonBody(outcome.body);
   for (const [index, rule] of rules.entries()) {
     if (rule.when !== undefined && !matches(rule.when, outcome, resolve, json)) continue;
-    return ruleVerdict(rule, index, outcome, now);
+    return ruleVerdict(
+      rule,
+      index,
+      outcome,
+      now,
+      reasonOf && ((source, fallback) => reasonOf(source, json, fallback)),
+    );
   }
   return defaultVerdict(outcome, now);
 }
 
+/**
+ * Renders a rule's templated `reason` for the answer at hand (src/templates/render-reason.ts);
+ * `json` is the body as parsed for the rules, `fallback` what to say when it does not render.
+ */
+export type ReasonOf = (source: string, json: () => JsonBody, fallback: string) => string;
+
 /** The verdict a matching rule gives, with the code and delay that go with it. */
-function ruleVerdict(rule: Rule, index: number, response: Response, now: number): Verdict {
+function ruleVerdict(
+  rule: Rule,
+  index: number,
+  response: Response,
+  now: number,
+  reasonOf?: (source: string, fallback: string) => string,
+): Verdict {
   const verdict = rule.otherwise ?? rule.then ?? 'fail';
-  const reason = rule.reason ?? ruleReason(verdict, index, response.status);
+  const reason =
+    rule.reason === undefined
+      ? ruleReason(verdict, index, response.status)
+      : reasonOf && rule.reason.includes('{{')
+        ? reasonOf(rule.reason, ruleReason(verdict, index, response.status))
+        : rule.reason;
   switch (verdict) {
     case 'success':
     case 'success_already_done':

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { attemptSchema, type Attempt } from '../domain/delivery.js';
+import { attemptSchema, sharedRequestSchema, type Attempt, type SharedRequest } from '../domain/delivery.js';
 import type { Keyspace } from './keys.js';
 import { TurnBatch, eachItemCall, forEachItem, type ScriptItem } from './turn-batch.js';
 
@@ -42,6 +42,21 @@ export interface AttemptWrite {
   record: string;
   keep: number;
   ttlMs: number;
+}
+
+/** The fields a batch's deliveries share, behind a delivery's own fields (`withOwnItem`). */
+const SHARED = Symbol('shared attempt fields');
+
+type AttemptTail = Omit<Attempt, keyof AttemptHead | 'number'>;
+
+/**
+ * A batched delivery's attempt fields: the shared ones plus its own `$each` item. The store still
+ * serialises the shared part once for the whole batch and splices the item in.
+ */
+export function withOwnItem<T extends AttemptTail>(shared: T, item: string, truncated: boolean): T {
+  const own = { ...shared, requestItem: item, ...(truncated ? { requestItemTruncated: true } : {}) };
+  Object.defineProperty(own, SHARED, { value: shared, enumerable: false });
+  return own;
 }
 
 /** Whose attempt a record is: the part each delivery of a batch has of its own. */
@@ -87,17 +102,20 @@ export class AttemptStore {
    * The same, from whose attempt it is and what it says, kept apart: the deliveries of a batch share
    * one `fields` object (the request, the answer, the verdict), which is serialised once for all.
    */
-  prepareFor(
-    head: AttemptHead,
-    fields: Omit<Attempt, keyof AttemptHead | 'number'>,
-    ttlMs: number,
-  ): AttemptWrite {
+  prepareFor(head: AttemptHead, fields: AttemptTail, ttlMs: number): AttemptWrite {
+    // A delivery's own item, spliced in before the fields its batch shares.
+    const shared = (fields as { [SHARED]?: AttemptTail })[SHARED];
+    const own = shared
+      ? `"requestItem":${JSON.stringify(fields.requestItem)},${fields.requestItemTruncated ? '"requestItemTruncated":true,' : ''}`
+      : '';
+    const common = shared ?? fields;
     // Only a batched request's fields are shared (by every delivery it carried): those are kept.
-    let tail = fields.batch ? this.serialised.get(fields) : undefined;
+    let tail = common.batch ? this.serialised.get(common) : undefined;
     if (tail === undefined) {
-      tail = JSON.stringify(fields).slice(1);
-      if (fields.batch) this.serialised.set(fields, tail);
+      tail = JSON.stringify(common).slice(1);
+      if (common.batch) this.serialised.set(common, tail);
     }
+    tail = own + tail;
     const list = this.keys.attempts(head.deliveryId);
     // The head written out field by field (what JSON.stringify(head) gives, without walking an
     // object per attempt); `verdict` and `reason` are never absent, so the tail always has a field
@@ -117,6 +135,31 @@ export class AttemptStore {
   async list(deliveryId: string): Promise<Attempt[]> {
     const raw = await this.redis.lrange(this.keys.attempts(deliveryId), 0, -1);
     return raw.map((entry) => attemptSchema.parse(JSON.parse(entry)));
+  }
+
+  /**
+   * Keeps the request a batch's deliveries shared, once for all of them (each attempt keeps only its
+   * own item, and names the request by `batch.id`).
+   */
+  async keepShared(requestId: string, request: SharedRequest, ttlMs: number): Promise<void> {
+    await this.redis.set(this.sharedKey(requestId), JSON.stringify(request), 'PX', Math.max(1, ttlMs));
+  }
+
+  /** The shared requests of these batched requests, by id (those still kept). */
+  async sharedOf(requestIds: readonly string[]): Promise<Record<string, SharedRequest>> {
+    const ids = [...new Set(requestIds)];
+    if (ids.length === 0) return {};
+    const raw = await this.redis.mget(ids.map((id) => this.sharedKey(id)));
+    const found: Record<string, SharedRequest> = {};
+    ids.forEach((id, i) => {
+      if (raw[i]) found[id] = sharedRequestSchema.parse(JSON.parse(raw[i]));
+    });
+    return found;
+  }
+
+  private sharedKey(requestId: string): string {
+    // Under the attempts' own prefix: a request id never looks like a delivery id (`<uuid>:<connection>`).
+    return this.keys.attempts(`shared-request:${requestId}`);
   }
 
   /** Keeps a succeeded delivery's attempts only as long as the succeeded retention. */

@@ -2,7 +2,8 @@ import { emailKey } from '../domain/unsubscribe.js';
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Connection, Limits } from '../config/connection-schema.js';
-import { appendAttemptLua, type AttemptWrite } from './attempt-store.js';
+import type { AttemptWrite } from './attempt-store.js';
+import { ADMIT_SCRIPT, SETTLE_SCRIPT, THROTTLE_SCRIPT } from './control-scripts.js';
 import { TurnBatch, eachItemCall, forEachItem, type ScriptItem } from './turn-batch.js';
 import type { Keyspace } from './keys.js';
 
@@ -15,142 +16,10 @@ import type { Keyspace } from './keys.js';
  * keeps extra jobs in the queue instead of fetching and returning them.
  */
 
-// KEYS: control hash, probe lease, dedupe claim, connections hash. ARGV: now, delivery id, emission
-// interval ms (0: no rate), burst tolerance ms, longest wait a worker may hold a job for, dedupe
-// window ms (0: off), probe lease ms, circuit on, connection id, the connection version the caller
-// holds ('': do not check).
-// Answers {'go', waitMs, probe, transition} | {'wait', waitMs, reason, transition} | {'merged', holder}
-// | {'stale', current record or nothing}.
-// The version check rides along so a worker needs no separate read of its connection per delivery:
-// the stored record starts with its version (ConnectionStore's PUT_SCRIPT splices it in first).
-const ADMIT_SCRIPT = `
-if ARGV[10] ~= '' then
-  local record = redis.call('HGET', KEYS[4], ARGV[9])
-  if not record then return {'stale'} end
-  if string.match(record, '^{"version":(%d+),') ~= ARGV[10] then return {'stale', record} end
-end
-local now = tonumber(ARGV[1])
-local id = ARGV[2]
-local interval = tonumber(ARGV[3])
-local tolerance = tonumber(ARGV[4])
-local holdMax = tonumber(ARGV[5])
-local window = tonumber(ARGV[6])
-local lease = tonumber(ARGV[7])
-if window > 0 then
-  local holder = redis.call('GET', KEYS[3])
-  if holder and holder ~= id then return {'merged', holder} end
-end
-local transition = ''
-local probe = 0
-if ARGV[8] == '1' then
-  local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
-  if state == 'open' then
-    local reopen = tonumber(redis.call('HGET', KEYS[1], 'openUntil') or '0')
-    if now < reopen then return {'wait', tostring(reopen - now), 'circuit_open', ''} end
-    redis.call('HSET', KEYS[1], 'state', 'half_open', 'changedAt', tostring(now))
-    state = 'half_open'
-    transition = 'half_open'
-  end
-  if state == 'half_open' then
-    if not redis.call('SET', KEYS[2], id, 'NX', 'PX', lease) then
-      if redis.call('GET', KEYS[2]) ~= id then
-        local left = redis.call('PTTL', KEYS[2])
-        if left < 0 or left > 1000 then left = 1000 end
-        return {'wait', tostring(left), 'circuit_probe', transition}
-      end
-    end
-    probe = 1
-  end
-end
-local wait = 0
-if interval > 0 then
-  local tat = tonumber(redis.call('HGET', KEYS[1], 'tat') or '0')
-  if tat < now then tat = now end
-  wait = tat - tolerance - now
-  if wait < 0 then wait = 0 end
-  if wait > holdMax then
-    if probe == 1 then redis.call('DEL', KEYS[2]) end
-    return {'wait', tostring(wait), 'rate_limit', transition}
-  end
-  redis.call('HSET', KEYS[1], 'tat', string.format('%.3f', tat + interval))
-end
-if window > 0 then redis.call('SET', KEYS[3], id, 'PX', window) end
-return {'go', tostring(wait), tostring(probe), transition}
-`;
-
-// KEYS: control hash, probe lease, dedupe claim, attempt list, attempt counter. ARGV: now, delivery
-// id, outcome (up | down | neutral), release the dedupe claim, circuit on, failures, warnAfter,
-// failure ratio (0: off), minRequests, window ms, cooldown ms, attempt record ('': none), attempt
-// records kept, attempt TTL ms.
-// Answers {state, consecutive failures, event...}. Outcomes are counted in 10 ring slots over the
-// window, so the ratio costs 10 fields, not one entry per request. The delivery's attempt record
-// rides along: one round trip per delivery outcome.
-const SETTLE_SCRIPT = `
-if ARGV[12] ~= '' then
-${appendAttemptLua({ list: 'KEYS[4]', counter: 'KEYS[5]', record: 'ARGV[12]', keep: 'ARGV[13]', ttlMs: 'ARGV[14]' })}
-end
-local now = tonumber(ARGV[1])
-local id = ARGV[2]
-local outcome = ARGV[3]
-if ARGV[4] == '1' and redis.call('GET', KEYS[3]) == id then redis.call('DEL', KEYS[3]) end
-if redis.call('GET', KEYS[2]) == id then redis.call('DEL', KEYS[2]) end
-local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
-local consecutive = tonumber(redis.call('HGET', KEYS[1], 'consecutive') or '0')
-if ARGV[5] ~= '1' or outcome == 'neutral' then return {state, consecutive} end
-local events = {}
-local slotMs = tonumber(ARGV[10]) / 10
-local n = math.floor(now / slotMs)
-local slot = n % 10
-if tonumber(redis.call('HGET', KEYS[1], 'n' .. slot) or '-1') ~= n then
-  redis.call('HSET', KEYS[1], 'n' .. slot, n, 'u' .. slot, 0, 'd' .. slot, 0)
-end
-if outcome == 'up' then
-  redis.call('HINCRBY', KEYS[1], 'u' .. slot, 1)
-  consecutive = 0
-  redis.call('HSET', KEYS[1], 'consecutive', 0)
-  if state ~= 'closed' then
-    redis.call('HSET', KEYS[1], 'state', 'closed', 'changedAt', tostring(now))
-    state = 'closed'
-    table.insert(events, 'circuit_closed')
-  end
-  if redis.call('HGET', KEYS[1], 'failing') == '1' then
-    redis.call('HSET', KEYS[1], 'failing', 0)
-    table.insert(events, 'connection_recovered')
-  end
-else
-  redis.call('HINCRBY', KEYS[1], 'd' .. slot, 1)
-  consecutive = redis.call('HINCRBY', KEYS[1], 'consecutive', 1)
-  if consecutive >= tonumber(ARGV[7]) and redis.call('HGET', KEYS[1], 'failing') ~= '1' then
-    redis.call('HSET', KEYS[1], 'failing', 1)
-    table.insert(events, 'connection_failing')
-  end
-  local open = state == 'half_open'
-  if state == 'closed' then
-    if consecutive >= tonumber(ARGV[6]) then open = true
-    elseif tonumber(ARGV[8]) > 0 then
-      local up, down = 0, 0
-      for i = 0, 9 do
-        if tonumber(redis.call('HGET', KEYS[1], 'n' .. i) or '-1') > n - 10 then
-          up = up + tonumber(redis.call('HGET', KEYS[1], 'u' .. i) or '0')
-          down = down + tonumber(redis.call('HGET', KEYS[1], 'd' .. i) or '0')
-        end
-      end
-      if up + down >= tonumber(ARGV[9]) and down / (up + down) >= tonumber(ARGV[8]) then open = true end
-    end
-  end
-  if open then
-    redis.call('HSET', KEYS[1], 'state', 'open', 'openUntil', tostring(now + tonumber(ARGV[11])),
-      'changedAt', tostring(now))
-    state = 'open'
-    table.insert(events, 'circuit_opened')
-  end
-end
-local answer = {state, consecutive}
-for _, event in ipairs(events) do table.insert(answer, event) end
-return answer
-`;
-
 const ADMITTED: Admission = Object.freeze({ kind: 'go', waitMs: 0, probe: false, halfOpened: false });
+
+/** How long a refused batch's split is remembered: its halves are sent within seconds of it. */
+const SPLIT_MEMORY_MS = 60 * 60_000;
 
 /** Longest a worker holds a fetched delivery waiting for its rate-limit slot, rather than handing it back. */
 export const HOLD_MAX_MS = 1_000;
@@ -168,14 +37,20 @@ export function usefulInFlight(limits: Limits): number {
 
 export type CircuitState = 'closed' | 'open' | 'half_open';
 
+/** Why a connection said not now: its circuit, its own rate limit, or the CRM's 429 (and its reopening). */
+export type WaitReason = 'circuit_open' | 'circuit_probe' | 'rate_limit' | 'crm_rate_limited';
+
 export type Admission =
-  /** Send after `waitMs` (the reserved rate-limit slot); `probe` when this is the half-open circuit's one probe. */
-  | { kind: 'go'; waitMs: number; probe: boolean; halfOpened: boolean }
+  /**
+   * Send after `waitMs` (the reserved rate-limit slot); `probe` when this is the half-open circuit's
+   * one probe; `reopening` when it is the one request that asks a CRM that throttled us again.
+   */
+  | { kind: 'go'; waitMs: number; probe: boolean; halfOpened: boolean; reopening?: true }
   /** Not now: the whole connection waits `waitMs` (the circuit is open, the probe is out, or no token). */
   | {
       kind: 'wait';
       waitMs: number;
-      reason: 'circuit_open' | 'circuit_probe' | 'rate_limit';
+      reason: WaitReason;
       halfOpened: boolean;
     }
   /** The same email went to this connection within the duplicate window, as delivery `into`. */
@@ -215,12 +90,13 @@ export interface ControlStatus {
 interface WithControlScripts {
   urAdmitEach(numberOfKeys: number, ...keysThenArgs: (string | number)[]): Promise<string[][]>;
   urSettleEach(numberOfKeys: number, ...keysThenArgs: (string | number)[]): Promise<(string | number)[][]>;
+  urThrottle(key: string, until: number): Promise<number>;
 }
 
 const ADMIT_KEYS = 4;
-const ADMIT_ARGS = 10;
+const ADMIT_ARGS = 11;
 const SETTLE_KEYS = 5;
-const SETTLE_ARGS = 14;
+const SETTLE_ARGS = 15;
 
 /** A stable, email-free key part for the duplicate window: case and surrounding space do not matter. */
 export function emailHash(email: string): string {
@@ -238,7 +114,10 @@ export class ConnectionControl {
       redis.defineCommand('urAdmitEach', { lua: forEachItem(ADMIT_SCRIPT, ADMIT_KEYS, ADMIT_ARGS) });
     if (!('urSettleEach' in redis))
       redis.defineCommand('urSettleEach', { lua: forEachItem(SETTLE_SCRIPT, SETTLE_KEYS, SETTLE_ARGS) });
+    if (!('urThrottle' in redis))
+      redis.defineCommand('urThrottle', { numberOfKeys: 1, lua: THROTTLE_SCRIPT });
     const scripted = redis as unknown as WithControlScripts;
+    this.scripted = scripted;
     // `admit` and `settle` below build each item with exactly the script's number of keys and
     // arguments (the test 'admissions made in one turn' would see a shift).
     this.admits = new TurnBatch(eachItemCall(redis, scripted.urAdmitEach, ADMIT_KEYS));
@@ -246,32 +125,42 @@ export class ConnectionControl {
   }
   private readonly admits: TurnBatch<ScriptItem, string[]>;
   private readonly settles: TurnBatch<ScriptItem, (string | number)[]>;
+  private readonly scripted: WithControlScripts;
+  /**
+   * Connections this process saw throttled (429) and not yet reopened: their admissions ask Redis
+   * even when nothing else would (no rate, circuit or window), so the reopening is never skipped.
+   */
+  private readonly throttledHere = new Set<string>();
 
   /**
    * May this delivery go now? Takes the rate-limit slot, the probe and the duplicate claim when it
    * may. With `version`, first checks that it is still the connection's stored version, and takes
-   * nothing (answers `stale`) when it is not.
+   * nothing (answers `stale`) when it is not. `throttle: false` for an admission that is not a
+   * request of its own (a duplicate claim, a batch's deliveries once their request was admitted).
    */
   async admit(
     connection: Connection,
     deliveryId: string,
     email: string,
     now: number,
-    options: { version?: number } = {},
+    options: { version?: number; throttle?: boolean } = {},
   ): Promise<Admission> {
     const { perSecond, burst } = connection.limits;
-    // Nothing to decide (no rate limit, circuit or duplicate window, no version to check): no round trip.
+    const throttle = options.throttle ?? true;
+    // Nothing to decide (no rate limit, circuit or duplicate window, no version to check, no 429
+    // seen here): no round trip.
     if (
       !perSecond &&
       !connection.circuit.enabled &&
       connection.dedupe.window <= 0 &&
-      options.version === undefined
+      options.version === undefined &&
+      !(throttle && this.throttledHere.has(connection.id))
     )
       return ADMITTED;
     const interval = perSecond ? 1000 / perSecond : 0;
     const tolerance = perSecond ? ((burst ?? Math.max(1, Math.floor(perSecond))) - 1) * interval : 0;
     const control = this.keys.control(connection.id);
-    const [kind, a, b, c] = await this.admits.call({
+    const [kind, a, b, c, d] = await this.admits.call({
       keys: [
         control,
         this.keys.controlProbe(connection.id),
@@ -290,6 +179,7 @@ export class ConnectionControl {
         connection.circuit.enabled ? 1 : 0,
         connection.id,
         options.version ?? '',
+        throttle ? 1 : 0,
       ],
     });
     if (kind === 'stale') return a === undefined ? { kind } : { kind, record: a };
@@ -298,10 +188,16 @@ export class ConnectionControl {
       return {
         kind,
         waitMs: Math.max(1, Math.ceil(Number(a))),
-        reason: b as 'circuit_open' | 'circuit_probe' | 'rate_limit',
+        reason: b as WaitReason,
         halfOpened: c === 'half_open',
       };
-    return { kind: 'go', waitMs: Math.ceil(Number(a)), probe: b === '1', halfOpened: c === 'half_open' };
+    return {
+      kind: 'go',
+      waitMs: Math.ceil(Number(a)),
+      probe: b === '1',
+      halfOpened: c === 'half_open',
+      ...(d === '1' ? { reopening: true } : {}),
+    };
   }
 
   /**
@@ -313,9 +209,10 @@ export class ConnectionControl {
     deliveryId: string,
     email: string,
     outcome: HealthOutcome,
-    options: { releaseClaim: boolean; attempt?: AttemptWrite },
+    options: { releaseClaim: boolean; attempt?: AttemptWrite; reopened?: boolean },
     now: number,
   ): Promise<Settled> {
+    if (options.reopened) this.throttledHere.delete(connection.id);
     const { circuit } = connection;
     const { attempt } = options;
     const control = this.keys.control(connection.id);
@@ -346,6 +243,7 @@ export class ConnectionControl {
         attempt?.record ?? '',
         attempt?.keep ?? 0,
         attempt?.ttlMs ?? 0,
+        options.reopened ? 1 : 0,
       ],
     });
     return {
@@ -353,6 +251,45 @@ export class ConnectionControl {
       consecutiveFailures: Number(consecutive),
       events: events as ControlEvent[],
     };
+  }
+
+  /**
+   * The CRM answered 429 and asked us to wait until `until`: every process holds the connection's
+   * requests back until then, and then lets one request ask again before the configured rate resumes.
+   */
+  async throttle(connectionId: string, until: number): Promise<void> {
+    this.throttledHere.add(connectionId);
+    await this.scripted.urThrottle(this.keys.control(connectionId), Math.ceil(until));
+  }
+
+  /**
+   * A batch split from refused batch `parent` was refused again the same way, as request
+   * `requestId`: answers how many such requests `parent` has had (2: both halves were).
+   */
+  async halfRefused(connectionId: string, parent: string, requestId: string): Promise<number> {
+    const key = `${this.keys.control(connectionId)}:split:${parent}`;
+    const [, , count] = (await this.redis
+      .multi()
+      .sadd(key, requestId)
+      .pexpire(key, SPLIT_MEMORY_MS)
+      .scard(key)
+      .exec())!;
+    return Number(count?.[1] ?? 0);
+  }
+
+  /** Stops the splitting of the batches that came from `root`: the rest fail with `reason`. */
+  async stopSplitting(connectionId: string, root: string, reason: string): Promise<void> {
+    await this.redis.set(
+      `${this.keys.control(connectionId)}:split-stopped:${root}`,
+      reason,
+      'PX',
+      SPLIT_MEMORY_MS,
+    );
+  }
+
+  /** Why the batches that came from `root` stopped splitting, if they did. */
+  async splittingStopped(connectionId: string, root: string): Promise<string | undefined> {
+    return (await this.redis.get(`${this.keys.control(connectionId)}:split-stopped:${root}`)) ?? undefined;
   }
 
   async status(connectionId: string): Promise<ControlStatus> {

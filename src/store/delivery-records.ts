@@ -8,6 +8,7 @@ import {
   type StoredDeliveryJob,
   type Attempt,
   type DeliveryStatus,
+  type SharedRequest,
 } from '../domain/delivery.js';
 import type { Unsubscribe } from '../domain/unsubscribe.js';
 import { ConflictError, NotFoundError } from '../errors.js';
@@ -33,6 +34,11 @@ export interface DeliverySummary {
 
 export interface DeliveryDetail extends DeliverySummary {
   attempts: Attempt[];
+  /**
+   * The requests its batched attempts travelled in, by `batch.id`, as every delivery of the batch
+   * shared them (each `$each` list replaced by a marker): its own item is in its attempt.
+   */
+  batchRequests?: Record<string, SharedRequest>;
 }
 
 export interface DeliveryFilter {
@@ -207,7 +213,7 @@ export class DeliveryRecords {
         );
         if (!where && last) summary.finishedAt = finishedAt(last);
         if (!where && last?.mergedInto) summary.mergedInto = last.mergedInto;
-        return { ...summary, attempts };
+        return { ...summary, attempts, ...(await this.batchRequests(attempts)) };
       }
       throw new NotFoundError(`no delivery ${id} (it may have expired; see RETENTION_* in README)`);
     }
@@ -215,7 +221,16 @@ export class DeliveryRecords {
     const state = stateFirst === 'unknown' ? await job.getState() : stateFirst;
     const [read] = await this.read([job]);
     const summary = summarize(read!, statusOf(state));
-    return { ...summary, attempts: await this.attempts.list(id) };
+    const attempts = await this.attempts.list(id);
+    return { ...summary, attempts, ...(await this.batchRequests(attempts)) };
+  }
+
+  /** The shared requests of the batched attempts among these, if any (one read for all). */
+  private async batchRequests(attempts: readonly Attempt[]): Promise<Pick<DeliveryDetail, 'batchRequests'>> {
+    const ids = attempts.flatMap((a) => (a.batch ? [a.batch.id] : []));
+    if (ids.length === 0) return {};
+    const found = await this.attempts.sharedOf(ids);
+    return Object.keys(found).length > 0 ? { batchRequests: found } : {};
   }
 
   /**

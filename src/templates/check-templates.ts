@@ -10,6 +10,7 @@ import {
 } from './context.js';
 import { tokenRequestWith } from './render-auth.js';
 import { renderWith } from './render-delivery.js';
+import { checkReasonTemplates } from './render-reason.js';
 import { didYouMean } from './suggest.js';
 import { secretNamesIn } from './template-env.js';
 import { urlHostProblem } from './url-host.js';
@@ -82,6 +83,8 @@ export function checkTemplates(connection: Connection): ConfigIssue[] {
       connection.batch ? [bare, full] : undefined,
     );
   }
+  // Rule reasons are templates too (issue 18): checked where they are rendered.
+  issues.push(...checkReasonTemplates(connection));
   return issues;
 }
 

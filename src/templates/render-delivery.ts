@@ -2,9 +2,10 @@ import type { RenderedRequest } from '../domain/delivery.js';
 import type { CompiledConnection } from './compile-connection.js';
 import { batchTemplateData, templateData, type SecretSource, type TemplateContext } from './context.js';
 import { applyAuth, signRequest } from './render-auth.js';
-import { renderBody } from './render-body.js';
+import { renderBatchBody, renderBody } from './render-body.js';
 import { checkedUrl, startRendering, type Report } from './render-core.js';
 import type { RenderOptions } from './render-state.js';
+import { headerValueProblem } from '../http/header-rules.js';
 
 /** An OAuth2 access token, fetched (and cached) by the caller before rendering. */
 export interface AccessToken {
@@ -58,12 +59,36 @@ export function renderWith(
   applyAuth(compiled.auth, r, headers, token);
 
   let body: string | undefined;
+  let batchBody: RenderedRequest['batchBody'];
   if (compiled.body) {
-    body = renderBody(compiled.body, r);
+    if (batch && compiled.body.kind === 'json') {
+      const parts = renderBatchBody(compiled.body.root, r);
+      body = parts.body;
+      batchBody = { items: parts.items, shared: parts.shared };
+    } else body = renderBody(compiled.body, r);
     if (!Object.hasOwn(headers, 'content-type')) headers['content-type'] = compiled.body.contentType;
   }
   const request = { method: compiled.method, url, headers, ...(body !== undefined ? { body } : {}) };
   if (compiled.auth.type === 'hmac') signRequest(compiled.auth, r, request, context.id);
+  checkHeaderValues(compiled, headers, report);
   // Read last: signing adds the HMAC secret.
-  return { ...request, secrets: r.secrets() };
+  return { ...request, secrets: r.secrets(), ...(batchBody ? { batchBody } : {}) };
+}
+
+/**
+ * The HTTP client refuses a header value it cannot send (a Unicode email or campaign rendered into
+ * a header): that is this delivery's template problem, reported under the field it came from, and
+ * must never reach the sender, where it would look like a CRM that is down.
+ */
+function checkHeaderValues(
+  compiled: CompiledConnection,
+  headers: Record<string, string>,
+  report: Report,
+): void {
+  for (const [name, value] of Object.entries(headers)) {
+    const problem = headerValueProblem(value);
+    if (problem === undefined) continue;
+    const field = compiled.headers.find((header) => header.name === name)?.value.field ?? 'request.auth';
+    report(field, problem);
+  }
 }

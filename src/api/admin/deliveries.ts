@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { attemptSchema, deliveryStatus } from '../../domain/delivery.js';
+import { attemptSchema, deliveryStatus, sharedRequestSchema } from '../../domain/delivery.js';
 import type { AdminApp, AdminDeps } from './index.js';
 import { errorBody, isoTime } from './schemas.js';
 
@@ -73,7 +73,14 @@ export function registerDeliveryRoutes(admin: AdminApp, deps: Pick<AdminDeps, 'd
         summary: 'One delivery with every attempt (requests redacted)',
         tags: ['deliveries'],
         params: idParams,
-        response: { 200: deliverySummary.extend({ attempts: z.array(attemptSchema) }), 404: errorBody },
+        response: {
+          200: deliverySummary.extend({
+            attempts: z.array(attemptSchema),
+            /** The requests its batched attempts shared, by batch id (its own item is in each attempt). */
+            batchRequests: z.record(z.string(), sharedRequestSchema).optional(),
+          }),
+          404: errorBody,
+        },
       },
     },
     async (request) => deps.deliveries.get(request.params.id),

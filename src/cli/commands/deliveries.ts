@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import type { Attempt } from '../../domain/delivery.js';
+import type { Attempt, SharedRequest } from '../../domain/delivery.js';
 import { deliveryStatus } from '../../domain/delivery.js';
 import type { DeliverySummary } from '../../store/delivery-records.js';
 import { admin, parseCount, parseTime, print, query } from '../shared.js';
@@ -59,12 +59,11 @@ export function registerDeliveryCommands(program: Command): void {
     .argument('<id>', 'delivery id (<unsubscribe id>:<connection id>)')
     .option('--json', 'machine-readable output')
     .action(async (id: string, options: { json?: boolean }, command: Command) => {
-      const detail = await admin(command).request<DeliverySummary & { attempts: Attempt[] }>(
-        'GET',
-        `/deliveries/${encodeURIComponent(id)}`,
-      );
+      const detail = await admin(command).request<
+        DeliverySummary & { attempts: Attempt[]; batchRequests?: Record<string, SharedRequest> }
+      >('GET', `/deliveries/${encodeURIComponent(id)}`);
       print(detail, options.json, () => {
-        const { attempts, ...summary } = detail;
+        const { attempts, batchRequests, ...summary } = detail;
         const head = Object.entries(summary).map(([k, v]) => `${k}: ${String(v)}`);
         const rows = attempts.map((a) => ({
           ...a,
@@ -86,8 +85,31 @@ export function registerDeliveryCommands(program: Command): void {
             'errorCode',
             'reason',
           ]),
+          ...sentBodies(attempts, batchRequests ?? {}),
         ].join('\n');
       });
     });
   // `replay` lives in ./replay.ts (issue 5: bulk replay by filter).
+}
+
+/**
+ * What each attempt sent: its own body, or in a batch its own item and (once per request) the body
+ * the batch shared, with the other deliveries' items left out.
+ */
+function sentBodies(attempts: readonly Attempt[], shared: Record<string, SharedRequest>): string[] {
+  const lines: string[] = [];
+  const shown = new Set<string>();
+  const cut = (truncated: boolean | undefined) => (truncated ? ' (truncated)' : '');
+  for (const a of attempts) {
+    if (a.request?.body !== undefined)
+      lines.push(`attempt ${a.number} body${cut(a.request.bodyTruncated)}: ${a.request.body}`);
+    if (a.requestItem !== undefined)
+      lines.push(`attempt ${a.number} item${cut(a.requestItemTruncated)}: ${a.requestItem}`);
+    const request = a.batch ? shared[a.batch.id] : undefined;
+    if (a.batch && request?.body !== undefined && !shown.has(a.batch.id)) {
+      shown.add(a.batch.id);
+      lines.push(`batch ${a.batch.id} shared body${cut(request.bodyTruncated)}: ${request.body}`);
+    }
+  }
+  return lines.length > 0 ? ['', ...lines] : [];
 }
