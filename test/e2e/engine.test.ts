@@ -67,7 +67,7 @@ describe('the engine as a process, driven like an operator would', () => {
   });
 
   it('logs one line per loaded connection', () => {
-    expect(engine.logs()).toContain('connection acme-crm loaded: Acme CRM');
+    expect(engine.logs()).toContain('connection acme-crm loaded (version 1): Acme CRM');
   });
 
   it('creates a key once and lists only its id and prefix', () => {
