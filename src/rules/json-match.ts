@@ -1,5 +1,5 @@
 import type { JsonMatch } from '../config/connection-schema.js';
-import { compileJsonPath, JsonPathSyntaxError, type SelectJson } from './json-path.js';
+import { compileJsonPath, JsonPathSyntaxError } from './json-path.js';
 
 /** A response body read as JSON: its value, or the fact that it is not JSON (HTML error page, XML, cut short). */
 export type JsonBody = { isJson: true; value: unknown } | { isJson: false };
@@ -24,33 +24,17 @@ export function lazyJsonBody(body: string): () => JsonBody {
   return () => (parsed ??= parseJsonBody(body));
 }
 
-const compiledPaths = new Map<string, SelectJson>();
-/** Paths come from connection files, so a handful; the bound only guards against churn. */
-const MAX_CACHED = 1_000;
-
 /**
- * The values a JSONPath selects (`$.a.b`, `$.errors[*].email`, `$.errors[?(@.code == 'X')]`), or
- * undefined when the path does not compile. Filters are a closed expression grammar (no calls, no
- * regular expressions), so a path from a connection file can neither run code nor backtrack.
+ * The values a JSONPath (RFC 9535: `$.a.b`, `$.errors[*].email`, `$.errors[?@.code == 'X']`)
+ * selects, or undefined when the path does not compile or the document nests too deep to search.
  */
 export function selectJson(path: string, value: unknown): unknown[] | undefined {
   try {
-    return compiledPath(path)(value);
+    return compileJsonPath(path)(value);
   } catch (error) {
     if (error instanceof JsonPathSyntaxError) return undefined;
     throw error;
   }
-}
-
-/** The compiled path; a path that does not compile throws (validation refuses such a path). */
-function compiledPath(path: string): SelectJson {
-  let select = compiledPaths.get(path);
-  if (!select) {
-    select = compileJsonPath(path);
-    if (compiledPaths.size >= MAX_CACHED) compiledPaths.clear();
-    compiledPaths.set(path, select);
-  }
-  return select;
 }
 
 /**
@@ -58,12 +42,13 @@ function compiledPath(path: string): SelectJson {
  * key is there). `equals`: a selected value is strictly equal (`1` is not `"1"`). `in`: a selected
  * value is in the list. `contains`: a selected array has the value as an element, or a selected
  * string contains the string. String values are rendered by `resolve` first (per-item results:
- * `contains: '{{email}}'`). Not JSON: the test does not hold. A path that does not compile throws
- * (validation refuses one, so this is never a silent "no match").
+ * `contains: '{{email}}'`). Not JSON, or nested deeper than `..` searches: the test does not hold.
+ * A path that does not compile throws (validation refuses one, so this is never a silent "no match").
  */
 export function jsonMatches(match: JsonMatch, body: JsonBody, resolve: ResolveValue): boolean {
   if (!body.isJson) return false;
-  const selected = compiledPath(match.path)(body.value);
+  const selected = compileJsonPath(match.path)(body.value);
+  if (selected === undefined) return false;
   if (match.exists !== undefined) return selected.length > 0 === match.exists;
   if (match.equals !== undefined) {
     const expected = resolveScalar(match.equals, resolve);

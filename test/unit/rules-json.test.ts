@@ -84,6 +84,16 @@ describe('JSON tests', () => {
     expect(selectJson('$[?(@.x ==)]', [{ x: 1 }])).toBeUndefined();
     expect(() => test({ path: '$[?(@.x ==)]', exists: false })).toThrow(/not a valid JSONPath/);
   });
+  it('a test on an answer nested deeper than `..` searches does not hold, either way', () => {
+    let deep: unknown = { code: 'X' };
+    for (let level = 0; level < 1_000; level += 1) deep = { data: deep };
+    const body = JSON.stringify(deep);
+    expect(selectJson('$..code', deep)).toBeUndefined();
+    expect(holds({ path: '$..code', exists: true }, body)).toBe(false);
+    expect(holds({ path: '$..code', exists: false }, body)).toBe(false);
+    expect(holds({ path: '$.data.data', exists: true }, body)).toBe(true);
+    expect(holds({ path: '$..code', equals: 'X' }, JSON.stringify({ a: { b: [{ code: 'X' }] } }))).toBe(true);
+  });
   it('evaluates filters without running code', () => {
     const scope = globalThis as { pwned?: number };
     expect(selectJson('$[?(globalThis.pwned = 1)]', [{ x: 1 }])).toBeUndefined();

@@ -67,17 +67,20 @@ describe('rules are compiled at validation: a bad one is refused with file, line
     expect(verdict).toMatchObject({ verdict: 'fail', rule: 0 });
   });
 
+  const docs = {
+    errors: [
+      { code: 'X', email: 'a' },
+      { code: 'Y', email: 'b' },
+    ],
+    tags: ['v', 'n'],
+  };
+
   it('compiles the JSONPath forms the docs show', () => {
-    const doc = {
-      errors: [
-        { code: 'X', email: 'a' },
-        { code: 'Y', email: 'b' },
-      ],
-      tags: ['v', 'n'],
-    };
+    const doc = docs;
     const select = (path: string) => compileJsonPath(path)(doc);
     expect(select('$.errors[*].email')).toEqual(['a', 'b']);
     expect(select("$.errors[?(@.code == 'Y')].email")).toEqual(['b']);
+    expect(select("$.errors[?@.code == 'Y'].email")).toEqual(['b']);
     expect(select('$..email')).toEqual(['a', 'b']);
     expect(select('$.errors..*')).toEqual([doc.errors[0], doc.errors[1], 'X', 'a', 'Y', 'b']);
     expect(select("$['tags'][-1]")).toEqual(['n']);
@@ -87,9 +90,47 @@ describe('rules are compiled at validation: a bad one is refused with file, line
     expect(select('$.errors[?(@.code != "X" && !@.missing)].code')).toEqual(['Y']);
   });
 
-  it('refuses filters that would call functions, assign or carry a regular expression', () => {
-    for (const path of ['$[?(foo())]', '$[?(@.a = 1)]', '$[?(@.m.match(/(a+)+$/))]', '$[?($.a)]'])
+  it('refuses filters that would call unknown functions, assign or carry a JavaScript regex', () => {
+    for (const path of ['$[?(foo())]', '$[?(@.a = 1)]', '$[?(@.m.match(/(a+)+$/))]', '$[?(@.x === 1)]'])
       expect(jsonPathProblem(path), path).toMatch(/not a valid JSONPath/);
+    // RFC 9535: `$` inside a filter is the whole answer, data rather than code.
+    expect(compileJsonPath("$.errors[?$.tags[0] == 'v'].code")(docs)).toEqual(['X', 'Y']);
+  });
+
+  it('reads $.errors.0.email as $.errors[0].email, outside quotes and decimals', () => {
+    expect(compileJsonPath('$.errors.0.email')(docs)).toEqual(['a']);
+    expect(compileJsonPath('$..1')(docs)).toEqual([docs.errors[1], 'n']);
+    expect(compileJsonPath("$['tags.0'].0")({ 'tags.0': ['q'] })).toEqual(['q']);
+    expect(compileJsonPath('$[?@.n == 1.5].n')([{ n: 1.5 }, { n: 1 }])).toEqual([1.5]);
+    // The character named is the one of the path as written, not of its rewritten form.
+    expect(jsonPathProblem('$.errors.0.email[')).toMatch(/at character 18$/);
+  });
+});
+
+describe('match() and search() in filters run on RE2, their pattern checked at validation', () => {
+  const answer = { errors: [{ code: 'INVALID_EMAIL' }, { code: 'DUPLICATE' }] };
+  it('match() matches the whole string, search() anywhere', () => {
+    expect(compileJsonPath("$.errors[?match(@.code, 'INVALID')].code")(answer)).toEqual([]);
+    expect(compileJsonPath("$.errors[?match(@.code, 'INVALID.*')].code")(answer)).toEqual(['INVALID_EMAIL']);
+    expect(compileJsonPath("$.errors[?search(@.code, 'VALID')].code")(answer)).toEqual(['INVALID_EMAIL']);
+    expect(compileJsonPath("$.errors[?search(@.code, '(?i)dup')].code")(answer)).toEqual(['DUPLICATE']);
+  });
+
+  it('matches (a+)+$ against a long "aaaa…!" value in linear time', () => {
+    // Exponential for JavaScript's backtracking RegExp: this test hangs without RE2.
+    const hostile = [{ m: `${'a'.repeat(50_000)}!` }, { m: 'aaa' }];
+    expect(compileJsonPath("$[?match(@.m, '(a+)+')].m")(hostile)).toEqual(['aaa']);
+    expect(compileJsonPath("$[?search(@.m, '^(a+)+$')].m")(hostile)).toEqual(['aaa']);
+  });
+
+  it.each([
+    ["$[?match(@.m, '(a)\\\\1')]", /match\(\): .*backreferences are not supported.* at character 16$/],
+    ["$[?search(@.m, 'x(?=y)')]", /search\(\): .*lookahead and lookbehind are not supported/],
+    ["$[?match(@.m, '[a-')]", /RE2 syntax.*missing closing \]/],
+    ['$[?search(@.m, @.pattern)]', /the pattern of search\(\) must be a 'string' at character 16$/],
+  ])('refuses %s', (path, reason) => {
+    expect(jsonPathProblem(path)).toMatch(/^not a valid JSONPath: /);
+    expect(jsonPathProblem(path)).toMatch(reason);
   });
 });
 
