@@ -19,11 +19,17 @@ const placeholderSecrets: SecretSource = { get: (name) => `placeholder-secret-${
 /** Dry runs fetch nothing, so OAuth2 connections render with a stand-in token. */
 const placeholderToken = { accessToken: 'placeholder-oauth2-access-token' };
 /**
- * Attributes vary per unsubscribe, so the full sample carries two under names no template reads
+ * Attributes vary per unsubscribe, so the full sample carries them under names no template reads
  * directly: the body of an `{{#each attributes}}` (and anything nested in it) then runs at
- * validation, as it will at every delivery whose unsubscribe has attributes.
+ * validation, as it will at every delivery whose unsubscribe has attributes. One is empty, so both
+ * sides of an `{{#if this}}` / `{{#unless this}}` inside the loop run too (the property test found
+ * `{{#unless this}}{{email}}{{/unless}}`, out of scope in the loop, passing with only set values).
  */
-const sampleAttributes = { 'sample-attribute': 'sample value', 'other-attribute': 'other value' };
+const sampleAttributes = {
+  'sample-attribute': 'sample value',
+  'other-attribute': 'other value',
+  'empty-attribute': '',
+};
 
 /**
  * Validates every template of a connection without sending anything: compiles, then renders

@@ -16,6 +16,7 @@ ${extra}request:
 describe('nested #each: what validates renders at delivery', () => {
   it.each([
     ['{{#each attributes}}{{email}}{{/each}}', /unknown variable "email"/],
+    ['{{#each attributes}}{{#unless this}}{{email}}{{/unless}}{{/each}}', /unknown variable "email"/],
     ['{{#each attributes}}{{#each attributes}}{{/each}}{{/each}}', /unknown variable "attributes"/],
     ['{{#each attributes}}{{#each ../attributes}}{{../this}}{{/each}}{{/each}}', /got an object/],
     [
