@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -6,7 +6,7 @@ import type { ConnectionInput } from '../../src/config/connection-schema.js';
 import { startFakeCrm, type FakeCrm } from '../helpers/crm-server.js';
 import { writeConnections } from '../helpers/engine.js';
 import { cli, freePort, spawnEngine, type EngineProcess } from '../helpers/processes.js';
-import { cleanPrefix, eventually, uniquePrefix } from '../helpers/redis.js';
+import { eventually, uniquePrefix } from '../helpers/redis.js';
 import {
   ADMIN_TOKEN,
   adminClient,
@@ -18,6 +18,7 @@ import {
   recordFigures,
   settled,
   type DeliveryView,
+  tearDown,
 } from './support.js';
 
 // A CRM that is down (connection refused), one that refuses (500, 422) and one that accepts and
@@ -72,17 +73,7 @@ beforeAll(async () => {
   );
 });
 
-afterAll(async () => {
-  if (engine && engine.child.exitCode === null) {
-    engine.child.kill('SIGTERM');
-    await engine.exited;
-  }
-  await crm?.close();
-  await hanging?.close();
-  await back?.close();
-  await rm(dir, { recursive: true, force: true });
-  await cleanPrefix(prefix);
-});
+afterAll(() => tearDown({ engines: [engine], closers: [crm, hanging, back], dir, prefix }));
 
 it('fails visibly for a CRM that is down, refusing or hanging, replays once it is back, and a hanging CRM holds no one else', async () => {
   const admin = adminClient(engine!.url);

@@ -1,11 +1,11 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startFakeCrm, type FakeCrm } from '../helpers/crm-server.js';
 import { writeConnections } from '../helpers/engine.js';
 import { spawnEngine, type EngineProcess } from '../helpers/processes.js';
-import { cleanPrefix, eventually, uniquePrefix } from '../helpers/redis.js';
+import { eventually, uniquePrefix } from '../helpers/redis.js';
 import {
   adminClient,
   chaosConnection,
@@ -16,6 +16,7 @@ import {
   postAll,
   recordFigures,
   settled,
+  tearDown,
 } from './support.js';
 
 // An engine SIGKILLed while both a batched and an unbatched connection have requests in flight:
@@ -40,16 +41,7 @@ beforeAll(async () => {
   env = engineEnv({ REDIS_PREFIX: prefix, CONNECTIONS_DIR: dir, WORKER_CONCURRENCY: String(CONCURRENCY) });
 });
 
-afterAll(async () => {
-  for (const engine of engines)
-    if (engine.child.exitCode === null && engine.child.signalCode === null) {
-      engine.child.kill('SIGTERM');
-      await engine.exited;
-    }
-  await crm?.close();
-  await rm(dir, { recursive: true, force: true });
-  await cleanPrefix(prefix);
-});
+afterAll(() => tearDown({ engines, closers: [crm], dir, prefix }));
 
 it('delivers everything to a batched and an unbatched connection after the engine is SIGKILLed mid-drain', async () => {
   const first = await spawnEngine(env);

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
@@ -6,8 +6,16 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startFakeCrm, type FakeCrm } from '../helpers/crm-server.js';
 import { writeConnections } from '../helpers/engine.js';
 import { spawnEngine, type EngineProcess } from '../helpers/processes.js';
-import { cleanPrefix, uniquePrefix } from '../helpers/redis.js';
-import { adminClient, chaosConnection, client, counts, engineEnv, recordFigures } from './support.js';
+import { uniquePrefix } from '../helpers/redis.js';
+import {
+  adminClient,
+  chaosConnection,
+  client,
+  counts,
+  engineEnv,
+  recordFigures,
+  tearDown,
+} from './support.js';
 
 // 20,000 hostile requests at a running engine: arbitrary JSON and non-JSON bodies, wrong types,
 // huge and Unicode strings, wrong content types, bad keys, other methods and paths. Redis is up, so
@@ -38,15 +46,7 @@ beforeAll(async () => {
   );
 });
 
-afterAll(async () => {
-  if (engine && engine.child.exitCode === null) {
-    engine.child.kill('SIGTERM');
-    await engine.exited;
-  }
-  await crm?.close();
-  await rm(dir, { recursive: true, force: true });
-  await cleanPrefix(prefix);
-});
+afterAll(() => tearDown({ engines: [engine], closers: [crm], dir, prefix }));
 
 function specs(key: string): Spec[] {
   const ascii = (max: number) => fc.string({ unit: 'grapheme-ascii', maxLength: max });

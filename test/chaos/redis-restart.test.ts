@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -17,6 +17,7 @@ import {
   settled,
   startOwnRedis,
   type OwnRedis,
+  tearDown,
 } from './support.js';
 
 // Redis SIGKILLed under load and restarted on the same port and data (AOF, appendfsync everysec as
@@ -45,15 +46,7 @@ beforeAll(async () => {
   );
 });
 
-afterAll(async () => {
-  if (engine && engine.child.exitCode === null) {
-    engine.child.kill('SIGTERM');
-    await engine.exited;
-  }
-  await crm?.close();
-  await redis?.stop();
-  await rm(work, { recursive: true, force: true });
-});
+afterAll(() => tearDown({ engines: [engine], closers: [crm, redis], dir: work }));
 
 it('loses no accepted unsubscribe when Redis is SIGKILLed under load and restarted', async () => {
   const admin = adminClient(engine!.url);

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
@@ -7,7 +7,7 @@ import type { ConnectionInput } from '../../src/config/connection-schema.js';
 import { startFakeCrm, type FakeCrm } from '../helpers/crm-server.js';
 import { writeConnections } from '../helpers/engine.js';
 import { spawnEngine, type EngineProcess } from '../helpers/processes.js';
-import { cleanPrefix, REDIS_URL, uniquePrefix } from '../helpers/redis.js';
+import { REDIS_URL, uniquePrefix } from '../helpers/redis.js';
 import {
   ADMIN_TOKEN,
   adminClient,
@@ -19,6 +19,7 @@ import {
   recordFigures,
   settled,
   type DeliveryView,
+  tearDown,
 } from './support.js';
 import { redisValues, secretForms } from './secret-scan.js';
 
@@ -93,15 +94,7 @@ beforeAll(async () => {
   );
 });
 
-afterAll(async () => {
-  if (engine && engine.child.exitCode === null) {
-    engine.child.kill('SIGTERM');
-    await engine.exited;
-  }
-  await crm?.close();
-  await rm(dir, { recursive: true, force: true });
-  await cleanPrefix(prefix);
-});
+afterAll(() => tearDown({ engines: [engine], closers: [crm], dir, prefix }));
 
 it('shows no secret in logs, Redis, admin answers, CLI output or metrics after deliveries, failures, tests, renders and replays', async () => {
   const admin = adminClient(engine!.url);

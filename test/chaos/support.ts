@@ -1,12 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { Pool } from 'undici';
 import type { ConnectionInput } from '../../src/config/connection-schema.js';
-import { eventually } from '../helpers/redis.js';
-import { freePort, ROOT } from '../helpers/processes.js';
+import { cleanPrefix, eventually } from '../helpers/redis.js';
+import { freePort, ROOT, type EngineProcess } from '../helpers/processes.js';
 
 // Shared by the chaos files: a private redis-server to kill, an ingest client on a keep-alive
 // pool, admin calls whose answers are kept (the secrets check greps them), and the figures each
@@ -318,4 +318,27 @@ export function cliAsync(
       resolve({ status, stdout, stderr });
     }),
   );
+}
+
+/**
+ * Stops what a check started, whatever state its engines were left in: each engine still running,
+ * each CRM, its temp directory and (on the shared Redis) its key prefix.
+ */
+export async function tearDown(parts: {
+  engines: Array<EngineProcess | undefined>;
+  closers?: Array<{ close(): Promise<void> } | { stop(): Promise<void> } | undefined>;
+  dir?: string;
+  prefix?: string;
+}): Promise<void> {
+  for (const engine of parts.engines)
+    if (engine && engine.child.exitCode === null && engine.child.signalCode === null) {
+      engine.child.kill('SIGTERM');
+      await engine.exited;
+    }
+  for (const closer of parts.closers ?? []) {
+    if (closer && 'close' in closer) await closer.close();
+    else if (closer) await closer.stop();
+  }
+  if (parts.dir) await rm(parts.dir, { recursive: true, force: true });
+  if (parts.prefix) await cleanPrefix(parts.prefix);
 }
