@@ -9,7 +9,8 @@ const HOW_TO_GET_REDIS =
   'Install Redis 7 (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis), ' +
   'or run one with Docker (docker compose up redis), or point REDIS_URL at a running Redis.';
 
-async function answers(url: string): Promise<boolean> {
+/** Whether a Redis answers PING at `url` within a second (one try, no retries). */
+export async function redisAnswers(url: string): Promise<boolean> {
   const probe = new Redis(url, {
     lazyConnect: true,
     enableOfflineQueue: false,
@@ -45,7 +46,7 @@ export async function ensureRedis(
   dataRoot = '.unsub-relay',
 ): Promise<RedisBootstrap> {
   const none: RedisBootstrap = { stop: async () => undefined };
-  if (await answers(url)) return none;
+  if (await redisAnswers(url)) return none;
   const target = new URL(url);
   const local = ['127.0.0.1', 'localhost', '::1', '[::1]'].includes(target.hostname);
   if (!local)
@@ -77,7 +78,7 @@ export async function ensureRedis(
     { stdio: 'ignore' },
   );
   for (let i = 0; i < 50; i += 1) {
-    if (await answers(url)) {
+    if (await redisAnswers(url)) {
       logger.warn(
         { pid: child.pid, port: Number(port), dataDir: dir },
         `no Redis answered on port ${port}: started a private redis-server (AOF on); it stops with the engine`,

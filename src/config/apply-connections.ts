@@ -1,10 +1,14 @@
 import type { ConnectionOrigin } from './connection-origin.js';
 import { connectionSchema, type Connection } from './connection-schema.js';
 import { mergeConnection, type FieldConflict } from './three-way-merge.js';
-import { ConnectionChangedError } from '../errors.js';
 import type { EventSink } from '../events/operational-event.js';
 import type { ConnectionConflict, ConnectionConflicts } from '../store/connection-conflicts.js';
-import { connectionHash, type ConnectionStore, type LastApplied } from '../store/connection-store.js';
+import {
+  connectionHash,
+  untilUnchanged,
+  type ConnectionStore,
+  type LastApplied,
+} from '../store/connection-store.js';
 
 /** One connection to apply, and the file it came from (none when sent as JSON to the admin API). */
 export interface ApplyItem {
@@ -42,9 +46,6 @@ export interface ApplyStores {
   conflicts: ConnectionConflicts;
 }
 
-/** Two engines or operators at once: each re-reads and redoes its merge; this many tries is plenty. */
-const MAX_TRIES = 8;
-
 /**
  * Applies connections the way `kubectl apply` applies manifests (docs/connections.md, "Files and
  * the store"): the store is the truth, and each connection is changed only by what its file changed
@@ -63,16 +64,8 @@ export async function applyConnections(
     conflicts: [],
     deleted: [],
   };
-  for (const item of items) {
-    for (let tries = 1; ; tries += 1) {
-      try {
-        await applyOne(stores, item, options, report);
-        break;
-      } catch (error) {
-        if (!(error instanceof ConnectionChangedError) || tries === MAX_TRIES) throw error;
-      }
-    }
-  }
+  // Two engines or operators at once: each re-reads and redoes its merge.
+  for (const item of items) await untilUnchanged(() => applyOne(stores, item, options, report));
   if (options.prune) {
     const wanted = new Set(items.map((i) => i.connection.id));
     const by = options.origin.by ?? options.origin.via;

@@ -73,8 +73,9 @@ export async function applyConnectionFiles(
       `connection ${deleted.id} stays deleted (by ${deleted.by} at ${deleted.at}); its file is unchanged since it was last applied`,
     );
   const inFiles = new Set(loaded.map((l) => l.connection.id));
+  const stored = new Set(await stores.store.ids());
   for (const id of await stores.store.appliedIds()) {
-    if (inFiles.has(id) || !(await stores.store.get(id))) continue;
+    if (inFiles.has(id) || !stored.has(id)) continue;
     logger.info(
       { connectionId: id },
       `connection ${id} stays: it was applied from a file this engine does not have; delete it with npx unsub-relay connections delete ${id} --yes if it should go`,

@@ -219,6 +219,11 @@ export class ConnectionStore {
     return (await this.redis.exists(this.keys.connectionsApplied)) === 1;
   }
 
+  /** Ids of every stored connection (one HKEYS: no record is read or parsed). */
+  async ids(): Promise<string[]> {
+    return this.redis.hkeys(this.keys.connections);
+  }
+
   async count(): Promise<number> {
     return this.redis.hlen(this.keys.connections);
   }
@@ -250,4 +255,21 @@ export function diffConnections(from: unknown, to: unknown, path = ''): FieldCha
   }
   if (canonicalJson(from ?? null) === canonicalJson(to ?? null)) return [];
   return [{ path, ...(from === undefined ? {} : { from }), ...(to === undefined ? {} : { to }) }];
+}
+
+/**
+ * Runs a read-modify-write of a connection until it lands: `work` reads the connection, works out its
+ * change and puts it guarded by the version it read; a `ConnectionChangedError` (another writer landed
+ * first) runs it again after a short random wait, so writers racing in step fall out of step. After
+ * 20 tries (about a second of steady contention) the error is the caller's.
+ */
+export async function untilUnchanged<T>(work: () => Promise<T>): Promise<T> {
+  for (let tries = 1; ; tries += 1) {
+    try {
+      return await work();
+    } catch (error) {
+      if (!(error instanceof ConnectionChangedError) || tries === 20) throw error;
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * tries));
+    }
+  }
 }

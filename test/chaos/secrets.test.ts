@@ -6,13 +6,12 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { ConnectionInput } from '../../src/config/connection-schema.js';
 import { startFakeCrm, type FakeCrm } from '../helpers/crm-server.js';
 import { writeConnections } from '../helpers/engine.js';
-import { spawnEngine, type EngineProcess } from '../helpers/processes.js';
+import { spawnEngine, type EngineProcess, cliAsync } from '../helpers/processes.js';
 import { REDIS_URL, uniquePrefix } from '../helpers/redis.js';
 import {
   ADMIN_TOKEN,
   adminClient,
   chaosConnection,
-  cliAsync,
   client,
   engineEnv,
   postAll,

@@ -2,10 +2,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { Redis } from 'ioredis';
 import { Pool } from 'undici';
 import type { ConnectionInput } from '../../src/config/connection-schema.js';
 import { cleanPrefix, eventually } from '../helpers/redis.js';
+import { redisAnswers } from '../../src/redis-bootstrap.js';
 import { freePort, ROOT, type EngineProcess } from '../helpers/processes.js';
 
 // Shared by the chaos files: a private redis-server to kill, an ingest client on a keep-alive
@@ -50,25 +50,7 @@ export async function startOwnRedis(dir: string): Promise<OwnRedis> {
       ],
       { stdio: 'ignore' },
     );
-    await eventually(
-      `redis-server on ${port}`,
-      async () => {
-        const probe = new Redis(port, '127.0.0.1', {
-          lazyConnect: true,
-          maxRetriesPerRequest: 0,
-          retryStrategy: () => null,
-        });
-        // Refused until the server listens: the poll retries, so the event has nothing to report.
-        probe.on('error', () => undefined);
-        try {
-          await probe.connect();
-          return (await probe.ping()) === 'PONG';
-        } finally {
-          probe.disconnect();
-        }
-      },
-      20_000,
-    );
+    await eventually(`redis-server on ${port}`, () => redisAnswers(`redis://127.0.0.1:${port}`), 20_000);
   };
   const halt = async (signal: NodeJS.Signals) => {
     if (child.exitCode !== null || child.signalCode !== null) return;
@@ -292,32 +274,6 @@ export async function postAll(
     }),
   );
   return answers;
-}
-
-/**
- * Runs the real CLI without blocking this process (the helpers' `cli` uses spawnSync, which would
- * stop the in-process fake CRM from answering a CLI `test` run).
- */
-export function cliAsync(
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [path.join(ROOT, 'bin/unsub-relay.js'), ...args], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-  return new Promise((resolve) =>
-    child.once('close', (status) => {
-      clearTimeout(timer);
-      resolve({ status, stdout, stderr });
-    }),
-  );
 }
 
 /**

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -6,27 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ConnectionInput } from '../../src/config/connection-schema.js';
 import { startFakeCrm, type FakeCrm } from '../helpers/crm-server.js';
 import { crmConnection, deliveryRecords, writeConnections } from '../helpers/engine.js';
-import { cli, ROOT, spawnEngine, type EngineProcess } from '../helpers/processes.js';
+import { cli, spawnEngine, type EngineProcess, cliAsync } from '../helpers/processes.js';
 import { cleanPrefix, eventually, uniquePrefix } from '../helpers/redis.js';
-
-/**
- * The real CLI, without blocking this process: `cli()` waits synchronously, so the fake CRM living
- * in this process could not answer a `test` that sends.
- */
-function cliAsync(
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [path.join(ROOT, 'bin/unsub-relay.js'), ...args], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  return new Promise((resolve) => child.once('close', (status) => resolve({ status, stdout, stderr })));
-}
 
 describe('test and replay from the CLI', () => {
   const prefix = uniquePrefix('e2e-testing');

@@ -65,6 +65,32 @@ export async function spawnEngine(env: Record<string, string>): Promise<EnginePr
   return { child, url, logs: () => output, exited };
 }
 
+/**
+ * Runs the real CLI without blocking this process: `cli()` waits synchronously, so a fake CRM living
+ * in this process could not answer a command that sends (`test`). Killed after 60 s.
+ */
+export function cliAsync(
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  return new Promise((resolve) =>
+    child.once('close', (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr });
+    }),
+  );
+}
+
 /** A new API key for `account`, made with the real CLI against a running engine. */
 export function createKey(env: Record<string, string>, adminUrl: string, account = 'acme'): string {
   return cli(['keys', 'create', '--account', account], { ...env, ADMIN_URL: adminUrl })

@@ -7,7 +7,7 @@ import type { OperationalEventInput } from '../../src/events/operational-event.j
 import { createLogger } from '../../src/logging.js';
 import { ConnectionConflicts } from '../../src/store/connection-conflicts.js';
 import { ConnectionIndex } from '../../src/store/connection-index.js';
-import { ConnectionStore } from '../../src/store/connection-store.js';
+import { ConnectionStore, untilUnchanged } from '../../src/store/connection-store.js';
 import { keyspace } from '../../src/store/keys.js';
 import { cleanPrefix, eventually, testRedis, uniquePrefix } from '../helpers/redis.js';
 
@@ -199,24 +199,19 @@ describe('the shared connection store', () => {
         applyConnectionFiles(stores, loaded(fileA), noSecrets, logger),
         applyConnectionFiles(other, loaded(fileB), noSecrets, logger),
         (async () => {
-          for (const campaign of links) {
-            for (;;) {
+          for (const campaign of links)
+            // As the admin API links: read, change, put guarded by the version read, redo if beaten.
+            await untilUnchanged(async () => {
               const current = await store.get('shared');
-              try {
-                await store.put(
-                  {
-                    ...current!.connection,
-                    campaigns: [...(current!.connection.campaigns as string[]), campaign],
-                  },
-                  { via: 'cli' },
-                  { expectedVersion: current!.version },
-                );
-                break;
-              } catch {
-                // Changed meanwhile: read again, as the admin API does.
-              }
-            }
-          }
+              await store.put(
+                {
+                  ...current!.connection,
+                  campaigns: [...(current!.connection.campaigns as string[]), campaign],
+                },
+                { via: 'cli' },
+                { expectedVersion: current!.version },
+              );
+            });
         })(),
       ]);
       const stored = (await store.get('shared'))!.connection;

@@ -8,7 +8,7 @@ import type { EventSink } from '../../events/operational-event.js';
 import type { DeliveryProducer } from '../../queue/producer.js';
 import type { CampaignStore } from '../../store/campaigns.js';
 import { connectionConflictSchema, type ConnectionConflicts } from '../../store/connection-conflicts.js';
-import { diffConnections, type ConnectionStore } from '../../store/connection-store.js';
+import { diffConnections, untilUnchanged, type ConnectionStore } from '../../store/connection-store.js';
 import type { Keyspace } from '../../store/keys.js';
 import { registerApplyRoutes } from './apply.js';
 import { invalid, validateConnection } from './connection-validation.js';
@@ -56,9 +56,6 @@ function present(record: StoredConnection) {
   };
 }
 
-/** Read-modify-write with the version read as the guard: a change made meanwhile is redone on top of it. */
-const TRIES = 8;
-
 export type Revise = (
   request: FastifyRequest,
   id: string,
@@ -79,21 +76,17 @@ export function registerConnectionRoutes(admin: AdminApp, deps: ConnectionAdminD
     throw new NotFoundError(`no connection ${id} (see connections list)`);
   };
   /** A new version with `change` applied to the current connection, recording who made it. */
-  const revise: Revise = async (request, id, change) => {
-    for (let tries = 1; ; tries += 1) {
+  // Guarded by the version read: a change made meanwhile is redone on top of it.
+  const revise: Revise = (request, id, change) =>
+    untilUnchanged(async () => {
       const current = await mustGet(id);
-      try {
-        const { version, changed } = await store.put(
-          change(structuredClone(current.connection)),
-          originOf(request),
-          { expectedVersion: current.version },
-        );
-        return { id, version, changed, previousVersion: current.version };
-      } catch (error) {
-        if (!(error instanceof ConnectionChangedError) || tries === TRIES) throw error;
-      }
-    }
-  };
+      const { version, changed } = await store.put(
+        change(structuredClone(current.connection)),
+        originOf(request),
+        { expectedVersion: current.version },
+      );
+      return { id, version, changed, previousVersion: current.version };
+    });
   const revision = z.object({
     id: z.string(),
     version: z.number(),
